@@ -1,0 +1,300 @@
+"""The opening of every book chapter, and the glue the chapters share.
+
+Every notebook starts the same way (MONAI style): install, imports, then ::
+
+    from fetalft.book import setup
+    book = setup()
+
+which picks the run profile (``$FETALFT_PROFILE``, else ``paper`` on a GPU and ``cpu``
+otherwise), finds the data (HC18 in ``$FETALFT_DATA_DIR`` or the cache folder; downloaded
+there when missing and the profile is not ``smoke``; the smoke profile falls back to
+synthetic scans and says so), chooses device and precision, and prints all of it.
+
+Where results go:
+
+- ``$FETALFT_RESULTS_DIR`` / ``$FETALFT_CHECKPOINT_DIR`` if set;
+- the smoke profile otherwise writes into a fresh temporary folder per notebook, so CI
+  always really trains and never reads stale results or dirties the repository;
+- else ``results/`` and ``checkpoints/`` of the repository when the notebook runs inside
+  a clone (found by its ``_config.yml``), or of the working folder (Colab: ``/content``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fetalft import hc18
+from fetalft.device import Runtime
+from fetalft.models import default_encoder_weights, weights_source
+from fetalft.profiles import Profile, get_profile
+from fetalft.study import CHECKPOINTS_ENV, RESULTS_ENV
+
+SMOKE_NOTE = "smoke profile: a handful of tiny images and one epoch; the numbers measure nothing"
+
+
+def in_colab() -> bool:
+    """True inside Google Colab."""
+    return "google.colab" in sys.modules
+
+
+def project_root(start: str | os.PathLike | None = None) -> Path | None:
+    """The clone of this repository that holds ``start`` (default: the working folder).
+
+    Recognised by its ``_config.yml`` beside the ``fetalft`` package; ``None`` outside a
+    clone (for example in Colab, where fetalft is pip-installed).
+    """
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "_config.yml").is_file() and (folder / "fetalft" / "__init__.py").is_file():
+            return folder
+    return None
+
+
+def _work_dir(env: str, name: str, profile: Profile, scratch: Path | None) -> Path:
+    if value := os.environ.get(env):
+        return Path(value).expanduser()
+    if profile.name == "smoke" and scratch is not None:
+        return scratch / name
+    return (project_root() or Path.cwd()) / name
+
+
+@dataclass
+class BookSetup:
+    """What a chapter runs with; ``print(book)`` shows it."""
+
+    profile: Profile
+    data_dir: Path
+    synthetic: bool
+    runtime: Runtime
+    encoder_weights: str
+    results_dir: Path
+    checkpoint_dir: Path
+    colab: bool = False
+    _study: object = field(default=None, repr=False)
+
+    @property
+    def weights_label(self) -> str:
+        return weights_source(self.encoder_weights)
+
+    @property
+    def data_label(self) -> str:
+        return "synthetic scans (HC18 not found)" if self.synthetic else "HC18"
+
+    def summary(self) -> pd.DataFrame:
+        """The configuration as a two-column table."""
+        rows = {
+            "profile": f"{self.profile.name}: {self.profile.description}",
+            "image size": f"{self.profile.image_size} x {self.profile.image_size}",
+            "epochs, batch, lr": f"{self.profile.epochs}, {self.profile.batch_size}, {self.profile.lr:g}",
+            "seeds": ", ".join(map(str, self.profile.seeds)),
+            "data": f"{self.data_label} in {self.data_dir}",
+            "device": str(self.runtime.device),
+            "precision": self.runtime.precision,
+            "encoder weights": self.weights_label,
+            "results": str(self.results_dir),
+            "checkpoints": str(self.checkpoint_dir),
+            "running in": "Google Colab" if self.colab else "local Python",
+        }
+        return pd.DataFrame({"setting": list(rows), "value": list(rows.values())})
+
+    def __str__(self) -> str:
+        table = self.summary()
+        width = max(map(len, table["setting"]))
+        lines = [f"{s:<{width}}  {v}" for s, v in zip(table["setting"], table["value"], strict=True)]
+        if self.profile.name == "smoke":
+            lines.append(f"NOTE: {SMOKE_NOTE}.")
+        return "\n".join(lines)
+
+    def study(self, progress: bool = True):
+        """The :class:`fetalft.study.Study` for this setup (created once, images cached)."""
+        from fetalft.study import Study
+
+        if self._study is None:
+            self._study = Study(
+                self.profile,
+                self.data_dir,
+                self.results_dir,
+                self.checkpoint_dir,
+                self.encoder_weights,
+                progress=progress,
+            )
+            self.encoder_weights = str(self._study.encoder_weights)
+        return self._study
+
+    def records(self, subset: hc18.Subset = "training") -> list[hc18.Record]:
+        return hc18.load_records(subset, self.data_dir)
+
+
+def ensure_data(profile: Profile, download: bool = True) -> tuple[Path, bool]:
+    """The data folder and whether it is synthetic; fetch HC18 only when needed.
+
+    HC18 is downloaded (into ``$FETALFT_DATA_DIR`` or the cache folder) only when it is
+    missing and the profile is not ``smoke``: the smoke profile never touches the network.
+    """
+    from fetalft.data import dataset_dir
+
+    try:
+        return hc18.find_data_dir(), False
+    except hc18.DatasetNotFoundError:
+        if profile.name == "smoke" or not download:
+            return dataset_dir(profile)
+    from fetalft.download import download as fetch
+
+    print(f"HC18 not found in {hc18.data_dir()}: downloading it from Zenodo (about 50 MB).")
+    return fetch(), False
+
+
+def setup(
+    profile: str | Profile | None = None, *, download: bool = True, show: bool = True
+) -> BookSetup:
+    """Profile, data, device, precision, weights and output folders for one chapter."""
+    profile = profile if isinstance(profile, Profile) else get_profile(profile or None)
+    data_dir, synthetic = ensure_data(profile, download)
+    scratch = None
+    if profile.name == "smoke" and not (
+        os.environ.get(RESULTS_ENV) and os.environ.get(CHECKPOINTS_ENV)
+    ):
+        scratch = Path(tempfile.mkdtemp(prefix="fetalft-smoke-"))
+    book = BookSetup(
+        profile=profile,
+        data_dir=data_dir,
+        synthetic=synthetic,
+        runtime=Runtime.choose(),
+        encoder_weights=default_encoder_weights(),
+        results_dir=_work_dir(RESULTS_ENV, "results", profile, scratch),
+        checkpoint_dir=_work_dir(CHECKPOINTS_ENV, "checkpoints", profile, scratch),
+        colab=in_colab(),
+    )
+    if show:
+        print(book)
+    return book
+
+
+# --------------------------------------------------------------------------- dataset
+
+
+def image_sizes(records: Iterable[hc18.Record]) -> pd.DataFrame:
+    """Width and height of each image, read from the PNG headers only (fast)."""
+    from PIL import Image
+
+    rows = []
+    for record in records:
+        with Image.open(record.image_path) as image:
+            width, height = image.size
+        rows.append({"name": record.name, "width": width, "height": height})
+    return pd.DataFrame(rows)
+
+
+def records_table(records: Sequence[hc18.Record]) -> pd.DataFrame:
+    """One row per training record: name, exam, pixel size, expert HC and Hadlock age."""
+    from fetalft.biometry import hadlock_ga_weeks
+
+    return pd.DataFrame(
+        {
+            "name": [r.name for r in records],
+            "exam": [r.exam for r in records],
+            "pixel_size_mm": [r.pixel_size_mm for r in records],
+            "hc_mm": [r.hc_mm for r in records],
+            "ga_weeks": [hadlock_ga_weeks(r.hc_mm) for r in records],
+        }
+    )
+
+
+@dataclass(frozen=True)
+class BorderCase:
+    """An annotation whose ellipse leaves the image, so filling its outline fails."""
+
+    record: hc18.Record
+    image: np.ndarray
+    outline: np.ndarray
+    hole_filled: np.ndarray  # what scipy's binary_fill_holes makes of the outline
+    ellipse_mask: np.ndarray  # the mask from the fitted ellipse (what fetalft uses)
+    fill_fraction: float  # filled area / ellipse area: about 1 for a closed outline
+
+
+def fill_check(record: hc18.Record) -> BorderCase:
+    """Fill the annotation outline both ways: hole filling and the fitted ellipse."""
+    from scipy.ndimage import binary_fill_holes
+
+    from fetalft.biometry import ellipse_from_outline
+
+    image = hc18.read_gray(record.image_path)
+    outline = hc18.read_gray(record.annotation_path)
+    filled = binary_fill_holes(outline > 0).astype(np.uint8)
+    ellipse_mask = ellipse_from_outline(outline, str(record.annotation_path)).to_mask(
+        outline.shape
+    )
+    fraction = float(filled.sum()) / max(1.0, float(ellipse_mask.sum()))
+    return BorderCase(record, image, outline, filled, ellipse_mask, fraction)
+
+
+def find_border_cases(
+    records: Sequence[hc18.Record], limit: int | None = None
+) -> tuple[list[BorderCase], int]:
+    """Annotations where hole filling fails (filled area under half the ellipse's).
+
+    Checks the first ``limit`` records (all by default); returns the failures and how many
+    records were checked.
+    """
+    checked = list(records)[:limit] if limit is not None else list(records)
+    cases = [case for case in map(fill_check, checked) if case.fill_fraction < 0.5]
+    return cases, len(checked)
+
+
+# --------------------------------------------------------------------------- submission
+
+
+def fallback_ellipse_mm(image_shape: tuple[int, int], pixel_size_mm: float, hc_mm: float):
+    """A stand-in for an image where no head was found: a circle of perimeter ``hc_mm``
+    at the image centre. Used only so the file has a row; counted and reported."""
+    from fetalft.ellipse import Ellipse
+
+    height, width = image_shape
+    radius = hc_mm / (2 * math.pi)
+    return Ellipse(
+        (width - 1) / 2 * pixel_size_mm, (height - 1) / 2 * pixel_size_mm, radius, radius, 0.0
+    )
+
+
+def predict_test_set(predictor, records: Sequence[hc18.Record], progress: bool = True):
+    """Measure every test record with ``predictor``; returns ``{filename: Measurement}``."""
+    from tqdm.auto import tqdm
+
+    measurements = {}
+    for record in tqdm(records, desc="measuring test images", disable=not progress):
+        image = hc18.read_gray(record.image_path)
+        _, measurement = predictor.measure(image, record.pixel_size_mm)
+        measurements[record.image_path.name] = (measurement, image.shape)
+    return measurements
+
+
+def submission_with_fallback(
+    measured: dict, records: Sequence[hc18.Record], fallback_hc_mm: float
+) -> tuple[pd.DataFrame, list[str]]:
+    """The submission table for ``predict_test_set``'s output.
+
+    The challenge needs an ellipse for every image; where the model found no head, the row
+    holds :func:`fallback_ellipse_mm` and its file name is returned in the second value.
+    """
+    from fetalft.biometry import Measurement
+    from fetalft.submission import submission_table
+
+    pixel_sizes = {r.image_path.name: r.pixel_size_mm for r in records}
+    fixed, fallbacks = {}, []
+    for filename, (measurement, shape) in measured.items():
+        if not measurement.measurable:
+            fallbacks.append(filename)
+            pixel = pixel_sizes[filename]
+            ellipse_mm = fallback_ellipse_mm(shape, pixel, fallback_hc_mm)
+            measurement = Measurement(True, ellipse_mm.scaled(1 / pixel), pixel)
+        fixed[filename] = measurement
+    return submission_table(fixed), fallbacks

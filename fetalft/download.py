@@ -1,0 +1,394 @@
+"""Fetch HC18 from Zenodo (record 1327317) into the data folder, safely and only once.
+
+The download is large and runs on laptops and Colab sessions that get interrupted, so
+every step is atomic: files arrive under a temporary name and are renamed only when
+complete and verified, and each zip is extracted into a temporary folder that becomes
+``training_set/`` or ``test_set/`` only after its file names match the CSV. Whatever
+stops the download, the data folder holds either finished pieces or nothing, and running
+the command again picks up where it stopped.
+
+Only the standard library speaks HTTP (``urllib``), so there is no extra dependency.
+
+Command line (wired in by :mod:`fetalft.__main__`)::
+
+    python -m fetalft download [--data-dir DIR] [--force]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import hashlib
+import http.client
+import os
+import shutil
+import sys
+import urllib.error
+import urllib.request
+import zipfile
+import zlib
+from collections.abc import Iterable, Mapping
+from pathlib import Path, PurePosixPath
+from types import MappingProxyType
+
+from tqdm.auto import tqdm
+
+from fetalft import hc18
+from fetalft.io import atomic_directory, atomic_write
+
+ZENODO_URL = "https://zenodo.org/records/1327317/files"
+
+#: sha256 of the two official CSVs (see the dataset's SOURCE.md). The zips carry their own
+#: CRC checks and are then compared file by file with the CSVs, so they need no checksum.
+SHA256: Mapping[str, str] = MappingProxyType(
+    {
+        hc18.TRAIN_CSV: "814533eaade9fcf83646cd80f0de6d0ee2e9954371cbd50baf9f3dd85097795e",
+        hc18.TEST_CSV: "c8c19d140f595871c654e519016f67437faefc398d5659b395344c5699b1d167",
+    }
+)
+
+#: Subset folder -> (its zip on Zenodo, the CSV that lists its images, has annotations).
+SUBSETS: Mapping[str, tuple[str, str, bool]] = MappingProxyType(
+    {
+        hc18.TRAIN_DIR: (f"{hc18.TRAIN_DIR}.zip", hc18.TRAIN_CSV, True),
+        hc18.TEST_DIR: (f"{hc18.TEST_DIR}.zip", hc18.TEST_CSV, False),
+    }
+)
+
+_CHUNK = 1 << 20
+_TIMEOUT_S = 60
+_USER_AGENT = "fetalft-download (python urllib)"
+_MAX_EXAMPLES = 5
+
+
+class DownloadError(hc18.HC18Error):
+    """A file could not be fetched completely (network error, cut-off or corrupt zip)."""
+
+
+class VerificationError(hc18.HC18Error):
+    """A file arrived complete but is not what HC18 should contain."""
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def download(
+    data_dir: str | os.PathLike | None = None,
+    *,
+    base_url: str = ZENODO_URL,
+    force: bool = False,
+    progress: bool = True,
+    checksums: Mapping[str, str] | None = SHA256,
+) -> Path:
+    """Download and verify HC18 into ``hc18.data_dir(data_dir)``; return that folder.
+
+    Parts that are already present and verified are skipped unless ``force``. ``base_url``
+    is where the four Zenodo files live (tests point it at a local server). ``checksums``
+    maps file names to expected sha256 values; ``None`` turns the check off (for datasets
+    other than the official one). ``progress`` shows progress bars and status lines.
+    """
+    root = hc18.data_dir(data_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(root)
+    checksums = checksums or {}
+    command = f"python -m fetalft download --data-dir {root}"
+
+    for csv_name in (hc18.TRAIN_CSV, hc18.TEST_CSV):
+        _ensure_csv(root, csv_name, base_url, checksums, force=force, progress=progress)
+    for folder in SUBSETS:
+        _ensure_subset(root, folder, base_url, checksums, force=force, progress=progress)
+
+    # Final consistency check by the same code that the book uses to read the data.
+    for subset in ("training", "test"):
+        try:
+            hc18.load_records(subset, root)
+        except hc18.HC18Error as error:
+            raise VerificationError(f"{error} (after download; run `{command} --force`)") from error
+    _say(progress, f"HC18 is ready in {root}")
+    return root
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``python -m fetalft download``; the CLI module owns the subcommand."""
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help=f"where to put HC18 (default: ${hc18.DATA_DIR_ENV} or {_default_dir_for_help()})",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="download again even what is already present"
+    )
+    parser.add_argument(
+        "--base-url", default=ZENODO_URL, help="folder URL holding the four Zenodo files"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or status messages")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the download for the CLI; report HC18 problems as one line, return an exit code."""
+    try:
+        download(
+            args.data_dir,
+            base_url=getattr(args, "base_url", ZENODO_URL),
+            force=args.force,
+            progress=not getattr(args, "quiet", False),
+        )
+    except hc18.HC18Error as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def _ensure_csv(
+    root: Path,
+    name: str,
+    base_url: str,
+    checksums: Mapping[str, str],
+    *,
+    force: bool,
+    progress: bool,
+) -> None:
+    """Fetch one CSV unless a copy with the right checksum is already there."""
+    path = root / name
+    if not force and path.is_file() and _checksum_ok(path, checksums.get(name)):
+        _say(progress, f"{name} already present, skipping")
+        return
+    _fetch(_url(base_url, name), path, expected_sha256=checksums.get(name), progress=progress)
+
+
+def _ensure_subset(
+    root: Path,
+    folder_name: str,
+    base_url: str,
+    checksums: Mapping[str, str],
+    *,
+    force: bool,
+    progress: bool,
+) -> None:
+    """Fetch and extract one subset's zip unless its folder already matches the CSV."""
+    zip_name, csv_name, annotated = SUBSETS[folder_name]
+    folder = root / folder_name
+    expected = expected_files(root / csv_name, annotated=annotated)
+    if not force and folder.is_dir() and _name_problems(_files_in(folder), expected) is None:
+        _say(progress, f"{folder_name}/ already present and complete, skipping")
+        return
+
+    zip_path = root / zip_name
+    # A zip under its final name was renamed there only once complete (see _fetch), so
+    # after an interrupted extraction it is reused instead of fetched again.
+    if force or not zip_path.is_file():
+        url = _url(base_url, zip_name)
+        _fetch(url, zip_path, expected_sha256=checksums.get(zip_name), progress=progress)
+    else:
+        url = str(zip_path)
+        _say(progress, f"using {zip_path} from an earlier run")
+    try:
+        _extract_verified(zip_path, folder, expected, source=url)
+    except hc18.HC18Error:
+        zip_path.unlink(missing_ok=True)  # corrupt or wrong: the next run must fetch it anew
+        raise
+    zip_path.unlink()
+
+
+def _fetch(url: str, dest: Path, *, expected_sha256: str | None, progress: bool) -> None:
+    """Stream ``url`` into ``dest`` via a temporary file, renamed only when complete.
+
+    Truncation is detected by comparing the bytes received with Content-Length; a
+    checksum, when known, is checked before the rename so a wrong file never lands.
+    """
+    digest = hashlib.sha256()
+    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
+    try:
+        with (
+            atomic_write(dest, "wb") as out,
+            urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response,
+        ):
+            total = _content_length(response)
+            received = 0
+            with tqdm(
+                total=total,
+                desc=dest.name,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                disable=not progress,
+                leave=True,
+            ) as bar:
+                while chunk := response.read(_CHUNK):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+            if total is not None and received < total:
+                raise DownloadError(
+                    f"download of {dest.name} from {url} stopped after {received:,} of "
+                    f"{total:,} bytes (connection lost). Nothing was kept; "
+                    f"{_again(dest.parent)}"
+                )
+            _check_sha256(dest.name, url, digest.hexdigest(), expected_sha256)
+    except http.client.IncompleteRead as error:
+        raise DownloadError(
+            f"download of {dest.name} from {url} was cut off ({error!r}). Nothing was kept; "
+            f"{_again(dest.parent)}"
+        ) from error
+    except urllib.error.HTTPError as error:
+        raise DownloadError(
+            f"cannot download {dest.name} from {url}: HTTP {error.code} {error.reason}. "
+            f"Check the URL, or {_again(dest.parent)} later"
+        ) from error
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+        reason = getattr(error, "reason", error)
+        raise DownloadError(
+            f"cannot download {dest.name} from {url}: {reason}. Check the internet "
+            f"connection, then {_again(dest.parent)}"
+        ) from error
+
+
+def _extract_verified(zip_path: Path, folder: Path, expected: set[str], *, source: str) -> None:
+    """Extract ``zip_path`` into a temporary folder that becomes ``folder`` once verified.
+
+    Reading every member to its end makes ``zipfile`` check its CRC, so a damaged archive
+    fails here, before the temporary folder is renamed.
+    """
+    try:
+        with zipfile.ZipFile(zip_path) as archive, atomic_directory(folder) as tmp:
+            for member, name in _dataset_members(archive, zip_path.name):
+                with archive.open(member) as src, open(tmp / name, "wb") as dst:
+                    shutil.copyfileobj(src, dst, _CHUNK)
+            problem = _name_problems(_files_in(tmp), expected)
+            if problem is not None:
+                raise VerificationError(
+                    f"{zip_path.name} from {source} does not match its CSV: {problem}. "
+                    "The archive is not the official HC18 one; check --base-url."
+                )
+    except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+        raise DownloadError(
+            f"{zip_path.name} from {source} is incomplete or damaged ({error}). "
+            f"It was deleted; {_again(zip_path.parent)}"
+        ) from error
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def expected_files(csv_path: Path, *, annotated: bool) -> set[str]:
+    """The file names a subset folder must hold: each CSV image, plus its annotation."""
+    with open(csv_path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    if not rows or not rows[0] or rows[0][0] != "filename":
+        raise VerificationError(f"{csv_path} does not start with a 'filename' column.")
+    images = [row[0] for row in rows[1:] if row]
+    if duplicates := sorted({n for n in images if images.count(n) > 1}):
+        raise VerificationError(f"{csv_path} lists {_examples(duplicates)} more than once.")
+    names = set(images)
+    if annotated:
+        names |= {f"{PurePosixPath(n).stem}{hc18.ANNOTATION_SUFFIX}.png" for n in images}
+    return names
+
+
+def _dataset_members(archive: zipfile.ZipFile, label: str) -> Iterable[tuple[str, str]]:
+    """Yield ``(member, file name)`` for the data files of a zip, whatever its nesting.
+
+    Only the last path component is kept, so a top-level ``training_set/`` folder is
+    optional and no member can escape the target folder. Junk such as ``__MACOSX/`` or
+    ``.DS_Store`` is skipped; two members with one name are an error, not an overwrite.
+    """
+    seen: dict[str, str] = {}
+    for info in archive.infolist():
+        if info.is_dir() or _is_junk(info.filename):
+            continue
+        name = PurePosixPath(info.filename).name
+        if name in seen:
+            raise VerificationError(
+                f"{label} holds {name} twice ({seen[name]} and {info.filename})."
+            )
+        seen[name] = info.filename
+        yield info.filename, name
+
+
+def _is_junk(member: str) -> bool:
+    """Files that archivers add by themselves: macOS resource forks, hidden files."""
+    parts = PurePosixPath(member).parts
+    return "__MACOSX" in parts or any(p.startswith(".") for p in parts) or parts[-1] == "Thumbs.db"
+
+
+def _files_in(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir() if not _is_junk(p.name)}
+
+
+def _name_problems(actual: set[str], expected: set[str]) -> str | None:
+    """Describe how ``actual`` differs from ``expected`` with a few names, or ``None``."""
+    problems = []
+    if missing := sorted(expected - actual):
+        problems.append(f"{len(missing)} listed file(s) missing, e.g. {_examples(missing)}")
+    if extra := sorted(actual - expected):
+        problems.append(f"{len(extra)} file(s) not in the CSV, e.g. {_examples(extra)}")
+    return "; ".join(problems) or None
+
+
+def _examples(names: list[str]) -> str:
+    shown = ", ".join(names[:_MAX_EXAMPLES])
+    return shown + (" ..." if len(names) > _MAX_EXAMPLES else "")
+
+
+def _checksum_ok(path: Path, expected: str | None) -> bool:
+    return expected is None or _sha256(path) == expected.lower()
+
+
+def _check_sha256(name: str, url: str, actual: str, expected: str | None) -> None:
+    if expected is not None and actual != expected.lower():
+        raise VerificationError(
+            f"{name} from {url} has sha256 {actual}, expected {expected}. It was not kept; "
+            "the file on the server is not the official HC18 one (check --base-url)."
+        )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _content_length(response: http.client.HTTPResponse) -> int | None:
+    value = response.headers.get("Content-Length")
+    return int(value) if value and value.isdigit() else None
+
+
+def _url(base_url: str, name: str) -> str:
+    return f"{base_url.rstrip('/')}/{name}?download=1"
+
+
+def _again(root: Path) -> str:
+    return f"run `python -m fetalft download --data-dir {root}` again"
+
+
+def _remove_leftovers(root: Path) -> None:
+    """Delete temporary files of a run that was killed too hard to clean up after itself.
+
+    Two downloads into the same folder at once are not supported: the second would
+    remove the first one's temporary files.
+    """
+    names = [*SUBSETS, *(zip_name for zip_name, _, _ in SUBSETS.values())]
+    names += [hc18.TRAIN_CSV, hc18.TEST_CSV]
+    for name in names:
+        for leftover in root.glob(f".{name}.*"):
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    leftover.unlink()
+
+
+def _default_dir_for_help() -> str:
+    return str(hc18.default_data_dir()).replace("%", "%%")  # argparse expands % in help
+
+
+def _say(enabled: bool, message: str) -> None:
+    if enabled:
+        print(message, file=sys.stderr)

@@ -1,0 +1,63 @@
+"""What a result was measured on: versions, hardware, precision, time and memory."""
+
+from __future__ import annotations
+
+import platform
+import resource
+import sys
+from importlib import metadata
+
+import torch
+
+PACKAGES = (
+    "fetalft",
+    "torch",
+    "segmentation-models-pytorch",
+    "timm",
+    "albumentations",
+    "numpy",
+    "opencv-python-headless",
+)
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def versions() -> dict[str, str]:
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this process: GPU memory allocated on CUDA, resident set size on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+
+
+def describe(device: torch.device) -> dict:
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu_name(),
+        "cpu_threads": torch.get_num_threads(),
+        "device": str(device),
+        "gpu": gpu,
+        "hardware": gpu or f"CPU: {cpu_name()}, {torch.get_num_threads()} threads",
+        "versions": versions(),
+    }

@@ -1,0 +1,90 @@
+"""Deployment: a trained model as ONNX, run by ONNX Runtime with fetalft's pre/post-processing.
+
+    python -m fetalft export --checkpoint best.pt [--output model.onnx]
+
+Writes ``model.onnx`` (fp32, dynamic batch, fixed ``S x S`` input) and ``model.json`` beside
+it with what a deployment needs to feed it: input size, normalisation, threshold, and the
+run it came from. Uses PyTorch's torch.export-based exporter (needs ``onnxscript``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fetalft.data import IMAGENET_MEAN, IMAGENET_STD
+from fetalft.io import write_json_atomic
+from fetalft.predict import MaskPredictor, Predictor
+
+INPUT_NAME, OUTPUT_NAME = "image", "logits"
+
+
+def export_onnx(checkpoint: str | os.PathLike, output: str | os.PathLike | None = None) -> Path:
+    """Export a checkpoint's network to ONNX; returns the ``.onnx`` path."""
+    predictor = Predictor.from_checkpoint(checkpoint, precision="fp32")
+    output = Path(output) if output else Path(checkpoint).with_suffix(".onnx")
+    net = predictor.model.net.to("cpu", memory_format=torch.contiguous_format).eval()
+    size = predictor.image_size
+    example = torch.zeros(2, 3, size, size)
+    batch = torch.export.Dim("batch", min=1, max=256)
+    program = torch.onnx.export(
+        net,
+        (example,),
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_shapes=({0: batch},),
+        dynamo=True,
+        external_data=False,
+        verbose=False,
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    os.close(fd)
+    try:
+        program.save(tmp)
+        os.replace(tmp, output)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    write_json_atomic(
+        output.with_suffix(".json"),
+        {
+            "input": {
+                "name": INPUT_NAME,
+                "shape": ["batch", 3, size, size],
+                "dtype": "float32",
+                "preprocessing": "grey image squeezed to size x size, repeated to RGB, "
+                "x/255 normalised with ImageNet mean and std",
+                "mean": IMAGENET_MEAN,
+                "std": IMAGENET_STD,
+            },
+            "output": {
+                "name": OUTPUT_NAME,
+                "shape": ["batch", 1, size, size],
+                "postprocessing": "resize logits to the original size (bilinear), head = logits > 0",
+            },
+            "run": predictor.config.as_dict(),
+        },
+    )
+    return output
+
+
+class OnnxPredictor(MaskPredictor):
+    """Runs an exported model with ONNX Runtime (CPU), same preprocessing as :class:`Predictor`."""
+
+    def __init__(self, onnx_path: str | os.PathLike) -> None:
+        import onnxruntime
+
+        onnx_path = Path(onnx_path)
+        meta = json.loads(onnx_path.with_suffix(".json").read_text())
+        self.image_size = int(meta["input"]["shape"][-1])
+        self.session = onnxruntime.InferenceSession(
+            str(onnx_path), providers=["CPUExecutionProvider"]
+        )
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run([OUTPUT_NAME], {INPUT_NAME: batch.astype(np.float32)})[0]

@@ -1,0 +1,611 @@
+"""Figures of the fetalft book. Each function draws one figure and returns it.
+
+Plotting only: the numbers come from :mod:`fetalft.report`, :mod:`fetalft.book` and the
+package's other modules, so a figure can be redrawn from committed result files alone.
+Colours are consistent across chapters: reference (expert) in magenta, prediction in green,
+trainable parts in orange, frozen parts in blue.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch
+
+from fetalft.ellipse import Ellipse
+
+TRUTH = "#d62dc6"
+PRED = "#2ca02c"
+TRAINS = "#f28e2b"
+FROZEN = "#a0cbe8"
+PAPER = "#7f7f7f"
+OURS = "#4e79a7"
+
+
+def _outline(ax, ellipse: Ellipse | None, color: str, label: str | None = None, lw: float = 1.5):
+    if ellipse is None:
+        return
+    points = ellipse.points(360)
+    points = np.vstack([points, points[:1]])
+    ax.plot(points[:, 0], points[:, 1], color=color, lw=lw, label=label)
+
+
+def _image_axis(ax, image: np.ndarray, title: str = "") -> None:
+    ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+    ax.set_title(title, fontsize=9)
+    ax.set_axis_off()
+
+
+def millions(n: float) -> str:
+    """``4404928 -> '4.40M'``, ``6976 -> '6,976'``."""
+    return f"{n / 1e6:.2f}M" if n >= 1e5 else f"{int(n):,}"
+
+
+# --------------------------------------------------------------------------- dataset
+
+
+def scan_gallery(
+    images: Sequence[np.ndarray],
+    ellipses: Sequence[Ellipse | None],
+    titles: Sequence[str],
+    ncols: int = 4,
+) -> Figure:
+    """Ultrasound images with the expert's ellipse drawn over them."""
+    n = len(images)
+    nrows = max(1, math.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.4 * nrows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_axis_off()
+    for ax, image, ellipse, title in zip(axes.flat, images, ellipses, titles, strict=False):
+        _image_axis(ax, image, title)
+        _outline(ax, ellipse, TRUTH)
+    fig.tight_layout()
+    return fig
+
+
+def annotation_to_mask(
+    image: np.ndarray, outline: np.ndarray, filled: np.ndarray, mask: np.ndarray, title: str
+) -> Figure:
+    """One annotation four ways: image, outline, hole-filled outline, ellipse-fitted mask."""
+    fig, axes = plt.subplots(1, 4, figsize=(13, 2.6))
+    _image_axis(axes[0], image, title)
+    panels = (
+        (outline, "annotation (outline)"),
+        (filled, "hole filling"),
+        (mask, "fitted ellipse mask"),
+    )
+    for ax, (picture, label) in zip(axes[1:], panels, strict=True):
+        ax.imshow(picture > 0, cmap="gray", vmin=0, vmax=1)
+        ax.set_title(f"{label}: {100 * (picture > 0).mean():.1f}% of pixels", fontsize=9)
+        ax.set_axis_off()
+    fig.tight_layout()
+    return fig
+
+
+def hc_distribution(table: pd.DataFrame) -> Figure:
+    """Histograms of expert HC (mm), pixel size (mm) and Hadlock gestational age (weeks)."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
+    columns = (
+        ("hc_mm", "head circumference (mm)"),
+        ("pixel_size_mm", "pixel size (mm)"),
+        ("ga_weeks", "gestational age, Hadlock (weeks)"),
+    )
+    for ax, (column, label) in zip(axes, columns, strict=True):
+        ax.hist(table[column], bins=40, color=OURS)
+        ax.set_xlabel(label)
+        ax.set_ylabel("images")
+        ax.set_title(f"median {table[column].median():.2f}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def hc_vs_pixel_size(table: pd.DataFrame) -> Figure:
+    """Pixel size against head circumference: sonographers zoom out as the head grows."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    ax.scatter(table["hc_mm"], table["pixel_size_mm"], s=6, alpha=0.5, color=OURS)
+    ax.set_xlabel("head circumference (mm)")
+    ax.set_ylabel("pixel size (mm)")
+    fig.tight_layout()
+    return fig
+
+
+def split_overview(counts: pd.DataFrame, siblings: pd.Series) -> Figure:
+    """Images per role for each split, and test images with a same-exam scan in training.
+
+    ``counts``: index split kind, columns roles; ``siblings``: per split kind, the number of
+    test images whose exam also has a training image.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3), gridspec_kw={"width_ratios": [3, 2]})
+    left = np.zeros(len(counts))
+    colors = {"train": OURS, "val": "#59a14f", "test": "#e15759"}
+    for role in counts.columns:
+        axes[0].barh(counts.index, counts[role], left=left, color=colors.get(role), label=role)
+        for y, (x0, w) in enumerate(zip(left, counts[role], strict=True)):
+            axes[0].text(x0 + w / 2, y, str(int(w)), ha="center", va="center", color="white")
+        left += counts[role].to_numpy()
+    axes[0].set_xlabel("images")
+    axes[0].legend(loc="lower right", ncols=3, fontsize=8)
+    axes[0].set_title("images per role")
+    axes[1].barh(siblings.index, siblings.to_numpy(), color="#e15759")
+    for y, v in enumerate(siblings.to_numpy()):
+        axes[1].text(v, y, f" {int(v)}", va="center")
+    axes[1].set_xlabel("test images with a same-exam scan in training")
+    axes[1].set_xlim(0, max(1, siblings.max()) * 1.25)
+    axes[1].set_title("leakage")
+    fig.tight_layout()
+    return fig
+
+
+def augmentation_grid(image: np.ndarray, mask: np.ndarray, transform, n: int = 6) -> Figure:
+    """``n`` draws of ``transform`` on one image and its mask, shown de-normalised."""
+    from fetalft.data import IMAGENET_MEAN, IMAGENET_STD
+
+    fig, axes = plt.subplots(1, n + 1, figsize=(2.2 * (n + 1), 2.5))
+    axes[0].imshow(image, cmap="gray")
+    axes[0].contour(mask, levels=[0.5], colors=[TRUTH], linewidths=1)
+    axes[0].set_title("original", fontsize=9)
+    for i, ax in enumerate(axes[1:]):
+        out = transform(image=image, mask=mask)
+        tensor = out["image"].numpy()
+        picture = tensor[0] * IMAGENET_STD[0] + IMAGENET_MEAN[0]
+        ax.imshow(picture, cmap="gray", vmin=0, vmax=1)
+        ax.contour(np.asarray(out["mask"]), levels=[0.5], colors=[TRUTH], linewidths=1)
+        ax.set_title(f"draw {i + 1}", fontsize=9)
+    for ax in axes:
+        ax.set_axis_off()
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- models
+
+
+def freezing_diagram(
+    ax, parts: pd.DataFrame, title: str = "", pretrained: bool = True, fontsize: float = 8
+) -> None:
+    """Draw one network as a U: encoder down the left, decoder blocks up the right, head.
+
+    ``parts`` has columns ``part, parameters, trainable`` (one strategy of
+    :func:`fetalft.report.strategy_parts`). Orange parts train, blue hatched parts are frozen.
+    The encoder is one part in every strategy, so its levels share a colour; dashed arrows
+    are the skip connections. A schematic: block sizes are not to scale.
+    """
+    from fetalft.report import part_order
+
+    table = parts.set_index("part")
+    order = part_order(table.index)
+    decoders = [p for p in order if p.startswith("decoder")]
+    nd = len(decoders)
+    width, height = 1.55, 0.6
+
+    def box(x, y, part, text, w=width, h=height):
+        trains = bool(table.loc[part, "trainable"])
+        ax.add_patch(
+            FancyBboxPatch(
+                (x - w / 2, y - h / 2),
+                w,
+                h,
+                boxstyle="round,pad=0.02,rounding_size=0.12",
+                facecolor=TRAINS if trains else FROZEN,
+                edgecolor="#333333",
+                hatch=None if trains else "//",
+                lw=0.8,
+            )
+        )
+        ax.text(
+            x,
+            y,
+            text,
+            ha="center",
+            va="center",
+            fontsize=fontsize,
+            bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.75},
+        )
+
+    def arrow(p, q, dashed=False):
+        ax.add_patch(
+            FancyArrowPatch(
+                p,
+                q,
+                arrowstyle="-|>",
+                mutation_scale=7,
+                lw=0.7,
+                color="#555555",
+                linestyle=(0, (3, 2)) if dashed else "-",
+            )
+        )
+
+    init = "ImageNet" if pretrained else "random"
+    enc_xy = [(-2.7 + 0.28 * i, -i) for i in range(nd)]
+    dec_xy = [(2.7 - 0.28 * i, -i) for i in range(nd)]  # index: level from the top
+    bottom = (0.0, -nd - 0.15)
+    for i, (x, y) in enumerate(enc_xy):
+        box(x, y, "encoder", f"enc {i + 1}")
+        below = enc_xy[i + 1] if i + 1 < nd else (bottom[0] - 0.9, bottom[1] + 0.35)
+        arrow((x, y - height / 2), (below[0], below[1] + height / 2))
+    encoder = table.loc["encoder", "parameters"]
+    box(*bottom, "encoder", f"encoder ({init})\n{millions(encoder)}", w=2.4, h=0.85)
+    for j, part in enumerate(decoders):  # decoder.0 is the deepest: bottom of the right side
+        x, y = dec_xy[nd - 1 - j]
+        label = part.replace("decoder.", "dec ")
+        box(x, y, part, f"{label}: {millions(table.loc[part, 'parameters'])}")
+        if j == 0:
+            arrow((bottom[0] + 0.9, bottom[1] + 0.35), (x, y - height / 2))
+        else:
+            below = dec_xy[nd - j]
+            arrow((below[0], below[1] + height / 2), (x, y - height / 2))
+        ex, ey = enc_xy[nd - 1 - j]
+        arrow((ex + width / 2, ey), (x - width / 2, y), dashed=True)
+    hx, hy = dec_xy[0][0], 1.0
+    box(hx, hy, "head", f"head: {millions(table.loc['head', 'parameters'])}")
+    arrow((dec_xy[0][0], dec_xy[0][1] + height / 2), (hx, hy - height / 2))
+    trainable = int(table.loc[table["trainable"], "parameters"].sum())
+    total = int(table["parameters"].sum())
+    ax.set_title(
+        f"{title}\ntrains {millions(trainable)} of {millions(total)} "
+        f"({100 * trainable / total:.1f}%)",
+        fontsize=fontsize + 1,
+    )
+    ax.set_xlim(-3.6, 3.6)
+    ax.set_ylim(-nd - 0.7, 1.45)
+    ax.set_axis_off()
+
+
+def freezing_legend(fig: Figure) -> None:
+    fig.legend(
+        handles=[
+            Patch(facecolor=TRAINS, edgecolor="#333333", label="trains"),
+            Patch(facecolor=FROZEN, edgecolor="#333333", hatch="///", label="frozen"),
+        ],
+        loc="lower center",
+        ncols=2,
+        frameon=False,
+    )
+
+
+def strategy_diagrams(
+    parts: pd.DataFrame, strategies: Sequence[str] | None = None, ncols: int = 3
+) -> Figure:
+    """The paper's Figure 1a for every strategy, drawn from the registry."""
+    from fetalft.strategies import STRATEGIES
+
+    names = list(strategies or dict.fromkeys(parts["strategy"]))
+    ncols = min(ncols, len(names))
+    nrows = math.ceil(len(names) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.0 * ncols, 3.3 * nrows + 0.4), squeeze=False)
+    for ax in axes.flat[len(names) :]:
+        ax.set_axis_off()
+    for ax, name in zip(axes.flat, names, strict=False):
+        strategy = STRATEGIES[name]
+        freezing_diagram(
+            ax,
+            parts[parts["strategy"] == name],
+            f"{name}",
+            pretrained=strategy.pretrained,
+        )
+    freezing_legend(fig)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig
+
+
+def trainable_bars(parts: pd.DataFrame) -> Figure:
+    """Trainable and frozen parameters per strategy (log scale: they span 4 decades)."""
+    totals = (
+        parts.assign(kind=np.where(parts["trainable"], "trainable", "frozen"))
+        .pivot_table(index="strategy", columns="kind", values="parameters", aggfunc="sum")
+        .reindex(list(dict.fromkeys(parts["strategy"])))
+        .fillna(0)
+    )
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    y = np.arange(len(totals))
+    ax.barh(y - 0.2, totals["trainable"], height=0.4, color=TRAINS, label="trainable")
+    ax.barh(y + 0.2, totals.get("frozen", 0), height=0.4, color=FROZEN, hatch="///", label="frozen")
+    for yi, value in zip(y, totals["trainable"], strict=True):
+        ax.text(value, yi - 0.2, f" {millions(value)}", va="center", fontsize=8)
+    ax.set_yticks(y, totals.index)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlim(1e3, 2e8)
+    ax.set_xlabel("parameters (log scale)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def encoder_parameters(table: pd.DataFrame) -> Figure:
+    """Encoder and decoder parameters of ``Unet`` with 13 encoders: ours (bars) vs paper (dots)."""
+    fig, ax = plt.subplots(figsize=(9, 4.6))
+    y = np.arange(len(table))
+    ax.barh(y, table["encoder_M"], color=FROZEN, label="encoder (measured)")
+    ax.barh(y, table["decoder_M"], left=table["encoder_M"], color=TRAINS, label="decoder + head")
+    ax.scatter(table["paper_total_M"], y, color="black", marker="|", s=120, label="paper total")
+    ax.set_yticks(y, table["encoder_name"])
+    ax.invert_yaxis()
+    ax.set_xlabel("parameters (millions)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- training
+
+
+def training_curves(history: pd.DataFrame, title: str = "") -> Figure:
+    """Training loss, validation Dice (best epoch marked) and learning rate per epoch."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
+    axes[0].plot(history["epoch"], history["train_loss"], marker="o", color=OURS)
+    axes[0].set_ylabel("training loss (BCE)")
+    axes[1].plot(history["epoch"], 100 * history["val_dice"], marker="o", color=PRED)
+    best = history.loc[history["val_dice"].idxmax()]
+    axes[1].scatter(
+        [best["epoch"]], [100 * best["val_dice"]], s=120, facecolors="none", edgecolors="black"
+    )
+    axes[1].annotate(
+        f"kept: epoch {int(best['epoch'])}",
+        (best["epoch"], 100 * best["val_dice"]),
+        textcoords="offset points",
+        xytext=(0, -16),
+        ha="center",
+        fontsize=8,
+    )
+    axes[1].set_ylabel("validation Dice (%)")
+    axes[2].plot(history["epoch"], history["lr"], marker="o", color=PAPER)
+    axes[2].set_ylabel("learning rate after epoch")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- results
+
+
+def metric_bars(
+    summary: pd.DataFrame, metric: str = "dice", paper: pd.DataFrame | None = None
+) -> Figure:
+    """Mean (bars) and sd over seeds (error bars) of one metric per run; paper beside it."""
+    from fetalft.report import METRIC_LABELS, PERCENT_METRICS
+
+    scale = 100 if metric in PERCENT_METRICS else 1
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(summary) + 1.4))
+    y = np.arange(len(summary))
+    ax.barh(
+        y,
+        summary[f"{metric}_mean"] * scale,
+        xerr=summary[f"{metric}_sd"].fillna(0) * scale,
+        color=OURS,
+        height=0.6,
+        label="this book",
+    )
+    if paper is not None and metric in ("dice", "pixel_accuracy"):
+        column = {"dice": "dice", "pixel_accuracy": "pa"}[metric]
+        values = summary["run"].map(paper.set_index("strategy")[column])
+        ax.scatter(values, y, marker="D", color="black", zorder=3, label="paper (other protocol)")
+    ax.set_yticks(y, summary["run"])
+    ax.invert_yaxis()
+    ax.set_xlabel(METRIC_LABELS[metric])
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def dice_vs_parameters(summary: pd.DataFrame, paper: pd.DataFrame | None = None) -> Figure:
+    """Test Dice against trainable parameters: ours (mean ± sd over seeds) and the paper's."""
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    ax.errorbar(
+        summary["trainable_parameters"],
+        100 * summary["dice_mean"],
+        yerr=100 * summary["dice_sd"].fillna(0),
+        fmt="o",
+        color=OURS,
+        capsize=3,
+        label="this book (mean ± sd over seeds)",
+    )
+    for row in summary.itertuples(index=False):
+        ax.annotate(
+            row.run,
+            (row.trainable_parameters, 100 * row.dice_mean),
+            textcoords="offset points",
+            xytext=(5, 3),
+            fontsize=7,
+        )
+    if paper is not None:
+        ax.errorbar(
+            paper["paper_trainable_M"] * 1e6,
+            paper["dice"],
+            yerr=paper["dice_sd"],
+            fmt="D",
+            mfc="none",
+            color=PAPER,
+            capsize=2,
+            label="paper (leaky split, 512 px, T4)",
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("trainable parameters (log scale)")
+    ax.set_ylabel("test Dice (%)")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def prediction_panel(
+    image: np.ndarray,
+    truth: Ellipse,
+    pred: Ellipse | None,
+    title: str = "",
+    ax=None,
+) -> Figure:
+    """One test image with the expert's ellipse (magenta) and the model's fitted one (green)."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5, 3.6))
+    else:
+        fig = ax.figure
+    _image_axis(ax, image, title)
+    _outline(ax, truth, TRUTH, "expert")
+    _outline(ax, pred, PRED, "model")
+    if pred is None:
+        ax.text(10, 30, "no head found", color="yellow", fontsize=9)
+    ax.set_xlim(0, image.shape[1])
+    ax.set_ylim(image.shape[0], 0)
+    return fig
+
+
+def overlap_panel(shape: tuple[int, int], truth: Ellipse, pred: Ellipse | None, ax) -> None:
+    """Agreement of the filled ellipses: both (white), expert only (magenta), model only (green)."""
+    t = truth.to_mask(shape).astype(bool)
+    p = pred.to_mask(shape).astype(bool) if pred is not None else np.zeros(shape, bool)
+    rgb = np.zeros((*shape, 3))
+    rgb[t & p] = 1.0
+    rgb[t & ~p] = (0.84, 0.18, 0.78)
+    rgb[~t & p] = (0.17, 0.63, 0.17)
+    ax.imshow(rgb)
+    ax.set_title("overlap: both / expert only / model only", fontsize=9)
+    ax.set_axis_off()
+
+
+def example_predictions(items: Sequence[dict], ncols: int = 3) -> Figure:
+    """Several :func:`prediction_panel`s; each item has image, truth, pred, title."""
+    n = len(items)
+    nrows = max(1, math.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.4 * ncols, 3.3 * nrows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_axis_off()
+    for ax, item in zip(axes.flat, items, strict=False):
+        prediction_panel(item["image"], item["truth"], item["pred"], item["title"], ax=ax)
+    handles = [
+        plt.Line2D([], [], color=TRUTH, label="expert"),
+        plt.Line2D([], [], color=PRED, label="model"),
+    ]
+    fig.legend(handles=handles, loc="lower center", ncols=2, frameon=False)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig
+
+
+def hc_agreement(per_image: pd.DataFrame, title: str = "") -> Figure:
+    """Predicted against expert HC, and the Bland-Altman plot of their difference."""
+    data = per_image.dropna(subset=["hc_pred_mm"])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    ax = axes[0]
+    ax.scatter(data["hc_true_mm"], data["hc_pred_mm"], s=10, alpha=0.6, color=OURS)
+    low = float(min(data["hc_true_mm"].min(), data["hc_pred_mm"].min()))
+    high = float(max(data["hc_true_mm"].max(), data["hc_pred_mm"].max()))
+    ax.plot([low, high], [low, high], color="black", lw=0.8)
+    ax.set_xlabel("expert HC (mm)")
+    ax.set_ylabel("predicted HC (mm)")
+    ax = axes[1]
+    mean = (data["hc_true_mm"] + data["hc_pred_mm"]) / 2
+    diff = data["hc_pred_mm"] - data["hc_true_mm"]
+    bias, sd = diff.mean(), diff.std(ddof=1)
+    ax.scatter(mean, diff, s=10, alpha=0.6, color=OURS)
+    ax.axhline(bias, color="black", lw=0.8, label=f"bias {bias:+.2f} mm")
+    for limit in (bias - 1.96 * sd, bias + 1.96 * sd):
+        ax.axhline(limit, color="black", lw=0.8, ls="--")
+    ax.set_xlabel("mean of expert and predicted HC (mm)")
+    ax.set_ylabel("predicted - expert (mm)")
+    ax.set_title(f"limits of agreement {bias - 1.96 * sd:+.1f} to {bias + 1.96 * sd:+.1f} mm")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def paired_differences(per_image_a: pd.Series, per_image_b: pd.Series, labels, metric: str):
+    """Per-image metric of two runs on the same images (one dot per image)."""
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    ax.scatter(per_image_b, per_image_a, s=10, alpha=0.6, color=OURS)
+    low = float(min(per_image_a.min(), per_image_b.min()))
+    ax.plot([low, 1], [low, 1], color="black", lw=0.8)
+    ax.set_xlabel(f"{labels[1]}: {metric}")
+    ax.set_ylabel(f"{labels[0]}: {metric}")
+    ax.set_title("one dot per test image; above the line: first run better", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- biometry
+
+
+def mask_to_measurement(
+    image: np.ndarray,
+    mask: np.ndarray,
+    blob: np.ndarray,
+    points: np.ndarray,
+    ellipse: Ellipse | None,
+    truth: Ellipse | None,
+    text: str,
+) -> Figure:
+    """The biometry pipeline in four panels: image, mask, largest blob and boundary, ellipse."""
+    fig, axes = plt.subplots(1, 4, figsize=(14, 2.9))
+    _image_axis(axes[0], image, "scan")
+    axes[1].imshow(mask, cmap="gray")
+    axes[1].set_title("network mask (original size)", fontsize=9)
+    axes[2].imshow(blob, cmap="gray")
+    if len(points):
+        axes[2].plot(points[:, 0], points[:, 1], ".", ms=1, color=PRED)
+    axes[2].set_title("largest blob and its boundary", fontsize=9)
+    _image_axis(axes[3], image, text)
+    _outline(axes[3], truth, TRUTH, "expert")
+    _outline(axes[3], ellipse, PRED, "fitted")
+    axes[3].legend(loc="lower right", fontsize=7)
+    for ax in axes:
+        ax.set_axis_off()
+    fig.tight_layout()
+    return fig
+
+
+def hadlock_curve(hc_mm: np.ndarray, marks: pd.DataFrame | None = None) -> Figure:
+    """Hadlock's gestational age curve, with measured heads marked."""
+    from fetalft.biometry import hadlock_ga_weeks
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.plot(hc_mm, [hadlock_ga_weeks(h) for h in hc_mm], color="black", lw=1)
+    if marks is not None:
+        ax.scatter(marks["hc_mm"], marks["ga_weeks"], color=PRED, zorder=3, s=20)
+    ax.set_xlabel("head circumference (mm)")
+    ax.set_ylabel("gestational age (weeks)")
+    fig.tight_layout()
+    return fig
+
+
+def submission_examples(items: Sequence[dict], ncols: int = 4) -> Figure:
+    """Test images with the submitted ellipse (no reference exists for them)."""
+    n = len(items)
+    nrows = max(1, math.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 2.5 * nrows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_axis_off()
+    for ax, item in zip(axes.flat, items, strict=False):
+        _image_axis(ax, item["image"], item["title"])
+        _outline(ax, item["ellipse"], PRED)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- reproducibility
+
+
+def grouped_bars(table: pd.DataFrame, ylabel: str, title: str = "") -> Figure:
+    """Bars for a small table: rows are groups on the x axis, columns are bars."""
+    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(table) + 2), 3.6))
+    n = len(table.columns)
+    x = np.arange(len(table))
+    width = 0.8 / n
+    palette = [OURS, TRAINS, PRED, PAPER]
+    for i, column in enumerate(table.columns):
+        values = table[column].to_numpy(dtype=float)
+        ax.bar(x + (i - (n - 1) / 2) * width, values, width, label=str(column), color=palette[i % 4])
+        for xi, v in zip(x, values, strict=True):
+            if np.isfinite(v):
+                ax.text(xi + (i - (n - 1) / 2) * width, v, f"{v:.3g}", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(x, table.index)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,119 @@
+"""Measuring a new scan with a trained model: mask, ellipse, head circumference, age.
+
+python -m fetalft predict IMAGE --pixel-size MM [--checkpoint best.pt] [--overlay out.png]
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from fetalft.biometry import Measurement, measure_head
+from fetalft.data import eval_transform, resize
+from fetalft.device import Runtime
+from fetalft.ellipse import Ellipse
+from fetalft.evaluate import to_original
+from fetalft.hc18 import check_pixel_size, read_gray
+from fetalft.strategies import FineTuned, get_strategy, prepare_model
+from fetalft.training import RunConfig
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing or not one of fetalft's."""
+
+
+class MaskPredictor:
+    """Pre- and post-processing shared by every backend: subclasses supply :meth:`forward`."""
+
+    image_size: int
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        """Logits ``(N, 1, S, S)`` for a normalised float32 batch ``(N, 3, S, S)``."""
+        raise NotImplementedError
+
+    def logits(self, image: np.ndarray) -> np.ndarray:
+        """Logits at the model's input size for one grey ``(H, W)`` uint8 image."""
+        tensor = eval_transform()(image=resize(image, self.image_size))["image"][None]
+        return self.forward(tensor.numpy())[0, 0]
+
+    def mask(self, image: np.ndarray) -> np.ndarray:
+        """Head mask at the image's original size."""
+        return to_original(self.logits(image), image.shape[:2])
+
+    def measure(self, image: np.ndarray, pixel_size_mm: float) -> tuple[np.ndarray, Measurement]:
+        mask = self.mask(image)
+        return mask, measure_head(mask, pixel_size_mm)
+
+
+@dataclass
+class Predictor(MaskPredictor):
+    """A trained PyTorch model from a fetalft checkpoint."""
+
+    model: FineTuned
+    config: RunConfig
+    runtime: Runtime
+
+    @property
+    def image_size(self) -> int:
+        return self.config.image_size
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, precision: str = "auto") -> Predictor:
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(
+                f"checkpoint {path} not found; train a model first (python -m fetalft study) "
+                "or pass --checkpoint with a best.pt from a finished run."
+            )
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if not isinstance(state, dict) or not {"config", "model"} <= set(state):
+            raise CheckpointError(f"{path} is not a fetalft checkpoint (no config and model).")
+        config = RunConfig(**state["config"])
+        model = prepare_model(
+            get_strategy(config.strategy),
+            encoder_weights=None,
+            head_trainable=config.head_trainable,
+        )
+        model.load_state_dict(state["model"])
+        runtime = Runtime.choose(precision)
+        model.to(runtime.device, memory_format=torch.channels_last).eval()
+        return cls(model, config, runtime)
+
+    @torch.no_grad()
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        with self.runtime.autocast():
+            out = self.model(self.runtime.to_device(torch.from_numpy(batch)))
+        return out.float().cpu().numpy()
+
+
+def overlay(image: np.ndarray, ellipse: Ellipse | None, truth: Ellipse | None = None) -> np.ndarray:
+    """BGR picture of the scan with the fitted ellipse (green) and a reference (magenta)."""
+    canvas = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    for shape, colour in ((truth, (255, 0, 255)), (ellipse, (0, 255, 0))):
+        if shape is not None:
+            points = np.round(shape.points(720)).astype(np.int32)
+            cv2.polylines(canvas, [points], isClosed=True, color=colour, thickness=2)
+    return canvas
+
+
+def predict_file(
+    image_path: str | os.PathLike,
+    pixel_size_mm: float,
+    checkpoint: str | os.PathLike,
+    overlay_path: str | os.PathLike | None = None,
+) -> Measurement:
+    pixel_size_mm = check_pixel_size(pixel_size_mm, "--pixel-size")
+    image = read_gray(image_path)
+    _, measurement = Predictor.from_checkpoint(checkpoint).measure(image, pixel_size_mm)
+    if overlay_path is not None:
+        from fetalft.io import atomic_write
+
+        _, encoded = cv2.imencode(".png", overlay(image, measurement.ellipse_px))
+        with atomic_write(overlay_path, "wb") as handle:
+            handle.write(encoded.tobytes())
+    return measurement

@@ -1,0 +1,632 @@
+"""Results for the book: runs aggregated over seeds, the paper beside them, paired comparisons.
+
+Everything reads the study's run folders (``results/<profile>/<run>/seed-<k>/``, see
+:mod:`fetalft.study`), so a chapter shows whatever has finished and says what has not. One
+run name is one strategy and variant (``decoder-0-4``, ``decoder-0-4--leaky``, ...); its
+seeds are repeats. Means and standard deviations are over seeds, each seed's value being
+its mean over the test images, the same aggregation as the paper's table (whose protocol
+differs: see :func:`paper_table`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fetalft.metrics import CHALLENGE_METRICS, SEGMENTATION_METRICS
+from fetalft.profiles import Profile
+from fetalft.strategies import STRATEGIES
+from fetalft.study import RunSpec, load_results, results_root
+
+METRICS = SEGMENTATION_METRICS + CHALLENGE_METRICS
+#: Metrics that are fractions (shown in percent, like the paper's table).
+PERCENT_METRICS = (*SEGMENTATION_METRICS, "ellipse_dice")
+METRIC_LABELS = {
+    "pixel_accuracy": "PA (%)",
+    "dice": "Dice (%)",
+    "iou": "IoU (%)",
+    "miou": "mIoU (%)",
+    "df_mm": "HC error (mm)",
+    "adf_mm": "abs. HC error (mm)",
+    "hausdorff_mm": "Hausdorff (mm)",
+    "ellipse_dice": "ellipse Dice (%)",
+}
+#: Labels that describe how a run was made; shown with every result.
+LABEL_COLUMNS = (
+    "profile",
+    "data",
+    "image_size",
+    "epochs",
+    "precision",
+    "weights",
+    "hardware",
+    "split",
+    "n_train",
+    "n_val",
+    "n_test",
+)
+#: The study the smoke profile runs for the results chapter: cheap, two seeds so that the
+#: standard deviation over seeds is exercised.
+SMOKE_STRATEGIES = ("decoder-0-4", "decoder-4")
+SMOKE_SEEDS = (0, 1)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_runs(profile: str, results_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    """One row per finished run folder of ``profile`` (empty frame when there are none)."""
+    runs = load_results(profile, results_dir)
+    if runs.empty:
+        return runs
+    return runs.sort_values(["run", "seed"], ignore_index=True)
+
+
+def is_main_variant(runs: pd.DataFrame) -> pd.Series:
+    """Rows of the paper's main table: exam split, all training images, head as the paper."""
+    return (
+        (runs["split"] == "exam") & (runs["train_fraction"] == 1.0) & (~runs["head_trainable"])
+    )
+
+
+def run_folder(
+    profile: str, run: str, seed: int, results_dir: str | os.PathLike | None = None
+) -> Path:
+    return results_root(results_dir) / profile / run / f"seed-{seed}"
+
+
+def load_per_image(
+    profile: str,
+    run: str,
+    seeds: Iterable[int] | None = None,
+    results_dir: str | os.PathLike | None = None,
+) -> pd.DataFrame:
+    """Every test image of a run, one row per image and seed (column ``seed``)."""
+    base = results_root(results_dir) / profile / run
+    folders = (
+        [base / f"seed-{s}" for s in seeds]
+        if seeds is not None
+        else sorted(base.glob("seed-*"), key=lambda p: int(p.name.split("-")[1]))
+    )
+    frames = []
+    for folder in folders:
+        path = folder / "per_image.csv"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: run {run} has no finished {folder.name}")
+        frame = pd.read_csv(path)
+        frame.insert(0, "seed", int(folder.name.split("-")[1]))
+        frames.append(frame)
+    if not frames:
+        raise FileNotFoundError(f"no finished seeds of run {run!r} under {base}")
+    return pd.concat(frames, ignore_index=True)
+
+
+def load_history(
+    profile: str, run: str, seed: int, results_dir: str | os.PathLike | None = None
+) -> pd.DataFrame:
+    """Per-epoch loss, validation Dice, learning rate and speed of one run."""
+    return pd.read_csv(run_folder(profile, run, seed, results_dir) / "history.csv")
+
+
+def load_metrics(
+    profile: str, run: str, seed: int, results_dir: str | os.PathLike | None = None
+) -> dict:
+    return json.loads((run_folder(profile, run, seed, results_dir) / "metrics.json").read_text())
+
+
+# --------------------------------------------------------------------------- aggregation
+
+
+def _unique(values: pd.Series) -> object:
+    """The single value of a column, or the distinct values joined when they differ."""
+    distinct = list(dict.fromkeys(values.dropna().tolist()))
+    if len(distinct) == 1:
+        return distinct[0]
+    return " | ".join(map(str, distinct))
+
+
+def summarize_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean and sd over seeds per run name (``<metric>_mean``, ``<metric>_sd``, ``n_seeds``).
+
+    The sd is the sample sd (ddof=1) over seeds, NaN with one seed. Label columns keep their
+    value, or all distinct values joined with ``|`` if the seeds disagree.
+    """
+    if runs.empty:
+        return pd.DataFrame()
+    rows = []
+    for run, group in runs.groupby("run", sort=False):
+        row = {
+            "run": run,
+            "strategy": group["strategy"].iloc[0],
+            "paper_label": group["paper_label"].iloc[0],
+            "train_fraction": group["train_fraction"].iloc[0],
+            "head_trainable": bool(group["head_trainable"].iloc[0]),
+            "n_seeds": len(group),
+            "seeds": ", ".join(str(s) for s in sorted(group["seed"])),
+            "trainable_parameters": int(group["trainable_parameters"].iloc[0]),
+            "total_parameters": int(group["total_parameters"].iloc[0]),
+        }
+        row.update({label: _unique(group[label]) for label in LABEL_COLUMNS if label in group})
+        for metric in METRICS:
+            if metric in group:
+                values = group[metric].astype(float)
+                row[f"{metric}_mean"] = values.mean()
+                row[f"{metric}_sd"] = values.std(ddof=1) if len(values) > 1 else math.nan
+        row["wall_seconds_mean"] = group["wall_seconds"].mean()
+        row["best_epoch"] = ", ".join(str(e) for e in group["best_epoch"])
+        rows.append(row)
+    summary = pd.DataFrame(rows)
+    order = {name: i for i, name in enumerate(STRATEGIES)}
+    summary["_order"] = summary["strategy"].map(order)
+    return summary.sort_values(["_order", "run"], ignore_index=True).drop(columns="_order")
+
+
+def format_mean_sd(mean: float, sd: float, scale: float = 1.0, digits: int = 2) -> str:
+    """``"96.28 ± 0.38"``; a single seed has no sd and shows as ``"96.28 (1 seed)"``."""
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "n/a"
+    if sd is None or math.isnan(sd):
+        return f"{mean * scale:.{digits}f} (1 seed)"
+    return f"{mean * scale:.{digits}f} ± {sd * scale:.{digits}f}"
+
+
+def results_table(summary: pd.DataFrame, metrics: Sequence[str] = METRICS) -> pd.DataFrame:
+    """The summary as a readable table: one row per run, ``mean ± sd`` over seeds."""
+    if summary.empty:
+        return pd.DataFrame()
+    table = pd.DataFrame(
+        {
+            "run": summary["run"],
+            "trains": summary["paper_label"],
+            "trainable": summary["trainable_parameters"].map("{:,}".format),
+            "seeds": summary["n_seeds"],
+        }
+    )
+    for metric in metrics:
+        if f"{metric}_mean" not in summary:
+            continue
+        scale = 100 if metric in PERCENT_METRICS else 1
+        table[METRIC_LABELS[metric]] = [
+            format_mean_sd(m, s, scale)
+            for m, s in zip(summary[f"{metric}_mean"], summary[f"{metric}_sd"], strict=True)
+        ]
+    return table
+
+
+def paper_table() -> pd.DataFrame:
+    """The paper's reported table (its Table 2) from the strategy registry.
+
+    Different protocol from fetalft's: 799/200 image-level split with test leakage, 512x512,
+    20 epochs on a T4, four repeats, metrics pooled per batch at 512x512, and its "mIoU" is
+    the foreground IoU.
+    """
+    rows = []
+    for s in STRATEGIES.values():
+        pa, pa_sd, dice, dice_sd, miou, miou_sd = s.paper_results
+        rows.append(
+            {
+                "strategy": s.name,
+                "trains": s.label,
+                "encoder": "none"
+                if s.architecture == "unet"
+                else ("ImageNet" if s.pretrained else "random"),
+                "paper_trainable_M": s.paper_trainable,
+                "pa": pa,
+                "pa_sd": pa_sd,
+                "dice": dice,
+                "dice_sd": dice_sd,
+                "fg_iou": miou,
+                "fg_iou_sd": miou_sd,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def comparison_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """The paper's numbers beside ours for each strategy of its table, in its order.
+
+    The paper's "mIoU" is compared with our foreground IoU (what its code computed). A
+    strategy without finished runs says so instead of showing a number.
+    """
+    paper = paper_table()
+    ours = (
+        summary[summary["run"] == summary["strategy"]].set_index("strategy")
+        if not summary.empty
+        else pd.DataFrame()
+    )
+    rows = []
+    for p in paper.itertuples(index=False):
+        row = {
+            "strategy": p.strategy,
+            "trains": p.trains,
+            "encoder": p.encoder,
+            "paper trainable": f"{p.paper_trainable_M:g}M",
+            "paper PA": f"{p.pa:.2f} ± {p.pa_sd:.2f}",
+            "paper Dice": f"{p.dice:.2f} ± {p.dice_sd:.2f}",
+            "paper 'mIoU' (fg IoU)": f"{p.fg_iou:.2f} ± {p.fg_iou_sd:.2f}",
+        }
+        if p.strategy in ours.index:
+            o = ours.loc[p.strategy]
+            row.update(
+                {
+                    "our trainable": f"{o['trainable_parameters'] / 1e6:.3g}M",
+                    "our seeds": int(o["n_seeds"]),
+                    "our PA": format_mean_sd(o["pixel_accuracy_mean"], o["pixel_accuracy_sd"], 100),
+                    "our Dice": format_mean_sd(o["dice_mean"], o["dice_sd"], 100),
+                    "our fg IoU": format_mean_sd(o["iou_mean"], o["iou_sd"], 100),
+                }
+            )
+        else:
+            row.update(
+                {
+                    "our trainable": "",
+                    "our seeds": 0,
+                    "our PA": "not run yet",
+                    "our Dice": "not run yet",
+                    "our fg IoU": "not run yet",
+                }
+            )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def describe_labels(runs: pd.DataFrame) -> str:
+    """One line saying how the runs were made: profile, size, epochs, hardware, split..."""
+    if runs.empty:
+        return "no runs"
+    parts = []
+    for label in LABEL_COLUMNS:
+        if label not in runs:
+            continue
+        values = list(dict.fromkeys(runs[label].dropna().astype(str)))
+        text = " | ".join(values)
+        parts.append(
+            {
+                "image_size": f"{text} px square",
+                "epochs": f"{text} epochs",
+                "n_train": f"train {text}",
+                "n_val": f"val {text}",
+                "n_test": f"test {text} images",
+                "split": f"{text} split",
+            }.get(label, f"{label} {text}")
+        )
+    seeds = sorted(set(runs["seed"]))
+    parts.append(f"seeds {', '.join(map(str, seeds))}")
+    return "; ".join(parts)
+
+
+# --------------------------------------------------------------------------- coverage
+
+
+def coverage(runs: pd.DataFrame, profile: Profile) -> pd.DataFrame:
+    """The paper's table x the profile's seeds: ``done`` or ``missing`` for each cell."""
+    done = set()
+    if not runs.empty:
+        main = runs[is_main_variant(runs)]
+        done = set(zip(main["strategy"], main["seed"], strict=True))
+    table = pd.DataFrame(
+        {
+            f"seed {seed}": ["done" if (s, seed) in done else "missing" for s in STRATEGIES]
+            for seed in profile.seeds
+        },
+        index=pd.Index(list(STRATEGIES), name="strategy"),
+    )
+    return table
+
+
+def missing_runs(runs: pd.DataFrame, profile: Profile) -> list[str]:
+    """``strategy seed k`` for every main-table run of the profile not finished yet."""
+    table = coverage(runs, profile)
+    return [
+        f"{strategy} {column}"
+        for strategy, row in table.iterrows()
+        for column, state in row.items()
+        if state == "missing"
+    ]
+
+
+def coverage_message(runs: pd.DataFrame, profile: Profile) -> str:
+    """A plain sentence on how much of the study has finished."""
+    missing = missing_runs(runs, profile)
+    total = len(STRATEGIES) * len(profile.seeds)
+    if not missing:
+        return f"All {total} main-table runs of the {profile.name} profile have finished."
+    done = total - len(missing)
+    if done == 0:
+        return (
+            f"No run of the {profile.name} profile has finished yet, so this chapter has no "
+            f"numbers of its own to show: run `python -m fetalft study --profile "
+            f"{profile.name}` (chapter 4) and execute the chapter again."
+        )
+    return (
+        f"{done} of {total} main-table runs of the {profile.name} profile have finished; "
+        f"missing: {', '.join(missing)}. Numbers below cover only the finished runs."
+    )
+
+
+# --------------------------------------------------------------------------- comparisons
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """``run_a`` minus ``run_b`` on the same test images, with a bootstrap interval."""
+
+    run_a: str
+    run_b: str
+    metric: str
+    seeds: tuple[int, ...]
+    n_images: int
+    n_dropped: int  # images without a value in one of the runs (unmeasurable heads)
+    mean_a: float
+    mean_b: float
+    difference: float
+    ci_low: float
+    ci_high: float
+    confidence: float
+    n_boot: int
+
+    @property
+    def excludes_zero(self) -> bool:
+        return self.ci_low > 0 or self.ci_high < 0
+
+    def __str__(self) -> str:
+        scale, unit = (100, " points") if self.metric in PERCENT_METRICS else (1, " mm")
+        return (
+            f"{self.metric}: {self.run_a} {self.mean_a * scale:.2f} vs {self.run_b} "
+            f"{self.mean_b * scale:.2f}; difference {self.difference * scale:+.2f}{unit}, "
+            f"{self.confidence:.0%} bootstrap CI [{self.ci_low * scale:+.2f}, "
+            f"{self.ci_high * scale:+.2f}] over {self.n_images} test images "
+            f"(seeds {', '.join(map(str, self.seeds))} averaged per image"
+            + (f"; {self.n_dropped} images without a value left out" if self.n_dropped else "")
+            + ")"
+        )
+
+
+def bootstrap_ci(
+    values: np.ndarray, n_boot: int = 10_000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (resampling the items)."""
+    values = np.asarray(values, dtype=float)
+    if len(values) == 0:
+        raise ValueError("cannot bootstrap an empty sample")
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(n_boot, len(values)))].mean(axis=1)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def paired_comparison(
+    profile: str,
+    run_a: str,
+    run_b: str,
+    metric: str = "dice",
+    results_dir: str | os.PathLike | None = None,
+    n_boot: int = 10_000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> PairedComparison:
+    """Compare two runs image by image on the test images both were scored on.
+
+    Each run's metric is first averaged over the seeds the two runs share, per image; the
+    difference per image is then bootstrapped over images. Both runs must use the same test
+    set (same split), otherwise there is nothing to pair.
+    """
+    a = load_per_image(profile, run_a, results_dir=results_dir)
+    b = load_per_image(profile, run_b, results_dir=results_dir)
+    seeds = tuple(sorted(set(a["seed"]) & set(b["seed"])))
+    if not seeds:
+        raise ValueError(f"{run_a} and {run_b} have no seed in common")
+    per_a = a[a["seed"].isin(seeds)].groupby("name")[metric].mean()
+    per_b = b[b["seed"].isin(seeds)].groupby("name")[metric].mean()
+    if set(per_a.index) != set(per_b.index):
+        raise ValueError(
+            f"{run_a} and {run_b} were scored on different test images (different splits?); "
+            "a paired comparison needs the same images."
+        )
+    both = pd.DataFrame({"a": per_a, "b": per_b}).dropna()
+    diff = (both["a"] - both["b"]).to_numpy()
+    low, high = bootstrap_ci(diff, n_boot, confidence, seed)
+    return PairedComparison(
+        run_a,
+        run_b,
+        metric,
+        seeds,
+        len(both),
+        len(per_a) - len(both),
+        float(both["a"].mean()),
+        float(both["b"].mean()),
+        float(diff.mean()),
+        low,
+        high,
+        confidence,
+        n_boot,
+    )
+
+
+def variant_table(summary: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
+    """Each variant run (``<strategy>--...``) beside its strategy's default run."""
+    if summary.empty:
+        return pd.DataFrame()
+    by_run = summary.set_index("run")
+    scale = 100 if metric in PERCENT_METRICS else 1
+    rows = []
+    for run in summary["run"]:
+        if "--" not in run:
+            continue
+        strategy, variant = run.split("--", 1)
+        base = by_run.loc[strategy] if strategy in by_run.index else None
+        var = by_run.loc[run]
+        rows.append(
+            {
+                "strategy": strategy,
+                "variant": variant,
+                f"default {metric}": format_mean_sd(
+                    base[f"{metric}_mean"], base[f"{metric}_sd"], scale
+                )
+                if base is not None
+                else "not run yet",
+                f"variant {metric}": format_mean_sd(
+                    var[f"{metric}_mean"], var[f"{metric}_sd"], scale
+                ),
+                "default seeds": int(base["n_seeds"]) if base is not None else 0,
+                "variant seeds": int(var["n_seeds"]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def leak_breakdown(per_image: pd.DataFrame, metrics: Sequence[str] = ("dice", "adf_mm")):
+    """Split a leaky-split run's test images into those with and without a sibling scan
+    (same exam) in training; mean of each metric per group (seeds averaged per image)."""
+    from fetalft.split import committed_splits
+
+    table = committed_splits()
+    train_exams = set(table.loc[table["leaky_split"] == "train", "exam"])
+    exams = dict(zip(table["name"], table["exam"], strict=True))
+    per_name = per_image.groupby("name")[list(metrics)].mean()
+    sibling = per_name.index.map(lambda n: exams.get(n) in train_exams)
+    per_name = per_name.assign(
+        group=np.where(sibling, "sibling in training", "no sibling in training")
+    )
+    out = per_name.groupby("group")[list(metrics)].agg(["mean", "count"])
+    return out
+
+
+# --------------------------------------------------------------------------- epochs
+
+
+def epoch_choice(
+    runs: pd.DataFrame, profile: str, results_dir: str | os.PathLike | None = None
+) -> pd.DataFrame:
+    """Validation Dice of the best epoch (kept) and of the last epoch (what the paper kept)."""
+    rows = []
+    for row in runs.itertuples(index=False):
+        history = load_history(profile, row.run, row.seed, results_dir)
+        best = history.loc[history["val_dice"].idxmax()]
+        last = history.iloc[-1]
+        rows.append(
+            {
+                "run": row.run,
+                "seed": row.seed,
+                "best epoch": int(best["epoch"]),
+                "last epoch": int(last["epoch"]),
+                "val Dice best": best["val_dice"],
+                "val Dice last": last["val_dice"],
+                "gain": best["val_dice"] - last["val_dice"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def checkpoint_path(checkpoint_dir: str | os.PathLike, profile: str, run: str, seed: int) -> Path:
+    return Path(checkpoint_dir) / profile / run / f"seed-{seed}" / "best.pt"
+
+
+def best_checkpoint(runs: pd.DataFrame, checkpoint_dir: str | os.PathLike, profile: str):
+    """The finished main-table run with the best *validation* Dice that has a ``best.pt``.
+
+    Chosen on validation, never on test. Returns ``(row, path)`` or ``None``.
+    """
+    if runs.empty:
+        return None
+    candidates = runs[is_main_variant(runs)].sort_values("best_val_dice", ascending=False)
+    for row in candidates.itertuples(index=False):
+        path = checkpoint_path(checkpoint_dir, profile, row.run, row.seed)
+        if path.is_file():
+            return row, path
+    return None
+
+
+# --------------------------------------------------------------------------- smoke
+
+
+def smoke_study(book, specs: Sequence[RunSpec]) -> list[RunSpec]:
+    """Train ``specs`` if and only if the profile is ``smoke``; return those still missing.
+
+    The results chapters never train in a real profile: they show what the study has made.
+    In the smoke profile they make a tiny study of their own so that CI exercises them.
+    """
+    if book.profile.name == "smoke":
+        study = book.study(progress=False)
+        study.run_all(list(specs))
+    root = Path(book.results_dir)
+    return [s for s in specs if not (s.folder(root, book.profile) / "metrics.json").exists()]
+
+
+def smoke_results_specs() -> list[RunSpec]:
+    from fetalft.study import plan
+
+    return plan(SMOKE_STRATEGIES, SMOKE_SEEDS)
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+def strategy_parts(head_trainable: bool = False) -> pd.DataFrame:
+    """Every strategy's parts with their parameter counts and whether they train.
+
+    Straight from the registry (:mod:`fetalft.strategies`): one network per architecture is
+    built with random weights (offline) and cut into the parts the strategies name. Columns:
+    ``strategy, architecture, pretrained, part, parameters, trainable``.
+    """
+    from fetalft.models import build_model, count_parameters
+    from fetalft.strategies import model_parts, trainable_parts
+
+    nets = {}
+    rows = []
+    for strategy in STRATEGIES.values():
+        if strategy.architecture not in nets:
+            nets[strategy.architecture] = build_model(strategy.architecture, None)
+        net = nets[strategy.architecture]
+        trains = trainable_parts(strategy, net, head_trainable)
+        for part, module in model_parts(net).items():
+            rows.append(
+                {
+                    "strategy": strategy.name,
+                    "architecture": strategy.architecture,
+                    "pretrained": strategy.pretrained,
+                    "part": part,
+                    "parameters": count_parameters(module),
+                    "trainable": part in trains,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def part_order(parts: Iterable[str]) -> list[str]:
+    """Parts in data-flow order: encoder, decoder blocks deepest first, head."""
+
+    def key(part: str) -> tuple[int, int]:
+        if part == "encoder":
+            return (0, 0)
+        if part.startswith("decoder"):
+            return (1, int(part.split(".")[1]) if "." in part else 0)
+        return (2, 0)
+
+    return sorted(parts, key=key)
+
+
+def parameter_reduction(
+    parts: pd.DataFrame, strategy: str = "decoder-0-4", reference: str = "baseline"
+) -> dict:
+    """Trainable parameters of ``strategy`` against all of ``reference``'s (the 85.8% claim)."""
+    trainable = int(parts[(parts["strategy"] == strategy) & parts["trainable"]]["parameters"].sum())
+    total_ref = int(parts[parts["strategy"] == reference]["parameters"].sum())
+    return {
+        "strategy": strategy,
+        "trainable": trainable,
+        "reference": reference,
+        "reference_trainable": total_ref,
+        "reduction": 1 - trainable / total_ref,
+    }

@@ -1,0 +1,245 @@
+"""The paper's fine-tuning strategies: which parts of the network train and which stay frozen.
+
+A network is cut into named parts: ``encoder``, ``decoder.0`` ... ``decoder.4`` (smp's
+decoder blocks, 0 the deepest) and ``head`` (the 1x1 segmentation convolution). A strategy
+names the parts that train. The paper's trainable counts show that its partial-decoder
+strategies left the head frozen at random initialisation ("decoder 4" = 6,976 parameters is
+block 4 without the head's 145): that is the default here, and ``head_trainable=True``
+gives the alternative.
+
+Frozen means frozen: no gradient, no optimizer state, and normalisation layers in eval mode
+so their running statistics never move, whatever ``model.train()`` is called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import pandas as pd
+from torch import nn
+
+from fetalft.models import ENCODER, build_model, count_parameters
+
+DECODER_BLOCKS = tuple(f"decoder.{i}" for i in range(5))
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    label: str  # the paper's wording of the trainable layers
+    architecture: str  # "unet" or "mobilenet_v2"
+    pretrained: bool  # ImageNet encoder (False: random initialisation)
+    trainable: tuple[str, ...]  # parts that train; ("all",) for everything
+    paper_trainable: float  # the paper's trainable-parameter figure, in millions
+    paper_results: tuple[float, float, float, float, float, float]  # PA, sd, Dice, sd, mIoU, sd
+
+    @property
+    def description(self) -> str:
+        init = (
+            "from scratch"
+            if self.architecture == "unet"
+            else ("ImageNet MobileNetV2" if self.pretrained else "random-init MobileNetV2")
+        )
+        return f"{init}, trains {self.label}"
+
+
+def _s(name, label, arch, pretrained, trainable, paper_m, results) -> Strategy:
+    return Strategy(name, label, arch, pretrained, tuple(trainable), paper_m, results)
+
+
+_D = DECODER_BLOCKS
+#: Every row of the paper's results table, in its order.
+STRATEGIES: dict[str, Strategy] = {
+    s.name: s
+    for s in (
+        _s(
+            "baseline",
+            "all (U-Net from scratch)",
+            "unet",
+            False,
+            ["all"],
+            31.04,
+            (97.33, 0.39, 95.56, 0.62, 91.56, 1.16),
+        ),
+        _s(
+            "random-decoder-0-4",
+            "decoder 0-4",
+            ENCODER,
+            False,
+            _D,
+            4.4,
+            (91.68, 1.09, 86.68, 1.06, 76.70, 1.68),
+        ),
+        _s(
+            "random-encoder",
+            "encoder",
+            ENCODER,
+            False,
+            ["encoder"],
+            2.22,
+            (90.11, 2.60, 85.67, 3.10, 75.14, 4.69),
+        ),
+        _s(
+            "encoder",
+            "encoder",
+            ENCODER,
+            True,
+            ["encoder"],
+            2.22,
+            (97.65, 0.44, 96.22, 0.68, 92.73, 1.26),
+        ),
+        _s(
+            "decoder-0",
+            "decoder 0",
+            ENCODER,
+            True,
+            _D[:1],
+            3.76,
+            (87.00, 8.55, 82.46, 8.89, 70.99, 12.63),
+        ),
+        _s(
+            "decoder-0-1",
+            "decoder 0,1",
+            ENCODER,
+            True,
+            _D[:2],
+            4.24,
+            (95.81, 1.74, 93.27, 2.46, 87.53, 4.20),
+        ),
+        _s(
+            "decoder-0-2",
+            "decoder 0,1,2",
+            ENCODER,
+            True,
+            _D[:3],
+            4.36,
+            (97.16, 0.11, 95.34, 0.14, 91.13, 0.26),
+        ),
+        _s(
+            "decoder-2-4",
+            "decoder 2,3,4",
+            ENCODER,
+            True,
+            _D[2:],
+            0.164,
+            (88.88, 0.50, 81.46, 0.53, 68.85, 0.77),
+        ),
+        _s(
+            "decoder-4",
+            "decoder 4",
+            ENCODER,
+            True,
+            _D[4:],
+            0.00698,
+            (68.31, 1.01, 37.04, 6.31, 22.90, 4.61),
+        ),
+        _s(
+            "decoder-0-4",
+            "decoder 0-4",
+            ENCODER,
+            True,
+            _D,
+            4.4,
+            (97.77, 0.22, 96.28, 0.38, 92.87, 0.69),
+        ),
+    )
+}
+
+
+def get_strategy(name: str) -> Strategy:
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown strategy {name!r}; valid strategies: {', '.join(STRATEGIES)}"
+        ) from None
+
+
+def model_parts(model: nn.Module) -> dict[str, nn.Module]:
+    """The named parts strategies refer to (decoder blocks only for smp models)."""
+    parts = {"encoder": model.encoder, "head": model.segmentation_head}
+    blocks = getattr(model.decoder, "blocks", [])
+    parts.update({f"decoder.{i}": block for i, block in enumerate(blocks)})
+    if not blocks:
+        parts["decoder"] = model.decoder
+    return parts
+
+
+def trainable_parts(strategy: Strategy, model: nn.Module, head_trainable: bool = False) -> set[str]:
+    parts = set(model_parts(model))
+    if strategy.trainable == ("all",):
+        return parts
+    chosen = set(strategy.trainable) | ({"head"} if head_trainable else set())
+    if unknown := chosen - parts:
+        raise ValueError(f"strategy {strategy.name} names unknown parts {sorted(unknown)}")
+    return chosen
+
+
+class FineTuned(nn.Module):
+    """A network with some parts frozen for good.
+
+    ``train()`` puts the trainable parts in training mode and keeps every frozen part in
+    eval mode, so BatchNorm statistics of frozen layers stay as loaded. The encoder is
+    frozen with smp's own ``freeze_encoder`` where the model has one. Frozen leading parts
+    (the encoder, and decoder blocks before the first trainable one) see inputs that do not
+    require gradients, so autograd records nothing for them and keeps no activations.
+    """
+
+    def __init__(self, net: nn.Module, trainable: Iterable[str]) -> None:
+        super().__init__()
+        self.net = net
+        self.trainable = frozenset(trainable)
+        parts = model_parts(net)
+        self.frozen = tuple(sorted(set(parts) - self.trainable))
+        for name, part in parts.items():
+            part.requires_grad_(name in self.trainable)
+        if "encoder" in self.frozen and hasattr(net, "freeze_encoder"):
+            net.freeze_encoder()
+        self.train()
+
+    def train(self, mode: bool = True) -> FineTuned:
+        super().train(mode)
+        parts = model_parts(self.net)
+        for name in self.frozen:
+            parts[name].eval()
+        return self
+
+    def forward(self, x):
+        return self.net(x)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+
+def prepare_model(
+    strategy: Strategy,
+    encoder_weights: str | None = "imagenet",
+    head_trainable: bool = False,
+) -> FineTuned:
+    """Build the strategy's network (ImageNet or random encoder) and freeze what it freezes."""
+    net = build_model(strategy.architecture, encoder_weights if strategy.pretrained else None)
+    return FineTuned(net, trainable_parts(strategy, net, head_trainable))
+
+
+def registry_table(head_trainable: bool = False) -> pd.DataFrame:
+    """The strategies with exact trainable and frozen counts (offline, random weights)."""
+    rows = []
+    for strategy in STRATEGIES.values():
+        model = prepare_model(strategy, encoder_weights=None, head_trainable=head_trainable)
+        trainable = count_parameters(model, trainable_only=True)
+        total = count_parameters(model)
+        rows.append(
+            {
+                "strategy": strategy.name,
+                "paper_label": strategy.label,
+                "encoder": "none"
+                if strategy.architecture == "unet"
+                else ("ImageNet" if strategy.pretrained else "random"),
+                "trainable": trainable,
+                "frozen": total - trainable,
+                "total": total,
+                "paper_trainable_M": strategy.paper_trainable,
+            }
+        )
+    return pd.DataFrame(rows)

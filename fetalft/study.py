@@ -1,0 +1,238 @@
+"""The study runner: strategies x seeds (x variants), resumable, results written atomically.
+
+Each finished run is a folder ``results/<profile>/<run>/seed-<k>/`` holding
+
+- ``metrics.json``: configuration, labels (profile, split, hardware, precision, weights)
+  and the test-set summary (mean, sd over test images),
+- ``per_image.csv``: every test image's metrics, HC error and fitted ellipse,
+- ``history.csv``: loss, validation Dice and speed per epoch,
+- ``environment.json``: versions, device, wall time, peak memory.
+
+The folder appears only when all four are written, so a folder that exists is a finished
+run and is skipped; an interrupted run resumes from its per-epoch checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from fetalft import hc18
+from fetalft.data import Scan, dataset_dir, load_scans, select_records
+from fetalft.environment import describe, peak_memory_mb
+from fetalft.evaluate import evaluate
+from fetalft.io import atomic_directory, write_csv_atomic, write_json_atomic
+from fetalft.metrics import summarize
+from fetalft.models import count_parameters, default_encoder_weights, mobilenet_unet, weights_source
+from fetalft.profiles import Profile, get_profile
+from fetalft.split import SplitKind
+from fetalft.strategies import STRATEGIES, get_strategy
+from fetalft.training import RunConfig, Trainer
+
+RESULTS_ENV = "FETALFT_RESULTS_DIR"
+CHECKPOINTS_ENV = "FETALFT_CHECKPOINT_DIR"
+
+
+def results_root(path: str | os.PathLike | None = None) -> Path:
+    return Path(path or os.environ.get(RESULTS_ENV) or "results")
+
+
+def checkpoints_root(path: str | os.PathLike | None = None) -> Path:
+    return Path(path or os.environ.get(CHECKPOINTS_ENV) or "checkpoints")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of the study: a strategy and seed, plus the variant it belongs to."""
+
+    strategy: str
+    seed: int
+    split: SplitKind = "exam"
+    train_fraction: float = 1.0
+    head_trainable: bool = False
+
+    @property
+    def name(self) -> str:
+        """Folder name: the strategy, with a suffix per non-default variant."""
+        name = self.strategy
+        if self.split != "exam":
+            name += f"--{self.split}"
+        if self.train_fraction < 1:
+            name += f"--train{round(self.train_fraction * 100)}pct"
+        if self.head_trainable:
+            name += "--head"
+        return name
+
+    def folder(self, root: Path, profile: Profile) -> Path:
+        return root / profile.name / self.name / f"seed-{self.seed}"
+
+
+def plan(
+    strategies: Iterable[str] | None = None,
+    seeds: Iterable[int] = (0,),
+    split: SplitKind = "exam",
+    train_fraction: float = 1.0,
+    head_trainable: bool = False,
+) -> list[RunSpec]:
+    names = list(strategies) if strategies else list(STRATEGIES)
+    for name in names:
+        get_strategy(name)
+    return [RunSpec(n, s, split, train_fraction, head_trainable) for s in seeds for n in names]
+
+
+class Study:
+    """Runs :class:`RunSpec`s for one profile on one data folder, loading the images once."""
+
+    def __init__(
+        self,
+        profile: Profile | str | None = None,
+        data_dir: str | os.PathLike | None = None,
+        results_dir: str | os.PathLike | None = None,
+        checkpoint_dir: str | os.PathLike | None = None,
+        encoder_weights: str | None = None,
+        precision: str = "auto",
+        progress: bool = True,
+    ) -> None:
+        self.profile = profile if isinstance(profile, Profile) else get_profile(profile)
+        self.data_dir, self.synthetic = dataset_dir(self.profile, data_dir)
+        self.results_dir = results_root(results_dir)
+        self.checkpoint_dir = checkpoints_root(checkpoint_dir)
+        self.encoder_weights = self._usable_weights(encoder_weights or default_encoder_weights())
+        self.precision = precision
+        self.progress = progress
+        self.records = hc18.load_records("training", self.data_dir)
+        self._scans: dict[str, Scan] = {}
+
+    def _usable_weights(self, weights: str) -> str:
+        """The weights to use; the smoke profile falls back to random ones when offline."""
+        if self.profile.name != "smoke" or weights != "imagenet":
+            return weights
+        try:
+            mobilenet_unet("imagenet")
+        except Exception as error:  # no network, hub down: any failure means "not available"
+            print(
+                f"ImageNet weights unavailable ({type(error).__name__}): the smoke profile "
+                "uses a random encoder. Set FETALFT_ENCODER_WEIGHTS to a local file."
+            )
+            return "random"
+        return weights
+
+    def scans(self, spec: RunSpec, role: str) -> list[Scan]:
+        limit = (self.profile.limits or {}).get(role)
+        fraction = spec.train_fraction if role == "train" else 1.0
+        records = select_records(self.records, role, spec.split, limit, fraction)
+        missing = [r for r in records if r.name not in self._scans]
+        for scan in load_scans(missing, self.profile.image_size, self.progress):
+            self._scans[scan.name] = scan
+        return [self._scans[r.name] for r in records]
+
+    def config(self, spec: RunSpec) -> RunConfig:
+        p = self.profile
+        return RunConfig(
+            strategy=spec.strategy,
+            seed=spec.seed,
+            epochs=p.epochs,
+            image_size=p.image_size,
+            batch_size=p.batch_size,
+            lr=p.lr,
+            head_trainable=spec.head_trainable,
+            encoder_weights=str(self.encoder_weights),
+            precision=self.precision,
+            extra={"split": spec.split, "train_fraction": spec.train_fraction},
+        )
+
+    def is_done(self, spec: RunSpec) -> bool:
+        return (spec.folder(self.results_dir, self.profile) / "metrics.json").exists()
+
+    def run(self, spec: RunSpec) -> Path:
+        """Train, pick the best validation epoch, test once, and write the run's folder."""
+        folder = spec.folder(self.results_dir, self.profile)
+        if self.is_done(spec):
+            return folder
+        started = time.perf_counter()
+        train, val, test = (self.scans(spec, role) for role in ("train", "val", "test"))
+        trainer = Trainer(
+            self.config(spec),
+            train,
+            val,
+            spec.folder(self.checkpoint_dir, self.profile),
+            self.progress,
+        )
+        history = trainer.fit()
+        best_epoch = trainer.load_best()
+        per_image = evaluate(trainer.model, test, trainer.runtime, self.profile.batch_size)
+        wall = time.perf_counter() - started
+        strategy = get_strategy(spec.strategy)
+        labels = {
+            "run": spec.name,
+            "strategy": spec.strategy,
+            "paper_label": strategy.label,
+            "seed": spec.seed,
+            "profile": self.profile.name,
+            "image_size": self.profile.image_size,
+            "epochs": self.profile.epochs,
+            "split": spec.split,
+            "train_fraction": spec.train_fraction,
+            "head_trainable": spec.head_trainable,
+            "data": "synthetic" if self.synthetic else "HC18",
+            "n_train": len(train),
+            "n_val": len(val),
+            "n_test": len(test),
+            "weights": weights_source(self.encoder_weights) if strategy.pretrained else "random",
+            "precision": trainer.runtime.precision,
+            "hardware": describe(trainer.runtime.device)["hardware"],
+        }
+        metrics = {
+            **labels,
+            "trainable_parameters": count_parameters(trainer.model, trainable_only=True),
+            "total_parameters": count_parameters(trainer.model),
+            "best_epoch": best_epoch,
+            "best_val_dice": trainer.best_dice,
+            "wall_seconds": wall,
+            "test": summarize(per_image).to_dict(orient="index"),
+        }
+        environment = {
+            **describe(trainer.runtime.device),
+            "precision": trainer.runtime.precision,
+            "wall_seconds": wall,
+            "peak_memory_mb": peak_memory_mb(trainer.runtime.device),
+            "config": trainer.config.as_dict(),
+            "profile": self.profile.as_dict(),
+        }
+        with atomic_directory(folder) as tmp:
+            write_csv_atomic(tmp / "per_image.csv", per_image)
+            write_csv_atomic(tmp / "history.csv", history)
+            write_json_atomic(tmp / "environment.json", environment)
+            write_json_atomic(tmp / "metrics.json", metrics)
+        trainer.last_path.unlink(missing_ok=True)  # optimizer state no longer needed
+        return folder
+
+    def run_all(self, specs: Sequence[RunSpec]) -> list[Path]:
+        todo = [s for s in specs if not self.is_done(s)]
+        if self.progress:
+            print(
+                f"{len(specs) - len(todo)} of {len(specs)} runs already finished; {len(todo)} to go "
+                f"(profile {self.profile.name}, data {self.data_dir})."
+            )
+        for spec in tqdm(todo, desc="study", disable=not self.progress or not todo):
+            self.run(spec)
+        return [s.folder(self.results_dir, self.profile) for s in specs]
+
+
+def load_results(profile: str, results_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    """One row per finished run of ``profile``: labels plus test mean of every metric."""
+    import json
+
+    rows = []
+    for path in sorted((results_root(results_dir) / profile).glob("*/seed-*/metrics.json")):
+        metrics = json.loads(path.read_text())
+        test = metrics.pop("test")
+        metrics.update({name: values["mean"] for name, values in test.items()})
+        rows.append(metrics)
+    return pd.DataFrame(rows)

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The cpu-profile study of the book, in priority order; every step skips finished runs,
+# so run it again after an interruption and it carries on. Needs HC18 and, offline, a
+# local copy of the ImageNet MobileNetV2 weights:
+#   FETALFT_DATA_DIR=../shared/hc18 \
+#   FETALFT_ENCODER_WEIGHTS=../shared/weights/mobilenet_v2_imagenet_tflite_quant_dequant_torchvision.pth \
+#   bash scripts/cpu_study.sh
+set -euo pipefail
+study() { python -m fetalft study --profile cpu --quiet "$@"; }
+
+main_table="decoder-0-4 decoder-0-2 decoder-0-1 decoder-0 decoder-2-4 decoder-4 encoder random-decoder-0-4 random-encoder baseline"
+partial="decoder-0 decoder-0-1 decoder-0-2 decoder-2-4 decoder-4"
+
+for seed in 0 1 2; do
+  study --strategies $main_table --seeds "$seed"           # the paper's table, three seeds
+done
+study --strategies decoder-0-4 baseline --seeds 0 --split leaky       # what the leak is worth
+for fraction in 0.1 0.3 0.5; do                                        # data efficiency
+  study --strategies decoder-0-4 baseline --seeds 0 --train-fraction "$fraction"
+done
+study --strategies $partial --seeds 0 --head-trainable                 # the head policy
+for seed in 1 2; do                                                    # more seeds for the extras
+  study --strategies decoder-0-4 baseline --seeds "$seed" --split leaky
+  study --strategies $partial --seeds "$seed" --head-trainable
+done

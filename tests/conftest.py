@@ -1,0 +1,46 @@
+"""Shared fixtures: a synthetic HC18 folder for fast tests, the real one when it is present."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fetalft import hc18
+from fetalft.synthetic import write_synthetic_hc18
+
+SHARED_HC18 = Path(__file__).resolve().parents[2] / "shared" / "hc18"
+SHARED_WEIGHTS = (
+    Path(__file__).resolve().parents[2]
+    / "shared"
+    / "weights"
+    / "mobilenet_v2_imagenet_tflite_quant_dequant_torchvision.pth"
+)
+
+
+@pytest.fixture(scope="session")
+def synthetic_hc18(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small HC18-shaped folder (24 training, 6 test scans at 270x400)."""
+    return write_synthetic_hc18(tmp_path_factory.mktemp("data") / "hc18", n_train=24, n_test=6)
+
+
+@pytest.fixture(scope="session")
+def real_hc18() -> Path:
+    """The real HC18 folder ($FETALFT_DATA_DIR or ../shared/hc18), or skip."""
+    for candidate in (hc18.data_dir(), SHARED_HC18):
+        try:
+            return hc18.find_data_dir(candidate)
+        except hc18.DatasetNotFoundError:
+            continue
+    pytest.skip("HC18 not available: set FETALFT_DATA_DIR to run the real-data tests")
+
+
+@pytest.fixture(scope="session")
+def imagenet_weights() -> Path:
+    """The offline ImageNet MobileNetV2 state dict ($FETALFT_ENCODER_WEIGHTS or ../shared), or skip."""
+    import os
+
+    for candidate in (os.environ.get("FETALFT_ENCODER_WEIGHTS"), SHARED_WEIGHTS):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    pytest.skip("no local ImageNet weights: set FETALFT_ENCODER_WEIGHTS to run this test")

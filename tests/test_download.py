@@ -1,0 +1,329 @@
+"""fetalft.download against a tiny HC18-shaped dataset served over real local HTTP."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib
+import io
+import re
+import threading
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import cv2
+import numpy as np
+import pytest
+
+from fetalft import hc18
+from fetalft.download import (
+    DownloadError,
+    VerificationError,
+    add_arguments,
+    download,
+    main,
+)
+
+TRAIN_ROWS = [("001_HC.png", 0.12, 150.5), ("001_2HC.png", 0.13, 151.0), ("002_HC.png", 0.2, 99.9)]
+TEST_ROWS = [("003_HC.png", 0.15), ("004_HC.png", 0.11)]
+TRAIN_HEADER = "filename,pixel size(mm),head circumference (mm)"
+TEST_HEADER = "filename,pixel size(mm)"
+
+
+# --------------------------------------------------------------------------- fake Zenodo
+
+
+def _png(rng: np.random.Generator) -> bytes:
+    ok, encoded = cv2.imencode(".png", rng.integers(0, 256, (12, 16), dtype=np.uint8))
+    assert ok
+    return encoded.tobytes()
+
+
+def _zip(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _csv(header: str, rows: list[tuple]) -> bytes:
+    """CSV as Zenodo ships it: no trailing newline."""
+    return "\n".join([header, *(",".join(map(str, row)) for row in rows)]).encode()
+
+
+def make_files(*, extra_train_image: str | None = None) -> dict[str, bytes]:
+    """The four Zenodo files of a 3 + 2 image HC18 look-alike.
+
+    The training zip has the top-level ``training_set/`` folder plus ``__MACOSX`` junk;
+    the test zip has no top-level folder, so both layouts are exercised.
+    """
+    rng = np.random.default_rng(0)
+    train: dict[str, bytes] = {}
+    for name, _, _ in TRAIN_ROWS:
+        stem = Path(name).stem
+        train[f"training_set/{name}"] = _png(rng)
+        train[f"training_set/{stem}{hc18.ANNOTATION_SUFFIX}.png"] = _png(rng)
+    train["__MACOSX/training_set/._001_HC.png"] = b"junk"
+    if extra_train_image:
+        train[f"training_set/{extra_train_image}"] = _png(rng)
+    test = {name: _png(rng) for name, _ in TEST_ROWS}
+    return {
+        "training_set.zip": _zip(train),
+        "test_set.zip": _zip(test),
+        hc18.TRAIN_CSV: _csv(TRAIN_HEADER, TRAIN_ROWS),
+        hc18.TEST_CSV: _csv(TEST_HEADER, TEST_ROWS),
+    }
+
+
+def sha256s(files: dict[str, bytes]) -> dict[str, str]:
+    return {
+        name: hashlib.sha256(files[name]).hexdigest() for name in (hc18.TRAIN_CSV, hc18.TEST_CSV)
+    }
+
+
+@dataclass
+class FakeZenodo:
+    """What the local server serves, and what it was asked for."""
+
+    url: str
+    files: dict[str, bytes]
+    requests: list[str] = field(default_factory=list)
+    #: file name -> extra bytes announced in Content-Length but never sent
+    short_bodies: dict[str, int] = field(default_factory=dict)
+
+    def reset(self) -> None:
+        self.requests.clear()
+        self.short_bodies.clear()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: ThreadingHTTPServer
+
+    def do_GET(self) -> None:
+        zenodo: FakeZenodo = self.server.zenodo  # type: ignore[attr-defined]
+        name = urlsplit(self.path).path.rsplit("/", 1)[-1]
+        zenodo.requests.append(name)
+        body = zenodo.files.get(name)
+        if body is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(body) + zenodo.short_bodies.get(name, 0)))
+        self.end_headers()
+        self.wfile.write(body)
+        self.close_connection = True
+
+    def log_message(self, format: str, *args: object) -> None:  # keep test output clean
+        pass
+
+
+@pytest.fixture
+def zenodo() -> Iterator[FakeZenodo]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    fake = FakeZenodo(
+        url=f"http://127.0.0.1:{server.server_port}/records/1327317/files",
+        files=make_files(),
+    )
+    server.zenodo = fake  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
+    thread.start()
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def fetch(zenodo: FakeZenodo, root: Path, **kwargs) -> Path:
+    kwargs.setdefault("checksums", sha256s(zenodo.files))
+    return download(root, base_url=zenodo.url, progress=False, **kwargs)
+
+
+def leftovers(root: Path) -> list[str]:
+    """Temporary files or folders, and zips, that a finished run must not leave behind."""
+    return sorted(p.name for p in root.iterdir() if p.name.startswith(".") or p.suffix == ".zip")
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_full_download_gives_a_readable_dataset(zenodo: FakeZenodo, tmp_path: Path) -> None:
+    root = fetch(zenodo, tmp_path / "hc18")
+
+    assert root == tmp_path / "hc18"
+    assert sorted(zenodo.requests) == sorted(zenodo.files)
+    training = hc18.load_records("training", root)
+    test = hc18.load_records("test", root)
+    assert [r.name for r in training] == ["001_HC", "001_2HC", "002_HC"]
+    assert [r.name for r in test] == ["003_HC", "004_HC"]
+    assert all(r.annotation_path is not None and r.annotation_path.is_file() for r in training)
+    assert (root / hc18.TRAIN_CSV).read_bytes() == zenodo.files[hc18.TRAIN_CSV]
+    assert leftovers(root) == []
+    assert sorted(p.name for p in (root / "training_set").iterdir()) == sorted(
+        [n for n, _, _ in TRAIN_ROWS]
+        + [n.replace(".png", "_Annotation.png") for n, _, _ in TRAIN_ROWS]
+    )
+
+
+def test_data_dir_comes_from_the_environment(
+    zenodo: FakeZenodo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(hc18.DATA_DIR_ENV, str(tmp_path / "env"))
+    root = download(base_url=zenodo.url, progress=False, checksums=None)
+    assert root == tmp_path / "env"
+    assert hc18.find_data_dir() == root
+
+
+def test_second_call_skips_everything(zenodo: FakeZenodo, tmp_path: Path) -> None:
+    fetch(zenodo, tmp_path)
+    zenodo.reset()
+
+    fetch(zenodo, tmp_path)
+    assert zenodo.requests == []
+
+    fetch(zenodo, tmp_path, force=True)
+    assert sorted(zenodo.requests) == sorted(zenodo.files)
+
+
+def test_incomplete_folder_is_fetched_again(zenodo: FakeZenodo, tmp_path: Path) -> None:
+    fetch(zenodo, tmp_path)
+    (tmp_path / "training_set" / "002_HC_Annotation.png").unlink()
+    zenodo.reset()
+
+    fetch(zenodo, tmp_path)
+    assert zenodo.requests == ["training_set.zip"]
+    assert (tmp_path / "training_set" / "002_HC_Annotation.png").is_file()
+
+
+def _announce_more_than_sent(zenodo: FakeZenodo) -> None:
+    zenodo.short_bodies["training_set.zip"] = 5000
+
+
+def _cut_the_zip(zenodo: FakeZenodo) -> None:
+    zenodo.files["training_set.zip"] = zenodo.files["training_set.zip"][:-200]
+
+
+def _flip_a_byte(zenodo: FakeZenodo) -> None:
+    data = bytearray(zenodo.files["training_set.zip"])
+    data[100] ^= 0xFF  # inside the first member's compressed data
+    zenodo.files["training_set.zip"] = bytes(data)
+
+
+@pytest.mark.parametrize("damage", [_announce_more_than_sent, _cut_the_zip, _flip_a_byte])
+def test_truncated_download_leaves_nothing_and_retry_works(
+    zenodo: FakeZenodo, tmp_path: Path, damage
+) -> None:
+    good = dict(zenodo.files)
+    damage(zenodo)
+
+    with pytest.raises(DownloadError) as caught:
+        fetch(zenodo, tmp_path)
+    message = str(caught.value)
+    assert "training_set.zip" in message
+    assert f"{zenodo.url}/training_set.zip" in message
+    assert "again" in message
+    assert not (tmp_path / "training_set").exists()
+    assert leftovers(tmp_path) == []
+
+    zenodo.files.update(good)
+    zenodo.reset()
+    fetch(zenodo, tmp_path)
+    assert "training_set.zip" in zenodo.requests
+    assert hc18.TRAIN_CSV not in zenodo.requests  # already complete: kept
+    assert len(hc18.load_records("training", tmp_path)) == len(TRAIN_ROWS)
+    assert leftovers(tmp_path) == []
+
+
+def test_zip_with_names_not_in_the_csv_is_rejected(zenodo: FakeZenodo, tmp_path: Path) -> None:
+    zenodo.files.update(
+        {"training_set.zip": make_files(extra_train_image="777_HC.png")["training_set.zip"]}
+    )
+
+    with pytest.raises(VerificationError, match=r"777_HC\.png"):
+        fetch(zenodo, tmp_path)
+    assert not (tmp_path / "training_set").exists()
+    assert leftovers(tmp_path) == []
+
+
+def test_zip_missing_a_listed_image_is_rejected(zenodo: FakeZenodo, tmp_path: Path) -> None:
+    rows = [*TEST_ROWS, ("005_HC.png", 0.1)]
+    zenodo.files[hc18.TEST_CSV] = _csv(TEST_HEADER, rows)
+
+    with pytest.raises(VerificationError, match=r"missing, e\.g\. 005_HC\.png"):
+        fetch(zenodo, tmp_path)
+    assert not (tmp_path / "test_set").exists()
+    assert leftovers(tmp_path) == []
+
+
+def test_checksum_mismatch_is_rejected(zenodo: FakeZenodo, tmp_path: Path) -> None:
+    checksums = sha256s(zenodo.files) | {hc18.TEST_CSV: "0" * 64}
+
+    with pytest.raises(VerificationError, match=re.escape(hc18.TEST_CSV)):
+        fetch(zenodo, tmp_path, checksums=checksums)
+    assert not (tmp_path / hc18.TEST_CSV).exists()
+    assert leftovers(tmp_path) == []
+
+
+def test_default_checksums_are_the_official_ones(zenodo: FakeZenodo, tmp_path: Path) -> None:
+    with pytest.raises(VerificationError, match="814533eaade9"):
+        download(tmp_path, base_url=zenodo.url, progress=False)
+
+
+def test_missing_file_on_server_is_a_clear_error(zenodo: FakeZenodo, tmp_path: Path) -> None:
+    del zenodo.files["test_set.zip"]
+    with pytest.raises(DownloadError, match=r"test_set\.zip.*HTTP 404"):
+        fetch(zenodo, tmp_path)
+    assert leftovers(tmp_path) == []
+
+
+def test_leftovers_of_a_killed_run_are_removed(zenodo: FakeZenodo, tmp_path: Path) -> None:
+    (tmp_path / ".training_set.abc.partial").mkdir()
+    (tmp_path / ".training_set.abc.partial" / "001_HC.png").write_bytes(b"half")
+    (tmp_path / ".training_set.zip.xyz.tmp").write_bytes(b"half")
+
+    fetch(zenodo, tmp_path)
+    assert leftovers(tmp_path) == []
+
+
+def _cli(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="fetalft download")
+    add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_cli_entry(zenodo: FakeZenodo, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = _cli(["--data-dir", str(tmp_path), "--base-url", zenodo.url, "--quiet"])
+    assert args.force is False
+
+    # The real CSV checksums do not match the fake dataset: a one-line error, exit code 1.
+    assert main(args) == 1
+    assert "error:" in capsys.readouterr().err
+
+    assert _cli(["--force"]).force is True
+
+
+def test_cli_passes_its_options_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = importlib.import_module("fetalft.download")
+    calls = []
+    monkeypatch.setattr(module, "download", lambda *a, **kw: calls.append((a, kw)) or tmp_path)
+
+    assert main(_cli(["--data-dir", str(tmp_path), "--force"])) == 0
+    assert calls == [
+        ((str(tmp_path),), {"base_url": module.ZENODO_URL, "force": True, "progress": True})
+    ]
+
+
+def test_complete_zip_from_an_interrupted_run_is_reused(zenodo: FakeZenodo, tmp_path: Path) -> None:
+    (tmp_path / "training_set.zip").write_bytes(zenodo.files["training_set.zip"])
+
+    fetch(zenodo, tmp_path)
+    assert "training_set.zip" not in zenodo.requests
+    assert len(hc18.load_records("training", tmp_path)) == len(TRAIN_ROWS)
+    assert leftovers(tmp_path) == []

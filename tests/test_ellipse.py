@@ -1,0 +1,206 @@
+"""fetalft.ellipse: fitting, conventions, perimeter and rasterisation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.integrate import quad
+
+from fetalft.ellipse import Ellipse, EllipseFitError, fit_ellipse, outline_points
+
+
+def angle_difference(first: float, second: float) -> float:
+    """Smallest difference of two axis directions (angles are only defined modulo pi)."""
+    diff = (first - second) % math.pi
+    return min(diff, math.pi - diff)
+
+
+def assert_same_ellipse(found: Ellipse, truth: Ellipse, tol: float = 1e-3) -> None:
+    """Centre and axes within ``tol`` pixels, axis direction within ``tol`` radians."""
+    assert found.cx == pytest.approx(truth.cx, abs=tol)
+    assert found.cy == pytest.approx(truth.cy, abs=tol)
+    assert found.a == pytest.approx(truth.a, abs=tol)
+    assert found.b == pytest.approx(truth.b, abs=tol)
+    assert angle_difference(found.angle, truth.angle) < tol
+
+
+def integrated_perimeter(a: float, b: float) -> float:
+    """Arc length of the ellipse by numerical integration of |d(point)/dt|."""
+    length, _ = quad(lambda t: math.hypot(a * math.sin(t), b * math.cos(t)), 0, 2 * math.pi)
+    return length
+
+
+HEAD_LIKE = [
+    Ellipse(200, 140, 90, 60, 0.0),
+    Ellipse(400, 270, 210, 160, 0.3),
+    Ellipse(150, 100, 70, 55, 1.2),
+    Ellipse(300, 250, 120, 100, math.pi / 2),
+    Ellipse(250, 200, 110, 80, 2.6),
+]
+
+
+# --------------------------------------------------------------------------- fitting
+
+
+@pytest.mark.parametrize("truth", HEAD_LIKE, ids=lambda e: f"angle{e.angle:.2f}")
+def test_fit_recovers_ellipse_from_its_points(truth: Ellipse) -> None:
+    assert_same_ellipse(fit_ellipse(truth.points(360)), truth)
+
+
+@pytest.mark.parametrize("truth", HEAD_LIKE[1:], ids=lambda e: f"angle{e.angle:.2f}")
+def test_fit_recovers_ellipse_from_a_third_of_its_arc(truth: Ellipse) -> None:
+    arc = truth.points(720)[:240]
+    assert_same_ellipse(fit_ellipse(arc), truth, tol=1e-2)
+
+
+def test_fit_tolerates_pixel_noise() -> None:
+    truth = Ellipse(300, 200, 150, 110, 0.7)
+    rng = np.random.default_rng(0)
+    noisy = truth.points(2000) + rng.normal(0, 0.5, size=(2000, 2))
+    found = fit_ellipse(noisy)
+    assert_same_ellipse(found, truth, tol=0.2)
+    assert found.perimeter == pytest.approx(truth.perimeter, rel=1e-3)
+
+
+def test_fit_returns_ordered_axes_and_folded_angle() -> None:
+    truth = Ellipse(100, 100, 60, 30, 2.0)
+    found = fit_ellipse(truth.points(100))
+    assert found.a >= found.b
+    assert 0 <= found.angle < math.pi
+
+
+@pytest.mark.parametrize("count", [0, 1, 5])
+def test_fit_with_too_few_points_raises(count: int) -> None:
+    points = Ellipse(50, 50, 20, 10, 0.0).points(count) if count else np.empty((0, 2))
+    with pytest.raises(EllipseFitError, match=f"got {count}"):
+        fit_ellipse(points)
+
+
+def test_fit_of_identical_points_raises() -> None:
+    with pytest.raises(EllipseFitError, match="degenerate"):
+        fit_ellipse(np.ones((20, 2)))
+
+
+def test_outline_points_are_x_then_y() -> None:
+    image = np.zeros((10, 20), np.uint8)
+    image[2, 15] = 255
+    image[7, 3] = 1
+    assert sorted(map(tuple, outline_points(image))) == [(3.0, 7.0), (15.0, 2.0)]
+
+
+# --------------------------------------------------------------------------- conventions
+
+
+def test_normalized_swaps_axes_and_turns_angle_by_a_quarter() -> None:
+    e = Ellipse.normalized(1, 2, 30, 50, 0.25)
+    assert (e.a, e.b) == (50, 30)
+    assert e.angle == pytest.approx(0.25 + math.pi / 2)
+
+
+@pytest.mark.parametrize("angle", [-0.5, math.pi, 7.0, -4.0])
+def test_normalized_folds_angle_into_zero_to_pi(angle: float) -> None:
+    e = Ellipse.normalized(0, 0, 5, 3, angle)
+    assert 0 <= e.angle < math.pi
+    assert angle_difference(e.angle, angle) < 1e-12
+
+
+@pytest.mark.parametrize("angle", [0.0, 0.4, 1.3, 2.9])
+def test_swapped_description_is_the_same_ellipse(angle: float) -> None:
+    """(r1, r2, angle) and (r2, r1, angle + pi/2) draw identical outlines."""
+    first = Ellipse.normalized(10, 20, 8, 5, angle)
+    second = Ellipse.normalized(10, 20, 5, 8, angle + math.pi / 2)
+    assert_same_ellipse(first, second, tol=1e-9)
+
+
+def test_angle_turns_a_axis_from_x_towards_y() -> None:
+    """With angle pi/4 the long axis ends at (+x, +y), i.e. down-right in an image."""
+    e = Ellipse(0, 0, 10, 2, math.pi / 4)
+    x, y = e.points(8)[0]  # t = 0 is the end of the a axis
+    assert x == pytest.approx(10 / math.sqrt(2))
+    assert y == pytest.approx(10 / math.sqrt(2))
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        (0, 0, 3, 5, 0),
+        (0, 0, 5, 0, 0),
+        (0, 0, 5, -1, 0),
+        (math.nan, 0, 5, 3, 0),
+        (0, 0, 5, 3, math.inf),
+    ],
+)
+def test_invalid_ellipse_is_rejected(values: tuple[float, ...]) -> None:
+    with pytest.raises(ValueError, match="not a valid ellipse"):
+        Ellipse(*values)
+
+
+def test_points_lie_on_the_ellipse() -> None:
+    e = Ellipse(40, 30, 25, 12, 1.1)
+    x, y = e.points(50).T
+    cos, sin = math.cos(e.angle), math.sin(e.angle)
+    u = (x - e.cx) * cos + (y - e.cy) * sin
+    v = -(x - e.cx) * sin + (y - e.cy) * cos
+    np.testing.assert_allclose((u / e.a) ** 2 + (v / e.b) ** 2, 1.0, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- perimeter
+
+
+@pytest.mark.parametrize("radius", [1.0, 37.5, 250.0])
+def test_perimeter_of_circle(radius: float) -> None:
+    assert Ellipse(0, 0, radius, radius, 0).perimeter == pytest.approx(2 * math.pi * radius)
+
+
+@pytest.mark.parametrize(("a", "b"), [(90, 60), (210, 160), (100, 99), (120, 70)])
+def test_perimeter_matches_integration_for_head_shapes(a: float, b: float) -> None:
+    assert Ellipse(0, 0, a, b, 0).perimeter == pytest.approx(integrated_perimeter(a, b), rel=1e-9)
+
+
+def test_perimeter_stays_close_for_elongated_ellipse() -> None:
+    """Ramanujan's formula is only approximate far from a circle: 1.2e-5 off at a/b = 10."""
+    assert Ellipse(0, 0, 10, 1, 0).perimeter == pytest.approx(integrated_perimeter(10, 1), rel=5e-5)
+
+
+def test_scaled_changes_units_but_not_angle() -> None:
+    e = Ellipse(100, 50, 80, 60, 0.9)
+    mm = e.scaled(0.15)
+    assert (mm.cx, mm.cy, mm.a, mm.b) == pytest.approx((15, 7.5, 12, 9))
+    assert mm.angle == e.angle
+    assert mm.perimeter == pytest.approx(0.15 * e.perimeter)
+
+
+# --------------------------------------------------------------------------- masks
+
+
+@pytest.mark.parametrize("truth", HEAD_LIKE, ids=lambda e: f"angle{e.angle:.2f}")
+def test_mask_area_is_close_to_pi_a_b(truth: Ellipse) -> None:
+    mask = truth.to_mask((600, 900))
+    assert mask.dtype == np.uint8
+    assert set(np.unique(mask)) == {0, 1}
+    assert mask.sum() == pytest.approx(truth.area, rel=0.01)
+
+
+def test_mask_is_clipped_when_ellipse_leaves_the_image() -> None:
+    quarter_outside = Ellipse(0, 0, 100, 80, 0.0)
+    mask = quarter_outside.to_mask((200, 300))
+    assert mask.shape == (200, 300)
+    assert mask.sum() == pytest.approx(quarter_outside.area / 4, rel=0.03)
+    assert mask[0, 0] == 1
+    assert mask[0, :].any()
+    assert mask[:, 0].any()
+
+
+def test_mask_of_ellipse_outside_the_image_is_empty() -> None:
+    assert Ellipse(-500, -500, 100, 80, 0.3).to_mask((100, 100)).sum() == 0
+
+
+def test_mask_uses_pixel_centres() -> None:
+    """A circle of radius 1 at a pixel centre holds exactly that pixel and its 4 neighbours."""
+    mask = Ellipse(2, 2, 1, 1, 0).to_mask((5, 5))
+    expected = np.zeros((5, 5), np.uint8)
+    expected[2, 1:4] = 1
+    expected[1:4, 2] = 1
+    np.testing.assert_array_equal(mask, expected)

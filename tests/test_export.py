@@ -1,0 +1,71 @@
+"""ONNX export: ONNX Runtime gives the same logits, masks and head circumference as PyTorch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fetalft import hc18
+from fetalft.data import load_scans, select_records
+from fetalft.export import OnnxPredictor, export_onnx
+from fetalft.predict import Predictor
+from fetalft.training import RunConfig, Trainer
+
+pytest.importorskip("onnxscript")
+
+
+def trained_checkpoint(records, folder, weights, size=64, epochs=2):
+    """A quickly trained decoder-0-4 model's best.pt (fp32, so both backends see fp32)."""
+    train = load_scans(select_records(records, "train", limit=40), size, progress=False)
+    val = load_scans(select_records(records, "val", limit=8), size, progress=False)
+    config = RunConfig(
+        "decoder-0-4", epochs=epochs, image_size=size, encoder_weights=weights, precision="fp32"
+    )
+    trainer = Trainer(config, train, val, folder, progress=False)
+    trainer.fit()
+    return trainer.best_path
+
+
+def compare_backends(checkpoint, records, tmp_path):
+    onnx_path = export_onnx(checkpoint, tmp_path / "model.onnx")
+    assert onnx_path.with_suffix(".json").exists()
+    torch_model = Predictor.from_checkpoint(checkpoint, precision="fp32")
+    onnx_model = OnnxPredictor(onnx_path)
+    worst_logit, worst_hc, mask_mismatch = 0.0, 0.0, 0.0
+    for record in records:
+        image = hc18.read_gray(record.image_path)
+        a, b = torch_model.logits(image), onnx_model.logits(image)
+        worst_logit = max(worst_logit, float(np.abs(a - b).max()))
+        mask_a, m_a = torch_model.measure(image, record.pixel_size_mm)
+        mask_b, m_b = onnx_model.measure(image, record.pixel_size_mm)
+        mask_mismatch = max(mask_mismatch, float((mask_a != mask_b).mean()))
+        assert m_a.measurable == m_b.measurable
+        if m_a.measurable:
+            worst_hc = max(worst_hc, abs(m_a.hc_mm - m_b.hc_mm))
+    return worst_logit, mask_mismatch, worst_hc
+
+
+@pytest.fixture
+def records_and_weights(request, synthetic_hc18):
+    """Real HC18 with ImageNet weights when available (as in CI), else synthetic scans."""
+    try:
+        real = request.getfixturevalue("real_hc18")
+        weights = str(request.getfixturevalue("imagenet_weights"))
+    except pytest.skip.Exception:
+        return hc18.load_records("training", synthetic_hc18), "random", False
+    return hc18.load_records("training", real), weights, True
+
+
+@pytest.mark.slow
+def test_onnx_runtime_matches_pytorch(records_and_weights, tmp_path):
+    records, weights, real = records_and_weights
+    checkpoint = trained_checkpoint(records, tmp_path / "run", weights, epochs=2 if real else 1)
+    test_records = select_records(records, "test", limit=10)
+    worst_logit, mask_mismatch, worst_hc = compare_backends(checkpoint, test_records, tmp_path)
+    print(
+        f"real={real}: max |logit diff| {worst_logit:.2e}, mask mismatch {mask_mismatch:.2e}, "
+        f"max HC diff {worst_hc:.4f} mm"
+    )
+    assert worst_logit < 1e-3
+    assert mask_mismatch < 1e-4
+    assert worst_hc < 0.1

@@ -1,0 +1,205 @@
+"""fetalft.hc18: finding the dataset, reading it, and clear errors when it is broken."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fetalft import hc18
+
+
+@pytest.fixture
+def dataset(synthetic_hc18: Path, tmp_path: Path) -> Path:
+    """A private copy of the synthetic HC18 folder that a test may break."""
+    return Path(shutil.copytree(synthetic_hc18, tmp_path / "hc18"))
+
+
+def train_csv(root: Path) -> pd.DataFrame:
+    return pd.read_csv(root / hc18.TRAIN_CSV)
+
+
+def write_train_csv(root: Path, table: pd.DataFrame) -> None:
+    table.to_csv(root / hc18.TRAIN_CSV, index=False)
+
+
+def load_error(root: Path, subset: hc18.Subset = "training") -> str:
+    """The message of the HC18Error that ``load_records`` raises on ``root``."""
+    with pytest.raises(hc18.HC18Error) as info:
+        hc18.load_records(subset, root)
+    return str(info.value)
+
+
+# --------------------------------------------------------------------------- locating
+
+
+def test_find_data_dir_on_missing_folder_names_folder_and_download_command(
+    tmp_path: Path,
+) -> None:
+    missing = tmp_path / "nowhere"
+    with pytest.raises(hc18.DatasetNotFoundError) as info:
+        hc18.find_data_dir(missing)
+    message = str(info.value)
+    assert str(missing) in message
+    assert "python -m fetalft download" in message
+    assert hc18.DATA_DIR_ENV in message
+
+
+def test_find_data_dir_lists_what_is_missing(dataset: Path) -> None:
+    (dataset / hc18.TEST_CSV).unlink()
+    with pytest.raises(hc18.DatasetNotFoundError, match=hc18.TEST_CSV):
+        hc18.find_data_dir(dataset)
+
+
+def test_dataset_not_found_is_a_file_not_found_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        hc18.find_data_dir(tmp_path)
+
+
+def test_env_var_is_honoured(synthetic_hc18: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(hc18.DATA_DIR_ENV, str(synthetic_hc18))
+    assert hc18.data_dir() == synthetic_hc18
+    assert hc18.find_data_dir() == synthetic_hc18
+
+
+def test_explicit_path_wins_over_env_var(
+    synthetic_hc18: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(hc18.DATA_DIR_ENV, str(tmp_path / "elsewhere"))
+    assert hc18.find_data_dir(synthetic_hc18) == synthetic_hc18
+
+
+def test_default_data_dir_is_in_the_cache_without_env_var(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(hc18.DATA_DIR_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert hc18.data_dir() == tmp_path / "fetalft" / "hc18"
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def test_load_records_training(synthetic_hc18: Path) -> None:
+    records = hc18.load_records("training", synthetic_hc18)
+    table = train_csv(synthetic_hc18)
+    assert len(records) == 24
+    assert [f"{r.name}.png" for r in records] == table["filename"].tolist()
+    for record, row in zip(records, table.itertuples(index=False), strict=True):
+        assert record.image_path == synthetic_hc18 / hc18.TRAIN_DIR / f"{record.name}.png"
+        assert record.annotation_path == (
+            synthetic_hc18 / hc18.TRAIN_DIR / f"{record.name}_Annotation.png"
+        )
+        assert record.annotation_path.is_file()
+        assert record.pixel_size_mm == pytest.approx(row[1])
+        assert record.hc_mm == pytest.approx(row[2])
+        assert record.exam == record.name[:3]
+
+
+def test_load_records_test_subset_has_no_annotations(synthetic_hc18: Path) -> None:
+    records = hc18.load_records("test", synthetic_hc18)
+    assert len(records) == 6
+    assert all(r.annotation_path is None and r.hc_mm is None for r in records)
+    assert all(r.image_path.parent.name == hc18.TEST_DIR for r in records)
+
+
+def test_load_records_rejects_unknown_subset(synthetic_hc18: Path) -> None:
+    with pytest.raises(hc18.HC18Error, match="validation"):
+        hc18.load_records("validation", synthetic_hc18)
+
+
+def test_image_without_annotation(dataset: Path) -> None:
+    annotation = dataset / hc18.TRAIN_DIR / "003_HC_Annotation.png"
+    annotation.unlink()
+    message = load_error(dataset)
+    assert str(annotation) in message
+    assert "no annotation" in message
+    assert "Download" in message
+
+
+def test_csv_row_whose_image_is_missing(dataset: Path) -> None:
+    image = dataset / hc18.TRAIN_DIR / "005_HC.png"
+    image.unlink()
+    message = load_error(dataset)
+    assert str(image) in message
+    assert "does not exist" in message
+    assert "Download the dataset again" in message
+
+
+def test_image_without_csv_row(dataset: Path) -> None:
+    table = train_csv(dataset)
+    write_train_csv(dataset, table[table["filename"] != "007_HC.png"])
+    message = load_error(dataset)
+    assert "007_HC.png" in message
+    assert "without a row" in message
+    assert "restore the original CSV" in message
+
+
+def test_wrong_csv_columns(dataset: Path) -> None:
+    table = train_csv(dataset).rename(columns={"pixel size(mm)": "pixel size(cm)"})
+    write_train_csv(dataset, table)
+    message = load_error(dataset)
+    assert hc18.TRAIN_CSV in message
+    assert "pixel size(cm)" in message
+    assert "expected" in message
+    assert "Download the dataset again" in message
+
+
+@pytest.mark.parametrize("bad_size", [12.0, 0.0, -0.1, float("nan")])
+def test_pixel_size_out_of_range(dataset: Path, bad_size: float) -> None:
+    table = train_csv(dataset)
+    table.loc[2, "pixel size(mm)"] = bad_size
+    write_train_csv(dataset, table)
+    message = load_error(dataset)
+    assert repr(bad_size) in message
+    assert table.loc[2, "filename"] in message
+    assert "millimetres" in message
+
+
+@pytest.mark.parametrize("good_size", [0.0494, 0.3933])
+def test_check_pixel_size_accepts_hc18_range(good_size: float) -> None:
+    assert hc18.check_pixel_size(good_size, "test") == good_size
+
+
+def test_read_gray_on_text_file_named_png(tmp_path: Path) -> None:
+    fake = tmp_path / "010_HC.png"
+    fake.write_text("this is not a PNG")
+    with pytest.raises(hc18.HC18Error) as info:
+        hc18.read_gray(fake)
+    assert str(fake) in str(info.value)
+    assert "download the dataset again" in str(info.value)
+
+
+def test_read_gray_on_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(hc18.HC18Error, match="missing"):
+        hc18.read_gray(tmp_path / "absent.png")
+
+
+def test_read_gray_keeps_size_and_grey_values(synthetic_hc18: Path) -> None:
+    image = hc18.read_gray(synthetic_hc18 / hc18.TRAIN_DIR / "000_HC.png")
+    assert image.shape == (270, 400)
+    assert image.dtype == np.uint8
+
+
+# --------------------------------------------------------------------------- names
+
+
+@pytest.mark.parametrize(
+    ("name", "exam"),
+    [("010_HC", "010"), ("010_2HC", "010"), ("010_HC.png", "010"), ("999_4HC.png", "999")],
+)
+def test_exam_id(name: str, exam: str) -> None:
+    assert hc18.exam_id(name) == exam
+
+
+@pytest.mark.parametrize(
+    "name", ["10_HC", "0100_HC", "abc_HC", "010_HC_Annotation", "010_12HC", "010_AC", "010HC", ""]
+)
+def test_exam_id_rejects_bad_names(name: str) -> None:
+    with pytest.raises(hc18.HC18Error) as info:
+        hc18.exam_id(name)
+    assert repr(name) in str(info.value)
+    assert "NNN_HC" in str(info.value)

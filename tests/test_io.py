@@ -1,0 +1,113 @@
+"""fetalft.io: results are either completely written or not there at all."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from fetalft.io import (
+    atomic_directory,
+    atomic_write,
+    write_csv_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
+
+
+class Interrupted(Exception):
+    """Stands for a crash in the middle of writing."""
+
+
+def entries(folder: Path) -> list[str]:
+    """Everything in ``folder``, hidden temporary files included."""
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_atomic_write_creates_file_and_leaves_no_temp_file(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "result.txt"
+    with atomic_write(target) as handle:
+        handle.write("done")
+    assert target.read_text() == "done"
+    assert entries(target.parent) == ["result.txt"]
+
+
+def test_atomic_write_keeps_old_file_when_block_raises(tmp_path: Path) -> None:
+    target = tmp_path / "result.txt"
+    target.write_text("old")
+    with pytest.raises(Interrupted), atomic_write(target) as handle:
+        handle.write("half of the new")
+        raise Interrupted
+    assert target.read_text() == "old"
+    assert entries(tmp_path) == ["result.txt"]
+
+
+def test_atomic_write_creates_nothing_when_block_raises(tmp_path: Path) -> None:
+    with pytest.raises(KeyboardInterrupt), atomic_write(tmp_path / "new.txt") as handle:
+        handle.write("partial")
+        raise KeyboardInterrupt
+    assert entries(tmp_path) == []
+
+
+def test_atomic_write_replaces_existing_file(tmp_path: Path) -> None:
+    target = tmp_path / "result.txt"
+    target.write_text("old and longer")
+    write_text_atomic(target, "new")
+    assert target.read_text() == "new"
+
+
+def test_write_json_atomic_round_trip(tmp_path: Path) -> None:
+    data = {"dice": 0.97, "epochs": [1, 2], "name": "decoder"}
+    path = write_json_atomic(tmp_path / "run.json", data)
+    assert json.loads(path.read_text()) == data
+
+
+def test_write_csv_atomic_round_trip_without_index(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"name": ["000_HC", "001_HC"], "dice": [0.5, 0.25]})
+    path = write_csv_atomic(tmp_path / "table.csv", frame)
+    assert path.read_text().splitlines()[0] == "name,dice"
+    pd.testing.assert_frame_equal(pd.read_csv(path), frame, check_dtype=False)
+
+
+def test_atomic_directory_leaves_nothing_after_exception(tmp_path: Path) -> None:
+    final = tmp_path / "run"
+    with pytest.raises(Interrupted), atomic_directory(final) as tmp:
+        (tmp / "model.pt").write_text("half")
+        raise Interrupted
+    assert not final.exists()
+    assert entries(tmp_path) == []
+
+
+def test_atomic_directory_keeps_existing_folder_after_exception(tmp_path: Path) -> None:
+    final = tmp_path / "run"
+    final.mkdir()
+    (final / "model.pt").write_text("old")
+    with pytest.raises(Interrupted), atomic_directory(final) as tmp:
+        (tmp / "model.pt").write_text("new")
+        raise Interrupted
+    assert entries(final) == ["model.pt"]
+    assert (final / "model.pt").read_text() == "old"
+    assert entries(tmp_path) == ["run"]
+
+
+def test_atomic_directory_replaces_existing_folder_on_success(tmp_path: Path) -> None:
+    final = tmp_path / "run"
+    final.mkdir()
+    (final / "stale.txt").write_text("from the previous run")
+    with atomic_directory(final) as tmp:
+        assert tmp != final
+        assert not (tmp / "stale.txt").exists()
+        (tmp / "model.pt").write_text("new")
+    assert entries(final) == ["model.pt"]
+    assert (final / "model.pt").read_text() == "new"
+    assert entries(tmp_path) == ["run"]
+
+
+def test_atomic_directory_content_appears_only_at_the_end(tmp_path: Path) -> None:
+    final = tmp_path / "nested" / "run"
+    with atomic_directory(final) as tmp:
+        (tmp / "a.txt").write_text("a")
+        assert not final.exists()
+    assert (final / "a.txt").read_text() == "a"

@@ -1,0 +1,213 @@
+"""fetalft.submission: the HC18 challenge CSV, its checks, and its angle convention."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from fetalft import hc18
+from fetalft.biometry import Measurement, ellipse_from_outline
+from fetalft.ellipse import Ellipse
+from fetalft.submission import (
+    COLUMNS,
+    SubmissionError,
+    check_submission,
+    ellipse_from_row,
+    read_submission,
+    submission_table,
+    write_submission,
+)
+from fetalft.synthetic import draw_outline
+
+HEADER = "filename,center_x_mm,center_y_mm,semi_axes_a_mm,semi_axes_b_mm,angle_rad"
+ELLIPSES = {
+    "000_HC.png": (Ellipse(400, 270, 200, 150, 0.3), 0.12),
+    "001_HC.png": (Ellipse(380, 250, 180, 140, 2.5), 0.2),
+    "001_2HC.png": (Ellipse(420, 280, 150, 120, 0.0), 0.0691),
+}
+
+
+def measurements() -> dict[str, Measurement]:
+    return {name: Measurement(True, e, px) for name, (e, px) in ELLIPSES.items()}
+
+
+def valid_table() -> pd.DataFrame:
+    return submission_table(measurements())
+
+
+def with_value(column: str, value: object) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    def change(table: pd.DataFrame) -> pd.DataFrame:
+        table = table.astype({column: object}) if isinstance(value, str) else table
+        table.loc[1, column] = value
+        return table
+
+    return change
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def test_table_is_in_millimetres() -> None:
+    table = valid_table()
+    assert tuple(table.columns) == COLUMNS
+    row = table.iloc[0]
+    assert row["center_x_mm"] == pytest.approx(400 * 0.12)
+    assert row["semi_axes_a_mm"] == pytest.approx(200 * 0.12)
+    assert row["semi_axes_b_mm"] == pytest.approx(150 * 0.12)
+    assert row["angle_rad"] == pytest.approx(0.3)
+
+
+def test_writer_round_trip(tmp_path: Path) -> None:
+    path = write_submission(tmp_path / "submission.csv", valid_table(), list(ELLIPSES))
+    assert path.read_text().splitlines()[0] == HEADER
+    back = read_submission(path)
+    check_submission(back, list(ELLIPSES))
+    pd.testing.assert_frame_equal(back, valid_table(), check_dtype=False, atol=1e-6)
+    for row in back.to_dict("records"):
+        truth, pixel_size = ELLIPSES[row["filename"]]
+        again = ellipse_from_row(row, pixel_size)
+        assert (again.cx, again.cy, again.a, again.b) == pytest.approx(
+            (truth.cx, truth.cy, truth.a, truth.b), abs=1e-4
+        )
+        assert again.angle == pytest.approx(truth.angle, abs=1e-6)
+
+
+def test_angle_just_below_pi_stays_below_pi_in_the_file(tmp_path: Path) -> None:
+    """OpenCV gives float32 degrees: 89.99999 deg on the short axis becomes pi - 1.3e-7 rad,
+    which six decimals would print as 3.141593 > pi. The file must still pass its check."""
+    almost_vertical = math.radians(float(np.nextafter(np.float32(90), np.float32(0))))
+    ellipse = Ellipse.normalized(400, 270, 150, 200, almost_vertical)
+    assert math.pi - ellipse.angle < 5e-7
+    table = submission_table({"000_HC.png": Measurement(True, ellipse, 0.1)})
+    back = read_submission(write_submission(tmp_path / "s.csv", table))
+    check_submission(back)
+    turn = ellipse_from_row(back.iloc[0], 0.1).angle - ellipse.angle
+    assert abs(math.sin(turn)) < 1e-6  # the same axis direction (angles are modulo pi)
+
+
+def test_unmeasurable_image_is_an_error() -> None:
+    cases = measurements() | {"002_HC.png": Measurement(False, reason="no head found")}
+    with pytest.raises(SubmissionError, match=r"1 images .*002_HC\.png"):
+        submission_table(cases)
+
+
+def test_invalid_table_is_not_written(tmp_path: Path) -> None:
+    table = with_value("angle_rad", -1.0)(valid_table())
+    with pytest.raises(SubmissionError):
+        write_submission(tmp_path / "submission.csv", table)
+    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- checks
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda t: t.rename(columns={"angle_rad": "angle_deg"}), "columns"),
+        (lambda t: t[[COLUMNS[0], *COLUMNS[2:], COLUMNS[1]]], "columns"),
+        (lambda t: pd.concat([t, t.iloc[[0]]], ignore_index=True), "duplicate.*000_HC.png"),
+        (with_value("center_x_mm", math.nan), "finite"),
+        (with_value("center_y_mm", math.inf), "finite"),
+        (with_value("semi_axes_b_mm", "wide"), "finite"),
+        (with_value("semi_axes_a_mm", 0.0), "positive"),
+        (with_value("semi_axes_b_mm", -2.0), "positive"),
+        (with_value("angle_rad", -0.1), r"\[0, pi\)"),
+        (with_value("angle_rad", 3.2), r"\[0, pi\)"),
+        (with_value("angle_rad", 180.0), r"\[0, pi\)"),
+    ],
+    ids=[
+        "renamed_column",
+        "reordered_columns",
+        "duplicate",
+        "nan",
+        "inf",
+        "text",
+        "zero_axis",
+        "negative_axis",
+        "negative_angle",
+        "angle_above_pi",
+        "angle_in_degrees",
+    ],
+)
+def test_check_submission_rejects(
+    change: Callable[[pd.DataFrame], pd.DataFrame], message: str
+) -> None:
+    with pytest.raises(SubmissionError, match=message):
+        check_submission(change(valid_table()))
+
+
+def test_check_submission_accepts_valid_table() -> None:
+    check_submission(valid_table(), list(ELLIPSES))
+
+
+def test_check_submission_rejects_missing_files() -> None:
+    with pytest.raises(SubmissionError, match=r"missing rows for \['002_HC.png'\]"):
+        check_submission(valid_table(), [*ELLIPSES, "002_HC.png"])
+
+
+def test_check_submission_rejects_extra_files() -> None:
+    with pytest.raises(SubmissionError, match=r"unexpected rows \['001_2HC.png'\]"):
+        check_submission(valid_table(), ["000_HC.png", "001_HC.png"])
+
+
+# --------------------------------------------------------------------------- angle convention
+
+
+def mean_distance_to_outline(annotation: np.ndarray, ellipse: Ellipse) -> float:
+    """Mean distance (px) from the annotation's pixels to ``ellipse`` redrawn like HC18's."""
+    redrawn = draw_outline(ellipse, annotation.shape)
+    distance = cv2.distanceTransform((redrawn == 0).astype(np.uint8), cv2.DIST_L2, 5)
+    return float(distance[annotation > 0].mean())
+
+
+def mirrored_angle(ellipse: Ellipse) -> Ellipse:
+    """The same ellipse read with the other common convention (angle towards -y)."""
+    return Ellipse(ellipse.cx, ellipse.cy, ellipse.a, ellipse.b, (-ellipse.angle) % math.pi)
+
+
+def clearly_rotated(ellipse: Ellipse) -> bool:
+    """Far enough from axis-aligned (or round) that mirroring moves the outline > 5 px."""
+    return abs(math.sin(2 * ellipse.angle)) * (ellipse.a - ellipse.b) > 5
+
+
+def check_angle_convention(records: Sequence[hc18.Record], tmp_path: Path) -> int:
+    """Annotation -> fitted ellipse -> submission CSV (mm) -> ellipse (px) -> redrawn outline.
+
+    Asserts the redrawn outline lies on every annotation, and that mirroring the angle misses
+    every clearly rotated one. Returns how many were clearly rotated.
+    """
+    annotations = {f"{r.name}.png": hc18.read_gray(r.annotation_path) for r in records}
+    pixel_sizes = {f"{r.name}.png": r.pixel_size_mm for r in records}
+    fitted = {
+        name: Measurement(True, ellipse_from_outline(outline, name), pixel_sizes[name])
+        for name, outline in annotations.items()
+    }
+    path = write_submission(tmp_path / "submission.csv", submission_table(fitted), list(fitted))
+    rotated = 0
+    for row in read_submission(path).to_dict("records"):
+        name = row["filename"]
+        ellipse = ellipse_from_row(row, pixel_sizes[name])
+        assert mean_distance_to_outline(annotations[name], ellipse) < 1.0, name
+        if clearly_rotated(ellipse):
+            rotated += 1
+            assert mean_distance_to_outline(annotations[name], mirrored_angle(ellipse)) > 1.0, name
+    return rotated
+
+
+def test_angle_convention_on_synthetic_annotations(synthetic_hc18: Path, tmp_path: Path) -> None:
+    records = hc18.load_records("training", synthetic_hc18)
+    assert check_angle_convention(records, tmp_path) >= 5
+
+
+@pytest.mark.realdata
+def test_angle_convention_on_real_annotations(real_hc18: Path, tmp_path: Path) -> None:
+    records = hc18.load_records("training", real_hc18)[::25]  # 40 images, heads in all poses
+    assert len(records) == 40
+    assert check_angle_convention(records, tmp_path) >= 10
