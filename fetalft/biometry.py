@@ -20,6 +20,14 @@ from fetalft.ellipse import MIN_FIT_POINTS, Ellipse, EllipseFitError, fit_ellips
 
 #: A "head" smaller than this fraction of the image is noise, not a measurable skull.
 MIN_HEAD_FRACTION = 0.002
+#: The fitted ellipse must overlap the blob it was fitted to at least this well (Dice);
+#: below it the blob is not head-shaped and any circumference would be invented.
+MIN_ELLIPSE_AGREEMENT = 0.8
+#: At least this fraction of the fitted outline must lie in the image: a head mostly out of
+#: view would be measured by extrapolation.
+MIN_VISIBLE_OUTLINE = 0.5
+#: An annotation ellipse thinner than this (semi-minor axis, pixels) is a line, not a head.
+MIN_SEMI_AXIS_PX = 3.0
 
 
 class AnnotationError(ValueError):
@@ -40,9 +48,15 @@ def ellipse_from_outline(outline: np.ndarray, source: str = "annotation") -> Ell
             "expected a thin white ellipse on black. Check that this is an HC18 annotation."
         )
     try:
-        return fit_ellipse(points)
+        ellipse = fit_ellipse(points)
     except EllipseFitError as error:
         raise AnnotationError(f"{source}: {error}; the outline is not an ellipse.") from error
+    if ellipse.b < MIN_SEMI_AXIS_PX:
+        raise AnnotationError(
+            f"{source}: the outline fits an ellipse only {2 * ellipse.b:.1f} pixels wide; "
+            "expected a head outline. Check that this is an HC18 annotation."
+        )
+    return ellipse
 
 
 def mask_from_outline(outline: np.ndarray, source: str = "annotation") -> np.ndarray:
@@ -139,6 +153,12 @@ def measure_head(mask: np.ndarray, pixel_size_mm: float) -> Measurement:
     except EllipseFitError as error:
         return Measurement(False, reason=f"boundary is not elliptical ({error})")
     height, width = mask.shape
-    if ellipse.a > 2 * max(height, width):
-        return Measurement(False, reason="fitted ellipse is far larger than the image")
+    x, y = ellipse.points(360).T
+    visible = np.mean((x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1))
+    if visible < MIN_VISIBLE_OUTLINE:
+        return Measurement(False, reason=f"only {visible:.0%} of the fitted head outline is in the image")
+    fitted = ellipse.to_mask(mask.shape)
+    agreement = 2 * np.count_nonzero(fitted & blob) / (np.count_nonzero(fitted) + area)
+    if agreement < MIN_ELLIPSE_AGREEMENT:
+        return Measurement(False, reason=f"mask is not elliptical (ellipse fit Dice {agreement:.2f})")
     return Measurement(True, ellipse, float(pixel_size_mm))
