@@ -156,9 +156,13 @@ def measure_head(mask: np.ndarray, pixel_size_mm: float) -> Measurement:
     x, y = ellipse.points(360).T
     visible = np.mean((x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1))
     if visible < MIN_VISIBLE_OUTLINE:
-        return Measurement(False, reason=f"only {visible:.0%} of the fitted head outline is in the image")
+        return Measurement(
+            False, reason=f"only {visible:.0%} of the fitted head outline is in the image"
+        )
     fitted = ellipse.to_mask(mask.shape)
     agreement = 2 * np.count_nonzero(fitted & blob) / (np.count_nonzero(fitted) + area)
     if agreement < MIN_ELLIPSE_AGREEMENT:
-        return Measurement(False, reason=f"mask is not elliptical (ellipse fit Dice {agreement:.2f})")
+        return Measurement(
+            False, reason=f"mask is not elliptical (ellipse fit Dice {agreement:.2f})"
+        )
     return Measurement(True, ellipse, float(pixel_size_mm))
