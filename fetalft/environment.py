@@ -42,9 +42,21 @@ def versions() -> dict[str, str]:
 
 
 def peak_memory_mb(device: torch.device) -> float:
-    """Peak memory of this process: GPU memory allocated on CUDA, resident set size on CPU."""
+    """Peak memory of this process: GPU memory allocated on CUDA, resident set size on CPU.
+
+    On Linux the CPU figure is ``VmHWM``, which starts afresh in a new program; ``ru_maxrss``
+    would carry over the peak of the parent that forked it (benchmarks spawn one subprocess
+    per configuration so that each has its own peak).
+    """
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**10  # kB
+    except OSError:
+        pass
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is bytes on macOS, KiB on Linux
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
