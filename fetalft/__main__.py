@@ -1,12 +1,14 @@
 """Command line: ``python -m fetalft <command>`` (also installed as ``fetalft``).
 
-Commands: download, study, strategies, params, split, predict, export.
+Commands: download, study, strategies, params, split, predict, submit, export.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+import numpy as np
 
 from fetalft import download
 from fetalft.hc18 import HC18Error
@@ -69,10 +71,29 @@ def _split(args: argparse.Namespace) -> int:
     return 0
 
 
+def _default_checkpoint(profile_name: str | None) -> str:
+    """The best-on-validation finished run's ``best.pt`` of the profile, or a clear error."""
+    from fetalft.profiles import get_profile
+    from fetalft.report import best_checkpoint, load_runs
+    from fetalft.study import checkpoints_root
+
+    profile = get_profile(profile_name).name
+    found = best_checkpoint(load_runs(profile), checkpoints_root(), profile)
+    if found is None:
+        raise FileNotFoundError(
+            f"no finished {profile}-profile run with a best.pt under {checkpoints_root()}; "
+            "train one (python -m fetalft study) or pass --checkpoint."
+        )
+    row, path = found
+    print(f"using {path} ({row.run}, seed {row.seed}, validation Dice {row.best_val_dice:.4f})")
+    return str(path)
+
+
 def _predict(args: argparse.Namespace) -> int:
     from fetalft.predict import predict_file
 
-    measurement = predict_file(args.image, args.pixel_size, args.checkpoint, args.overlay)
+    checkpoint = args.checkpoint or _default_checkpoint(args.profile)
+    measurement = predict_file(args.image, args.pixel_size, checkpoint, args.overlay)
     print(measurement)
     if measurement.measurable:
         e = measurement.ellipse_mm
@@ -91,6 +112,33 @@ def _export(args: argparse.Namespace) -> int:
     path = export_onnx(args.checkpoint, args.output)
     print(f"ONNX model written to {path} (with {path.with_suffix('.json').name})")
     return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from fetalft import hc18
+    from fetalft.book import predict_test_set, submission_with_fallback
+    from fetalft.predict import Predictor
+    from fetalft.submission import write_submission
+
+    checkpoint = args.checkpoint or _default_checkpoint(args.profile)
+    records = hc18.load_records("test", hc18.find_data_dir(args.data_dir))
+    measured = predict_test_set(Predictor.from_checkpoint(checkpoint), records)
+    train_hc = [r.hc_mm for r in hc18.load_records("training", hc18.find_data_dir(args.data_dir))]
+    table, fallbacks = submission_with_fallback(measured, records, float(np.median(train_hc)))
+    write_submission(args.output, table, [r.image_path.name for r in records])
+    print(f"{len(table)} rows written to {args.output} and checked against the challenge format")
+    if fallbacks:
+        print(
+            f"no head found in {len(fallbacks)} image(s), given a centred circle of the median "
+            f"training HC instead: {', '.join(fallbacks)}"
+        )
+    return 0
+
+
+BEST_CHECKPOINT_HELP = (
+    "a best.pt written by a study run (default: the finished run of the profile with the "
+    "best validation Dice, from $FETALFT_CHECKPOINT_DIR)"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,9 +190,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("predict", help="head circumference of one image")
     p.add_argument("image")
     p.add_argument("--pixel-size", type=float, required=True, help="mm per pixel")
-    p.add_argument("--checkpoint", required=True, help="a best.pt written by a study run")
+    p.add_argument("--checkpoint", default=None, help=BEST_CHECKPOINT_HELP)
+    p.add_argument("--profile", default=None, help="where to look for the default checkpoint")
     p.add_argument("--overlay", default=None, help="write a PNG with the fitted ellipse")
     p.set_defaults(func=_predict)
+
+    p = commands.add_parser("submit", help="HC18 challenge submission CSV for the 335 test images")
+    p.add_argument("--checkpoint", default=None, help=BEST_CHECKPOINT_HELP)
+    p.add_argument("--profile", default=None, help="where to look for the default checkpoint")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--output", default="submission.csv")
+    p.set_defaults(func=_submit)
 
     p = commands.add_parser("export", help="export a checkpoint to ONNX")
     p.add_argument("--checkpoint", required=True, help="a best.pt written by a study run")
