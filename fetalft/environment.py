@@ -61,6 +61,22 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
 
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a new peak, so that one run in a process of many reports its own.
+
+    On CPU this needs Linux (``/proc/self/clear_refs``); elsewhere the peak stays the
+    process's, which is an upper bound.
+    """
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")  # resets VmHWM to the current resident set size
+    except OSError:
+        pass
+
+
 def describe(device: torch.device) -> dict:
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     return {

@@ -25,7 +25,8 @@ from tqdm.auto import tqdm
 
 from fetalft import hc18
 from fetalft.data import Scan, dataset_dir, load_scans, select_records
-from fetalft.environment import describe, peak_memory_mb
+from fetalft.device import Runtime
+from fetalft.environment import describe, peak_memory_mb, reset_peak_memory
 from fetalft.evaluate import evaluate
 from fetalft.io import atomic_directory, write_csv_atomic, write_json_atomic
 from fetalft.metrics import summarize
@@ -56,6 +57,14 @@ class RunSpec:
     split: SplitKind = "exam"
     train_fraction: float = 1.0
     head_trainable: bool = False
+
+    def __post_init__(self) -> None:
+        percent = self.train_fraction * 100
+        if not 0 < self.train_fraction <= 1 or abs(percent - round(percent)) > 1e-9:
+            raise ValueError(
+                f"train fraction {self.train_fraction!r} must be a whole percentage in (0, 1], "
+                "such as 0.1 or 0.35"
+            )
 
     @property
     def name(self) -> str:
@@ -156,6 +165,7 @@ class Study:
         if self.is_done(spec):
             return folder
         started = time.perf_counter()
+        reset_peak_memory(Runtime.choose(self.precision).device)
         train, val, test = (self.scans(spec, role) for role in ("train", "val", "test"))
         trainer = Trainer(
             self.config(spec),

@@ -117,6 +117,14 @@ class Trainer:
             raise ValueError(
                 f"need training and validation images (got {len(train)} and {len(val)})"
             )
+        size = (config.image_size, config.image_size)
+        for scan in (*train, *val):
+            if scan.image.shape[:2] != size:
+                raise ValueError(
+                    f"scan {scan.name} is {scan.image.shape[1]}x{scan.image.shape[0]} but the run "
+                    f"is configured for {size[0]}x{size[1]}; load the scans at the config's "
+                    "image_size (fetalft.data.load_scans)."
+                )
         self.config = config
         self.train_scans, self.val_scans = list(train), list(val)
         self.checkpoint_dir = Path(checkpoint_dir)

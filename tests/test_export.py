@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
+import torch
 
 from fetalft import hc18
+from fetalft.__main__ import main
 from fetalft.data import load_scans, select_records
-from fetalft.export import OnnxPredictor, export_onnx
+from fetalft.export import OnnxPredictor
 from fetalft.predict import Predictor
 from fetalft.training import RunConfig, Trainer
 
@@ -26,9 +30,20 @@ def trained_checkpoint(records, folder, weights, size=64, epochs=2):
     return trainer.best_path
 
 
-def compare_backends(checkpoint, records, tmp_path):
-    onnx_path = export_onnx(checkpoint, tmp_path / "model.onnx")
-    assert onnx_path.with_suffix(".json").exists()
+def export_with_the_cli(checkpoint, output, capsys):
+    """``python -m fetalft export --checkpoint C --output O``, in process."""
+    assert main(["export", "--checkpoint", str(checkpoint), "--output", str(output)]) == 0
+    assert f"ONNX model written to {output}" in capsys.readouterr().out
+    assert output.is_file()
+    return output
+
+
+def compare_backends(checkpoint, records, tmp_path, capsys):
+    onnx_path = export_with_the_cli(checkpoint, tmp_path / "deploy" / "model.onnx", capsys)
+    meta = json.loads(onnx_path.with_suffix(".json").read_text())
+    size = torch.load(checkpoint, weights_only=False)["config"]["image_size"]
+    assert meta["input"]["shape"] == ["batch", 3, size, size]
+    assert meta["run"]["strategy"] == "decoder-0-4"
     torch_model = Predictor.from_checkpoint(checkpoint, precision="fp32")
     onnx_model = OnnxPredictor(onnx_path)
     worst_logit, worst_hc, mask_mismatch = 0.0, 0.0, 0.0
@@ -57,11 +72,13 @@ def records_and_weights(request, synthetic_hc18):
 
 
 @pytest.mark.slow
-def test_onnx_runtime_matches_pytorch(records_and_weights, tmp_path):
+def test_onnx_runtime_matches_pytorch(records_and_weights, tmp_path, capsys):
     records, weights, real = records_and_weights
     checkpoint = trained_checkpoint(records, tmp_path / "run", weights, epochs=2 if real else 1)
     test_records = select_records(records, "test", limit=10)
-    worst_logit, mask_mismatch, worst_hc = compare_backends(checkpoint, test_records, tmp_path)
+    worst_logit, mask_mismatch, worst_hc = compare_backends(
+        checkpoint, test_records, tmp_path, capsys
+    )
     print(
         f"real={real}: max |logit diff| {worst_logit:.2e}, mask mismatch {mask_mismatch:.2e}, "
         f"max HC diff {worst_hc:.4f} mm"
@@ -69,3 +86,6 @@ def test_onnx_runtime_matches_pytorch(records_and_weights, tmp_path):
     assert worst_logit < 1e-3
     assert mask_mismatch < 1e-4
     assert worst_hc < 0.1
+    batch = np.random.default_rng(0).normal(size=(3, 3, 64, 64)).astype(np.float32)
+    onnx_model = OnnxPredictor(tmp_path / "deploy" / "model.onnx")
+    assert onnx_model.forward(batch).shape == (3, 1, 64, 64)  # dynamic batch size

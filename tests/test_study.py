@@ -1,0 +1,299 @@
+"""fetalft.study and ``python -m fetalft study``: every strategy end to end, resumable, atomic."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from fetalft import hc18, study, training
+from fetalft.__main__ import main
+from fetalft.data import select_records
+from fetalft.profiles import Profile
+from fetalft.strategies import STRATEGIES, registry_table
+from fetalft.study import RunSpec, Study, load_results, plan
+
+RUN_FILES = {"metrics.json", "per_image.csv", "history.csv", "environment.json"}
+TINY = Profile(
+    "tiny",
+    image_size=32,
+    epochs=1,
+    seeds=(0,),
+    batch_size=4,
+    limits={"train": 6, "val": 3, "test": 3},
+)
+
+
+@pytest.fixture
+def study_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, synthetic_hc18: Path) -> dict:
+    """Fresh results and checkpoint folders; HC18 if present (as in CI), else synthetic scans."""
+    monkeypatch.setenv(study.RESULTS_ENV, str(tmp_path / "results"))
+    monkeypatch.setenv(study.CHECKPOINTS_ENV, str(tmp_path / "checkpoints"))
+    monkeypatch.delenv("FETALFT_PROFILE", raising=False)
+    try:
+        hc18.find_data_dir()
+    except hc18.DatasetNotFoundError:
+        monkeypatch.setenv(hc18.DATA_DIR_ENV, str(synthetic_hc18))
+    weights = os.environ.get("FETALFT_ENCODER_WEIGHTS")
+    if not (weights and Path(weights).is_file()):  # never download in tests
+        monkeypatch.setenv("FETALFT_ENCODER_WEIGHTS", "random")
+    return {
+        "results": tmp_path / "results",
+        "checkpoints": tmp_path / "checkpoints",
+        "env": dict(os.environ),
+    }
+
+
+def hidden_leftovers(root: Path) -> list[Path]:
+    return [p for p in root.rglob(".*") if p.name.endswith((".partial", ".tmp", ".old"))]
+
+
+@pytest.mark.slow
+def test_smoke_study_runs_every_strategy_end_to_end(study_env: dict, capsys) -> None:
+    """The CI command, as a user types it: ``python -m fetalft study --profile smoke``."""
+    done = subprocess.run(
+        [sys.executable, "-m", "fetalft", "study", "--profile", "smoke", "--quiet"],
+        env=study_env["env"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "10 runs finished under" in done.stdout
+
+    root = study_env["results"] / "smoke"
+    assert sorted(p.name for p in root.iterdir()) == sorted(STRATEGIES)
+    registry = registry_table()
+    trainable = dict(zip(registry["strategy"], registry["trainable"], strict=True))
+    for name in STRATEGIES:
+        folder = root / name / "seed-0"
+        assert {p.name for p in folder.iterdir()} == RUN_FILES, name
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert metrics["strategy"] == metrics["run"] == name
+        assert metrics["profile"] == "smoke"
+        assert metrics["seed"] == 0
+        assert metrics["split"] == "exam"
+        assert metrics["trainable_parameters"] == trainable[name]
+        assert metrics["best_epoch"] == 1
+        assert 0 < metrics["n_train"] <= 8 and 0 < metrics["n_val"] <= 4
+        assert metrics["n_test"] == 4
+        expected = {"pixel_accuracy", "dice", "iou", "miou", "df_mm", "adf_mm", "hausdorff_mm"}
+        assert expected <= set(metrics["test"])
+        assert set(metrics["test"]["dice"]) == {"mean", "sd", "n", "n_nan"}
+        assert metrics["test"]["dice"]["n"] == 4
+        per_image = pd.read_csv(folder / "per_image.csv")
+        assert len(per_image) == 4
+        assert {"name", "dice", "hc_true_mm", "hc_pred_mm", "pred_cx", "measurable"} <= set(
+            per_image.columns
+        )
+        history = pd.read_csv(folder / "history.csv")
+        assert list(history.columns[:4]) == ["epoch", "train_loss", "val_dice", "lr"]
+        assert len(history) == 1
+        environment = json.loads((folder / "environment.json").read_text())
+        assert {"versions", "device", "precision", "wall_seconds", "peak_memory_mb"} <= set(
+            environment
+        )
+        assert environment["peak_memory_mb"] > 0
+        assert environment["config"]["strategy"] == name
+        assert environment["profile"]["name"] == "smoke"
+        checkpoint = study_env["checkpoints"] / "smoke" / name / "seed-0"
+        assert (checkpoint / "best.pt").is_file()
+        assert not (checkpoint / "last.pt").exists()  # removed once the run is finished
+    assert not hidden_leftovers(study_env["results"])
+
+    table = load_results("smoke")
+    assert sorted(table["strategy"]) == sorted(STRATEGIES)
+    assert "dice" in table.columns
+
+    # a rerun finds everything finished and touches nothing
+    stamps = {p: p.stat().st_mtime_ns for p in root.rglob("metrics.json")}
+    capsys.readouterr()
+    assert main(["study", "--profile", "smoke"]) == 0
+    assert "10 of 10 runs already finished; 0 to go" in capsys.readouterr().out
+    assert stamps == {p: p.stat().st_mtime_ns for p in root.rglob("metrics.json")}
+
+
+def test_rerun_skips_finished_runs_in_process(
+    study_env: dict, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    args = ["study", "--profile", "smoke", "--strategies", "decoder-4", "--seeds", "1"]
+    assert main([*args, "--precision", "fp32", "--quiet"]) == 0
+    metrics = study_env["results"] / "smoke" / "decoder-4" / "seed-1" / "metrics.json"
+    assert json.loads(metrics.read_text())["precision"] == "fp32"
+    capsys.readouterr()
+    monkeypatch.setattr(Study, "run", lambda *_: pytest.fail("a finished run ran again"))
+    assert main(args) == 0
+    assert "1 of 1 runs already finished; 0 to go" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        ([], "decoder-4"),
+        (["--split", "leaky"], "decoder-4--leaky"),
+        (["--train-fraction", "0.25"], "decoder-4--train25pct"),
+        (["--head-trainable"], "decoder-4--head"),
+        (
+            ["--split", "leaky", "--train-fraction", "0.5", "--head-trainable"],
+            "decoder-4--leaky--train50pct--head",
+        ),
+    ],
+)
+def test_variants_get_their_own_run_names(argv: list[str], expected: str) -> None:
+    from fetalft.__main__ import build_parser
+
+    args = build_parser().parse_args(["study", "--strategies", "decoder-4", *argv])
+    [spec] = plan(args.strategies, [0], args.split, args.train_fraction, args.head_trainable)
+    assert spec.name == expected
+    assert spec.folder(Path("r"), TINY) == Path("r/tiny") / expected / "seed-0"
+
+
+def test_plan_covers_strategies_times_seeds() -> None:
+    specs = plan(None, (0, 1, 2))
+    assert len(specs) == 3 * len(STRATEGIES)
+    assert {(s.strategy, s.seed) for s in specs} == {(n, k) for n in STRATEGIES for k in (0, 1, 2)}
+    assert len({s.folder(Path("r"), TINY) for s in specs}) == len(specs)
+
+
+def test_variant_run_end_to_end(study_env: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A variant run in process: its labels, its data, and the test set kept out of training."""
+    validated, evaluated, loaded = [], [], {}
+    real_dice, real_evaluate = training.validation_dice, study.evaluate
+
+    def spy_dice(model, scans, *args):
+        validated.extend(s.name for s in scans)
+        return real_dice(model, scans, *args)
+
+    def spy_evaluate(model, scans, *args):
+        evaluated.append([s.name for s in scans])
+        return real_evaluate(model, scans, *args)
+
+    monkeypatch.setattr(training, "validation_dice", spy_dice)
+    monkeypatch.setattr(study, "evaluate", spy_evaluate)
+    runner = Study(TINY, encoder_weights="random", progress=False)
+    real_scans = runner.scans
+
+    def spy_scans(spec, role):
+        loaded[role] = [s.name for s in real_scans(spec, role)]
+        return real_scans(spec, role)
+
+    monkeypatch.setattr(runner, "scans", spy_scans)
+    spec = RunSpec("decoder-4", seed=1, split="leaky", train_fraction=0.5, head_trainable=True)
+    folder = runner.run(spec)
+    assert folder == study_env["results"] / "tiny" / "decoder-4--leaky--train50pct--head" / "seed-1"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["split"] == "leaky"
+    assert metrics["train_fraction"] == 0.5
+    assert metrics["head_trainable"] is True
+    assert metrics["trainable_parameters"] == 6_976 + 145
+    assert metrics["seed"] == 1
+    assert metrics["weights"] == "random"
+
+    limits = TINY.limits
+    expected = {
+        role: [
+            r.name for r in select_records(runner.records, role, "leaky", limits[role], fraction)
+        ]
+        for role, fraction in (("train", 0.5), ("val", 1.0), ("test", 1.0))
+    }
+    assert loaded == expected
+    assert metrics["n_train"] == len(expected["train"])
+    assert evaluated == [expected["test"]]  # the test set is scored exactly once
+    assert set(validated) == set(expected["val"])  # validation alone picks the epoch
+    assert not set(expected["test"]) & (set(expected["train"]) | set(expected["val"]))
+
+
+def test_a_run_that_dies_while_writing_leaves_no_folder_and_resumes(
+    study_env: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = Study(TINY, encoder_weights="random", progress=False)
+    spec = RunSpec("decoder-4", seed=0)
+    real_write = study.write_json_atomic
+
+    def crash_on_metrics(path, data):
+        if Path(path).name == "metrics.json":
+            raise KeyboardInterrupt
+        return real_write(path, data)
+
+    monkeypatch.setattr(study, "write_json_atomic", crash_on_metrics)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(spec)
+    folder = spec.folder(study_env["results"], TINY)
+    assert not folder.exists()
+    assert not runner.is_done(spec)
+    assert not hidden_leftovers(study_env["results"])
+    assert (spec.folder(study_env["checkpoints"], TINY) / "last.pt").is_file()
+
+    monkeypatch.setattr(study, "write_json_atomic", real_write)
+    monkeypatch.setattr(
+        training.Trainer, "train_epoch", lambda self: pytest.fail("trained again after resume")
+    )
+    assert runner.run(spec) == folder
+    assert {p.name for p in folder.iterdir()} == RUN_FILES
+
+
+def test_unknown_strategy_lists_the_valid_ones(study_env: dict, capsys) -> None:
+    assert main(["study", "--profile", "smoke", "--strategies", "decoder-9"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown strategy 'decoder-9'" in err
+    assert all(name in err for name in STRATEGIES)
+    assert not study_env["results"].exists()
+
+
+def test_unknown_profile_lists_the_valid_ones(
+    study_env: dict, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["study", "--profile", "huge"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "huge" in err and all(name in err for name in ("smoke", "cpu", "paper"))
+    monkeypatch.setenv("FETALFT_PROFILE", "huge")
+    assert main(["study"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown profile 'huge'; valid profiles: smoke, cpu, paper" in err
+
+
+def test_results_root_and_checkpoints_root_follow_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(study.RESULTS_ENV, raising=False)
+    monkeypatch.delenv(study.CHECKPOINTS_ENV, raising=False)
+    assert study.results_root() == Path("results")
+    assert study.checkpoints_root() == Path("checkpoints")
+    monkeypatch.setenv(study.RESULTS_ENV, "/x/r")
+    monkeypatch.setenv(study.CHECKPOINTS_ENV, "/x/c")
+    assert study.results_root() == Path("/x/r")
+    assert study.checkpoints_root() == Path("/x/c")
+    assert study.results_root("given") == Path("given")
+
+
+def test_peak_memory_is_the_runs_own(study_env: dict) -> None:
+    import torch
+
+    from fetalft.environment import peak_memory_mb
+
+    block = torch.ones(800 * 2**20 // 4)  # 800 MiB touched, then freed
+    del block
+    process_peak = peak_memory_mb(torch.device("cpu"))
+    runner = Study(TINY, encoder_weights="random", progress=False)
+    folder = runner.run(RunSpec("decoder-4", seed=0))
+    environment = json.loads((folder / "environment.json").read_text())
+    assert environment["peak_memory_mb"] < process_peak - 400
+
+
+def test_train_fraction_outside_0_1_is_refused() -> None:
+    with pytest.raises(ValueError, match="fraction"):
+        plan(["decoder-4"], [0], train_fraction=1.5)
+
+
+def test_fractions_that_would_share_a_folder_are_refused() -> None:
+    """Folder names hold whole percentages, so 0.125 would land in 0.12's folder."""
+    assert RunSpec("decoder-4", 0, train_fraction=0.12).name == "decoder-4--train12pct"
+    with pytest.raises(ValueError, match="whole percentage"):
+        RunSpec("decoder-4", 0, train_fraction=0.125)

@@ -1,0 +1,338 @@
+"""fetalft.training: resume, failure modes, best-epoch choice, atomic checkpoints, precision."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fetalft import hc18, training
+from fetalft.data import load_scans, select_records
+from fetalft.device import Runtime
+from fetalft.training import RunConfig, Trainer, TrainingError, make_loss, validation_dice
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def scans(synthetic_hc18: Path) -> dict[str, list]:
+    """Eight training and the validation scans of the synthetic set, at 32x32."""
+    records = hc18.load_records("training", synthetic_hc18)
+    return {
+        "train": load_scans(select_records(records, "train", limit=8), SIZE, progress=False),
+        "val": load_scans(select_records(records, "val"), SIZE, progress=False),
+    }
+
+
+def config(**changes) -> RunConfig:
+    base = RunConfig(
+        "decoder-0-4",
+        seed=3,
+        epochs=3,
+        image_size=SIZE,
+        batch_size=4,
+        encoder_weights=None,
+        precision="fp32",
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def trainer(scans, folder: Path, **changes) -> Trainer:
+    return Trainer(config(**changes), scans["train"], scans["val"], folder, progress=False)
+
+
+def states_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+class Interrupt(KeyboardInterrupt):
+    """Raised by a loss function wrapper to simulate Ctrl-C in the middle of an epoch."""
+
+
+def interrupt_at_step(t: Trainer, step: int) -> None:
+    calls = {"n": 0}
+    loss_fn = t.loss_fn
+
+    def wrapped(logits, masks):
+        calls["n"] += 1
+        if calls["n"] == step:
+            raise Interrupt
+        return loss_fn(logits, masks)
+
+    t.loss_fn = wrapped
+
+
+# -- resume -------------------------------------------------------------------------------
+
+
+def test_interrupted_run_resumes_to_the_same_result(scans, tmp_path: Path) -> None:
+    """decoder-0-4 trains BatchNorm layers too (the decoder's), so their statistics resume."""
+    straight = trainer(scans, tmp_path / "straight")
+    history = straight.fit()
+    assert list(history["epoch"]) == [1, 2, 3]
+    lrs = list(history["lr"])  # cosine decay over all steps, to zero
+    assert lrs == sorted(lrs, reverse=True)
+    assert lrs[0] < 1e-4
+    assert lrs[-1] == pytest.approx(0, abs=1e-12)
+
+    first = trainer(scans, tmp_path / "resumed")
+    # Two steps per epoch: stop at the first step of epoch 2, after epoch 1's checkpoint.
+    assert first.steps_per_epoch == 2
+    interrupt_at_step(first, 3)
+    with pytest.raises(Interrupt):
+        first.fit()
+    saved = torch.load(first.last_path, weights_only=False)
+    assert saved["epoch"] == 1
+    assert len(saved["history"]) == 1
+
+    second = trainer(scans, tmp_path / "resumed")
+    resumed = second.fit()
+    assert second.epoch == 3
+    columns = ["epoch", "train_loss", "val_dice", "lr"]
+    assert resumed[columns].equals(history[columns])
+    assert second.best_dice == straight.best_dice
+    assert states_equal(second.model.state_dict(), straight.model.state_dict())
+    assert second.load_best() == straight.load_best()
+    assert states_equal(second.model.state_dict(), straight.model.state_dict())
+
+
+@pytest.fixture(scope="module")
+def finished(scans, tmp_path_factory: pytest.TempPathFactory) -> Trainer:
+    """A finished one-epoch run, trained once for the tests that only read its checkpoints."""
+    t = trainer(scans, tmp_path_factory.mktemp("finished"), epochs=1)
+    t.fit()
+    return t
+
+
+def copy_run(finished: Trainer, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("last.pt", "best.pt"):
+        shutil.copy(finished.checkpoint_dir / name, folder / name)
+    return folder
+
+
+def test_finished_run_resumes_to_nothing(scans, finished: Trainer, tmp_path: Path) -> None:
+    again = trainer(scans, copy_run(finished, tmp_path), epochs=1)
+    again.train_epoch = lambda: pytest.fail("a finished run trained again")
+    assert len(again.fit()) == 1
+    assert states_equal(again.model.state_dict(), finished.model.state_dict())
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"lr": 1e-3}, "lr"),
+        ({"seed": 4}, "seed"),
+        ({"epochs": 2}, "epochs"),
+        ({"head_trainable": True}, "head_trainable"),
+        ({"extra": {"split": "leaky"}}, "extra"),
+    ],
+)
+def test_resuming_with_another_configuration_is_refused(
+    scans, finished: Trainer, tmp_path: Path, change: dict, field: str
+) -> None:
+    copy_run(finished, tmp_path)
+    before = (tmp_path / "last.pt").read_bytes()
+    other = trainer(scans, tmp_path, **{"epochs": 1, **change})
+    other.train_epoch = lambda: pytest.fail("trained on another configuration's checkpoint")
+    with pytest.raises(TrainingError, match="different configuration") as info:
+        other.fit()
+    assert f"differs in: {field}" in str(info.value)
+    assert str(tmp_path / "last.pt") in str(info.value)
+    assert (tmp_path / "last.pt").read_bytes() == before
+
+
+def test_best_checkpoint_holds_config_epoch_and_model(finished: Trainer) -> None:
+    best = torch.load(finished.best_path, weights_only=False)
+    assert set(best) == {"config", "epoch", "model"}
+    assert best["config"] == finished.config.as_dict()
+    assert RunConfig(**best["config"]) == finished.config
+    assert best["epoch"] == 1
+
+
+# -- failure modes ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_loss_stops_with_a_clear_message(scans, tmp_path: Path, bad: float) -> None:
+    t = trainer(scans, tmp_path, epochs=2)
+    loss_fn = t.loss_fn
+    calls = {"n": 0}
+
+    def poisoned(logits, masks):
+        calls["n"] += 1
+        loss = loss_fn(logits, masks)
+        return loss * bad if calls["n"] == 4 else loss  # epoch 2, step 2
+
+    t.loss_fn = poisoned
+    with pytest.raises(TrainingError) as info:
+        t.fit()
+    message = str(info.value)
+    assert f"loss became {bad}" in message
+    assert "decoder-0-4, seed 3" in message
+    assert "epoch 2, step 2" in message
+    assert "precision='fp32'" in message
+    assert torch.load(t.last_path, weights_only=False)["epoch"] == 1  # last good one kept
+    assert all(torch.isfinite(p).all() for p in t.model.parameters())
+
+
+def test_trainer_needs_training_and_validation_images(scans, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="got 8 and 0"):
+        Trainer(config(), scans["train"], [], tmp_path, progress=False)
+
+
+def test_run_config_validates_strategy_and_loss() -> None:
+    with pytest.raises(ValueError, match="unknown strategy 'nope'"):
+        RunConfig("nope")
+    with pytest.raises(ValueError, match=r"unknown loss 'mse'.*bce, bce\+dice"):
+        RunConfig("decoder-4", loss="mse")
+
+
+def test_losses() -> None:
+    logits = torch.tensor([[[[4.0, -4.0], [4.0, -4.0]]]])
+    target = torch.tensor([[[[1.0, 0.0], [1.0, 0.0]]]])
+    bce = make_loss("bce")(logits, target)
+    both = make_loss("bce+dice")(logits, target)
+    assert bce.item() == pytest.approx(
+        torch.nn.functional.softplus(torch.tensor(-4.0)).item(), rel=1e-5
+    )
+    assert both > bce  # the Dice term of soft predictions is positive
+    assert make_loss("bce+dice")(logits * 100, target) == pytest.approx(0, abs=1e-6)
+
+
+# -- best epoch and checkpoints -------------------------------------------------------------
+
+
+def test_best_epoch_is_chosen_on_validation(
+    scans, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scores = iter([0.2, 0.9, 0.5])
+    seen: list[list[str]] = []
+
+    def fake_dice(model, val, runtime, batch_size):
+        seen.append([s.name for s in val])
+        return next(scores)
+
+    monkeypatch.setattr(training, "validation_dice", fake_dice)
+    t = trainer(scans, tmp_path)
+    states = []
+    save = t.save_checkpoint
+    t.save_checkpoint = lambda: (states.append(snapshot(t.model)), save())[1]
+    history = t.fit()
+    assert list(history["val_dice"]) == [0.2, 0.9, 0.5]
+    assert seen == [[s.name for s in scans["val"]]] * 3
+    assert t.best_dice == 0.9
+    assert not states_equal(snapshot(t.model), states[1])
+    assert t.load_best() == 2
+    assert states_equal(snapshot(t.model), states[1])
+
+
+def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_checkpoints_are_written_atomically(
+    scans, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t = trainer(scans, tmp_path, epochs=2)
+    t.fit()
+    t2 = trainer(scans, tmp_path / "again", epochs=2)
+    real_save = torch.save
+
+    def crashing_save(obj, handle, *args, **kwargs):
+        if ".last.pt." in handle.name and obj["epoch"] == 2:  # half-way through last.pt
+            handle.write(b"half a checkpoint")
+            raise OSError("disk full")
+        return real_save(obj, handle, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", crashing_save)
+    with pytest.raises(OSError, match="disk full"):
+        t2.fit()
+    monkeypatch.undo()
+    folder = tmp_path / "again"
+    assert sorted(p.name for p in folder.iterdir()) == ["best.pt", "last.pt"]  # no temp files
+    assert torch.load(folder / "last.pt", weights_only=False)["epoch"] == 1
+    # the crash cost nothing: the run resumes and ends where the uninterrupted one did
+    t3 = trainer(scans, folder, epochs=2)
+    t3.fit()
+    assert states_equal(t3.model.state_dict(), t.model.state_dict())
+
+
+def test_validation_dice_of_a_perfect_and_an_empty_model(scans) -> None:
+    runtime = Runtime.choose("fp32", "cpu")
+    val = scans["val"]
+
+    class Oracle(torch.nn.Module):
+        def __init__(self, sign: float) -> None:
+            super().__init__()
+            self.sign = sign
+            self.index = 0
+
+        def forward(self, x):
+            masks = [torch.from_numpy(val[self.index + i].mask) for i in range(len(x))]
+            self.index += len(x)
+            return self.sign * (torch.stack(masks)[:, None].float() * 2 - 1)
+
+    assert validation_dice(Oracle(1.0), val, runtime, 1) == pytest.approx(1.0)
+    assert validation_dice(Oracle(-1.0), val, runtime, 1) == pytest.approx(0.0)
+
+
+def test_bf16_and_fp32_paths_both_train_and_agree(
+    scans, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fp32 = trainer(scans, tmp_path / "fp32", epochs=1)
+    assert fp32.runtime.precision == "fp32"
+    plain = fp32.fit()
+    monkeypatch.setattr("fetalft.device.cpu_has_bf16", lambda: True)  # even where emulated
+    bf16 = trainer(scans, tmp_path / "bf16", epochs=1, precision="auto")
+    assert bf16.runtime.precision == "bf16-autocast"
+    fast = bf16.fit()
+    assert np.isfinite(fast["train_loss"]).all()
+    assert all(p.dtype == torch.float32 for p in bf16.model.parameters())  # weights stay fp32
+    assert fast["train_loss"].to_numpy() == pytest.approx(plain["train_loss"].to_numpy(), rel=0.02)
+    assert fast["val_dice"].to_numpy() == pytest.approx(plain["val_dice"].to_numpy(), abs=0.05)
+
+
+def test_scans_of_another_size_than_the_config_are_refused(scans, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="image_size"):
+        trainer(scans, tmp_path, image_size=64)
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_bf16_costs_no_accuracy_on_a_short_real_run(
+    real_hc18: Path, imagenet_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """decoder-0-4 from the offline ImageNet weights, 80 real images at 64x64, three epochs:
+    the bf16 fast path and plain fp32 end at the same validation and test Dice."""
+    from fetalft.evaluate import evaluate
+
+    records = hc18.load_records("training", real_hc18)
+    data = {
+        role: load_scans(select_records(records, role, limit=n), 64, progress=False)
+        for role, n in (("train", 80), ("val", 20), ("test", 20))
+    }
+    monkeypatch.setattr("fetalft.device.cpu_has_bf16", lambda: True)
+    results = {}
+    for precision in ("fp32", "auto"):
+        run = RunConfig(
+            "decoder-0-4",
+            epochs=3,
+            image_size=64,
+            lr=1e-3,
+            encoder_weights=str(imagenet_weights),
+            precision=precision,
+        )
+        t = Trainer(run, data["train"], data["val"], tmp_path / precision, progress=False)
+        history = t.fit()
+        t.load_best()
+        test = evaluate(t.model, data["test"], t.runtime)
+        results[t.runtime.precision] = (history["val_dice"].max(), test["dice"].mean())
+    (val32, test32), (val16, test16) = results["fp32"], results["bf16-autocast"]
+    assert test32 > 0.6  # it learned something, so the comparison means something
+    assert val16 == pytest.approx(val32, abs=0.02)
+    assert test16 == pytest.approx(test32, abs=0.02)
