@@ -109,7 +109,9 @@ class BookSetup:
     def __str__(self) -> str:
         table = self.summary()
         width = max(map(len, table["setting"]))
-        lines = [f"{s:<{width}}  {v}" for s, v in zip(table["setting"], table["value"], strict=True)]
+        lines = [
+            f"{s:<{width}}  {v}" for s, v in zip(table["setting"], table["value"], strict=True)
+        ]
         if self.profile.name == "smoke":
             lines.append(f"NOTE: {SMOKE_NOTE}.")
         return "\n".join(lines)
@@ -230,9 +232,7 @@ def fill_check(record: hc18.Record) -> BorderCase:
     image = hc18.read_gray(record.image_path)
     outline = hc18.read_gray(record.annotation_path)
     filled = binary_fill_holes(outline > 0).astype(np.uint8)
-    ellipse_mask = ellipse_from_outline(outline, str(record.annotation_path)).to_mask(
-        outline.shape
-    )
+    ellipse_mask = ellipse_from_outline(outline, str(record.annotation_path)).to_mask(outline.shape)
     fraction = float(filled.sum()) / max(1.0, float(ellipse_mask.sum()))
     return BorderCase(record, image, outline, filled, ellipse_mask, fraction)
 
@@ -298,3 +298,272 @@ def submission_with_fallback(
             measurement = Measurement(True, ellipse_mm.scaled(1 / pixel), pixel)
         fixed[filename] = measurement
     return submission_table(fixed), fallbacks
+
+
+# --------------------------------------------------------------------------- chapters
+# Small helpers the chapters call, so no notebook holds logic of its own.
+
+#: The four HC18 annotations whose ellipse leaves the image (hole filling fails on them).
+BORDER_CASE_NAMES = ("186_HC", "346_HC", "628_2HC", "787_HC")
+
+
+def named_records(records: Sequence[hc18.Record], names: Iterable[str]) -> list[hc18.Record]:
+    """The records called ``names`` that exist (in that order); none on synthetic data."""
+    by_name = {r.name: r for r in records}
+    return [by_name[n] for n in names if n in by_name]
+
+
+def border_cases(
+    records: Sequence[hc18.Record], names: Iterable[str] = BORDER_CASE_NAMES
+) -> list[BorderCase]:
+    """:func:`fill_check` of the known border cases, or of the first record on synthetic data."""
+    chosen = named_records(records, names) or list(records)[:1]
+    return [fill_check(r) for r in chosen]
+
+
+def gallery(records: Sequence[hc18.Record], n: int = 8, seed: int = 0):
+    """``n`` records spread over the HC range (smallest to largest head), for a first look."""
+    ordered = sorted(records, key=lambda r: r.hc_mm or 0.0)
+    picks = np.unique(np.linspace(0, len(ordered) - 1, min(n, len(ordered))).round().astype(int))
+    return [ordered[i] for i in picks]
+
+
+def reference_ellipse(record: hc18.Record):
+    """The expert's ellipse of a training record (pixels), fitted to its outline."""
+    from fetalft.biometry import ellipse_from_outline
+
+    return ellipse_from_outline(hc18.read_gray(record.annotation_path), record.name)
+
+
+def split_summary() -> tuple[pd.DataFrame, pd.Series]:
+    """Images per role of the committed exam and leaky splits, and the leak of each.
+
+    Returns ``counts`` (index: split kind, columns: train/val/test) and ``siblings`` (test
+    images whose exam also has an image in training or validation, the paper's 799
+    "training" images), both for the real HC18 training set.
+    """
+    from fetalft.split import ROLES, SPLIT_KINDS, committed_splits
+
+    table = committed_splits()
+    counts, siblings = {}, {}
+    for kind in SPLIT_KINDS:
+        column = f"{kind}_split"
+        counts[kind] = table[column].value_counts().reindex(list(ROLES), fill_value=0)
+        seen_exams = set(table.loc[table[column] != "test", "exam"])
+        test = table[table[column] == "test"]
+        siblings[kind] = int(test["exam"].isin(seen_exams).sum())
+    return pd.DataFrame(counts).T, pd.Series(
+        siblings, name="test images with a sibling in train or val"
+    )
+
+
+def exam_sizes(records: Sequence[hc18.Record]) -> pd.Series:
+    """How many exams hold 1, 2, 3... scans."""
+    per_exam = pd.Series([r.exam for r in records]).value_counts()
+    return per_exam.value_counts().sort_index().rename_axis("scans per exam").rename("exams")
+
+
+def augmentation_example(record: hc18.Record, size: int):
+    """One record at training size, as ``(image, mask)`` for :func:`plots.augmentation_grid`."""
+    from fetalft.data import load_scan
+
+    scan = load_scan(record, size)
+    return scan.image, scan.mask
+
+
+def strategy_table(head_trainable: bool = False) -> pd.DataFrame:
+    """The registry with exact counts and the paper's figure, formatted for reading."""
+    from fetalft.strategies import registry_table
+
+    table = registry_table(head_trainable)
+    return pd.DataFrame(
+        {
+            "strategy": table["strategy"],
+            "encoder": table["encoder"],
+            "trains (paper's words)": table["paper_label"],
+            "trainable": table["trainable"].map("{:,}".format),
+            "frozen": table["frozen"].map("{:,}".format),
+            "trainable (paper)": table["paper_trainable_M"].map(lambda m: f"{m:g}M"),
+            "trainable (here)": (table["trainable"] / 1e6).map(lambda m: f"{m:.3g}M"),
+        }
+    )
+
+
+def encoder_table() -> pd.DataFrame:
+    """:func:`fetalft.models.parameter_table` with the difference to the paper's totals."""
+    from fetalft.models import parameter_table
+
+    table = parameter_table()
+    return table.assign(total_diff_M=table["total_M"] - table["paper_total_M"])
+
+
+def predictor_for(book: BookSetup, runs: pd.DataFrame | None = None):
+    """A :class:`fetalft.predict.Predictor` from the best finished run (chosen on validation).
+
+    ``None`` when no run of the profile has left a checkpoint.
+    """
+    from fetalft.predict import Predictor
+    from fetalft.report import best_checkpoint, load_runs
+
+    runs = load_runs(book.profile.name, book.results_dir) if runs is None else runs
+    found = best_checkpoint(runs, book.checkpoint_dir, book.profile.name)
+    if found is None:
+        return None
+    row, path = found
+    print(f"model: {row.run}, seed {row.seed} (best validation Dice {row.best_val_dice:.3f})")
+    return Predictor.from_checkpoint(path)
+
+
+@dataclass(frozen=True)
+class MeasurementSteps:
+    """Every intermediate of measuring one scan: what :func:`plots.mask_to_measurement` draws."""
+
+    record: hc18.Record
+    image: np.ndarray
+    mask: np.ndarray
+    blob: np.ndarray
+    points: np.ndarray
+    measurement: object  # fetalft.biometry.Measurement
+    truth: object  # the expert's Ellipse (pixels)
+
+    @property
+    def text(self) -> str:
+        m = self.measurement
+        if not m.measurable:
+            return f"{self.record.name}: {m}"
+        return (
+            f"{self.record.name}: HC {m.hc_mm:.1f} mm (expert {self.record.hc_mm:.1f} mm), "
+            f"GA {m.ga_weeks:.1f} wk"
+        )
+
+    def figure(self):
+        from fetalft import plots
+
+        return plots.mask_to_measurement(
+            self.image,
+            self.mask,
+            self.blob,
+            self.points,
+            self.measurement.ellipse_px,
+            self.truth,
+            self.text,
+        )
+
+
+def measurement_steps(record: hc18.Record, predictor=None) -> MeasurementSteps:
+    """Measure one training record from the model's mask (or the expert's, without a model)."""
+    from fetalft.biometry import boundary_points, largest_component, measure_head
+
+    image = hc18.read_gray(record.image_path)
+    truth = reference_ellipse(record)
+    mask = predictor.mask(image) if predictor is not None else truth.to_mask(image.shape)
+    blob = largest_component(mask)
+    return MeasurementSteps(
+        record,
+        image,
+        mask,
+        blob,
+        boundary_points(blob),
+        measure_head(mask, record.pixel_size_mm),
+        truth,
+    )
+
+
+def expert_hc_check(records: Sequence[hc18.Record]) -> pd.DataFrame:
+    """HC of the ellipse fitted to each expert outline against the CSV's value (mm)."""
+    rows = []
+    for record in records:
+        ellipse = reference_ellipse(record)
+        hc = ellipse.scaled(record.pixel_size_mm).perimeter
+        rows.append({"name": record.name, "hc_csv_mm": record.hc_mm, "hc_fitted_mm": hc})
+    table = pd.DataFrame(rows)
+    return table.assign(difference_mm=table["hc_fitted_mm"] - table["hc_csv_mm"])
+
+
+def challenge_summary(per_image: pd.DataFrame) -> pd.DataFrame:
+    """The HC18 challenge metrics of a run's test images: mean, sd and failures."""
+    from fetalft.metrics import CHALLENGE_METRICS, summarize
+    from fetalft.report import METRIC_LABELS, PERCENT_METRICS
+
+    table = summarize(per_image, CHALLENGE_METRICS)
+    for metric in table.index.intersection(PERCENT_METRICS):
+        table.loc[metric, ["mean", "sd"]] *= 100
+    table = table.rename(columns={"n": "images", "n_nan": "no head found"})
+    return table.rename(
+        index={**METRIC_LABELS, "df_mm": "DF: HC error (mm)", "adf_mm": "ADF: abs. HC error (mm)"}
+    )
+
+
+def show_table(table: pd.DataFrame, empty: str):
+    """Display ``table``, or print ``empty`` when there is nothing to show yet."""
+    from IPython.display import display
+
+    if table is None or table.empty:
+        print(empty)
+    elif isinstance(table.index, pd.RangeIndex):  # row numbers say nothing: leave them out
+        display(table.style.hide(axis="index").format(precision=2))
+    else:
+        display(table)
+
+
+def prediction_items(book: BookSetup, per_image: pd.DataFrame, n: int = 3) -> dict[str, list]:
+    """The ``n`` worst and ``n`` best test images of a run (by Dice, seeds kept apart), as
+    items for :func:`fetalft.plots.example_predictions`."""
+    from fetalft.widgets import predicted_ellipse, reference_view
+
+    ordered = per_image.sort_values("dice", ignore_index=True)
+    picks = {"worst": ordered.head(n), "best": ordered.tail(n).iloc[::-1]}
+    items = {}
+    for label, rows in picks.items():
+        items[label] = []
+        for _, row in rows.iterrows():
+            image, truth = reference_view(str(book.data_dir), row["name"])
+            hc = row["hc_pred_mm"]
+            error = f"HC error {row['df_mm']:+.1f} mm" if pd.notna(hc) else "no head found"
+            items[label].append(
+                {
+                    "image": image,
+                    "truth": truth,
+                    "pred": predicted_ellipse(row),
+                    "title": f"{row['name']} (seed {row['seed']}): Dice "
+                    f"{100 * row['dice']:.1f}%, {error}",
+                }
+            )
+    return items
+
+
+def submission_items(
+    submission: pd.DataFrame,
+    records: Sequence[hc18.Record],
+    fallbacks: Iterable[str] = (),
+    n: int = 8,
+) -> list[dict]:
+    """The first ``n`` rows of a submission redrawn over their test images, as items for
+    :func:`fetalft.plots.submission_examples` (fallback rows are marked)."""
+    from fetalft.submission import ellipse_from_row
+
+    by_name = {r.image_path.name: r for r in records}
+    fallbacks = set(fallbacks)
+    items = []
+    for _, row in submission.head(n).iterrows():
+        record = by_name[row["filename"]]
+        items.append(
+            {
+                "image": hc18.read_gray(record.image_path),
+                "ellipse": ellipse_from_row(row, record.pixel_size_mm),
+                "title": record.name + (" (fallback)" if row["filename"] in fallbacks else ""),
+            }
+        )
+    return items
+
+
+def border_case_scan(
+    records: Sequence[hc18.Record], quick: bool = False, sample: int = 20
+) -> tuple[list[BorderCase], int]:
+    """:func:`find_border_cases` over every record, or (``quick``, the smoke profile) over
+    the known border cases plus the first ``sample`` records."""
+    if not quick:
+        return find_border_cases(records)
+    known = named_records(records, BORDER_CASE_NAMES)
+    rest = [r for r in records if r not in known][:sample]
+    return find_border_cases(known + rest)

@@ -118,7 +118,7 @@ def split_overview(counts: pd.DataFrame, siblings: pd.Series) -> Figure:
     """Images per role for each split, and test images with a same-exam scan in training.
 
     ``counts``: index split kind, columns roles; ``siblings``: per split kind, the number of
-    test images whose exam also has a training image.
+    test images whose exam also has a training or validation image.
     """
     fig, axes = plt.subplots(1, 2, figsize=(11, 3), gridspec_kw={"width_ratios": [3, 2]})
     left = np.zeros(len(counts))
@@ -134,7 +134,7 @@ def split_overview(counts: pd.DataFrame, siblings: pd.Series) -> Figure:
     axes[1].barh(siblings.index, siblings.to_numpy(), color="#e15759")
     for y, v in enumerate(siblings.to_numpy()):
         axes[1].text(v, y, f" {int(v)}", va="center")
-    axes[1].set_xlabel("test images with a same-exam scan in training")
+    axes[1].set_xlabel("test images with a same-exam scan in train or val")
     axes[1].set_xlim(0, max(1, siblings.max()) * 1.25)
     axes[1].set_title("leakage")
     fig.tight_layout()
@@ -398,6 +398,9 @@ def metric_bars(
 def dice_vs_parameters(summary: pd.DataFrame, paper: pd.DataFrame | None = None) -> Figure:
     """Test Dice against trainable parameters: ours (mean ± sd over seeds) and the paper's."""
     fig, ax = plt.subplots(figsize=(8, 4.8))
+    if summary.empty:  # no runs yet: the paper's points alone, and say so
+        summary = pd.DataFrame(columns=["run", "trainable_parameters", "dice_mean", "dice_sd"])
+        ax.set_title("no runs of this profile yet: the paper's points only", fontsize=9)
     ax.errorbar(
         summary["trainable_parameters"],
         100 * summary["dice_mean"],
@@ -599,10 +602,19 @@ def grouped_bars(table: pd.DataFrame, ylabel: str, title: str = "") -> Figure:
     palette = [OURS, TRAINS, PRED, PAPER]
     for i, column in enumerate(table.columns):
         values = table[column].to_numpy(dtype=float)
-        ax.bar(x + (i - (n - 1) / 2) * width, values, width, label=str(column), color=palette[i % 4])
+        ax.bar(
+            x + (i - (n - 1) / 2) * width, values, width, label=str(column), color=palette[i % 4]
+        )
         for xi, v in zip(x, values, strict=True):
             if np.isfinite(v):
-                ax.text(xi + (i - (n - 1) / 2) * width, v, f"{v:.3g}", ha="center", va="bottom", fontsize=7)
+                ax.text(
+                    xi + (i - (n - 1) / 2) * width,
+                    v,
+                    f"{v:.3g}",
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                )
     ax.set_xticks(x, table.index)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)

@@ -130,6 +130,13 @@ class StrategyExplorer(_Explorer):
         plots.freezing_legend(fig)
         self._draw(fig)
 
+    def figure(self):
+        """The current diagram as a figure (the static book shows this snapshot)."""
+        fig, ax = plt.subplots(figsize=(6, 4))
+        plots.freezing_diagram(ax, self.parts_table(), self.preset.value, self.pretrained)
+        plots.freezing_legend(fig)
+        return fig
+
 
 @lru_cache(maxsize=8)
 def _records(data_dir: str) -> dict:
@@ -229,3 +236,6 @@ class PredictionBrowser(_Explorer):
     def update(self) -> None:
         self._draw(prediction_figure(self.data_dir, self.row))
 
+    def figure(self):
+        """The current view as a figure (the static book shows this snapshot)."""
+        return prediction_figure(self.data_dir, self.row)
