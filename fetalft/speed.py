@@ -1,0 +1,79 @@
+"""The recorded speed benchmarks, read back for the book.
+
+``benchmarks/train_speed.py`` and ``benchmarks/infer_speed.py`` write their measurements as
+JSON under ``benchmarks/results/`` together with the machine they ran on. The chapters show
+those files and nothing else, so a speed quoted in the book is always one that was measured,
+on a named machine; where a file is missing the chapter says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+
+#: The paper's own epoch times on a Colab T4 (measured by the authors, their pipeline).
+PAPER_T4_EPOCH_SECONDS = {"fine-tuned": 25.0, "baseline": 75.0}
+
+
+def results_dir(path: str | os.PathLike | None = None) -> Path:
+    """``benchmarks/results`` of the repository (or ``path``)."""
+    if path is not None:
+        return Path(path)
+    from fetalft.book import project_root
+
+    return (project_root() or Path.cwd()) / "benchmarks" / "results"
+
+
+def load(name: str, folder: str | os.PathLike | None = None) -> dict | None:
+    """The recorded ``<name>.json`` (``train_speed`` or ``infer_speed``), or ``None``."""
+    path = results_dir(folder) / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def missing_message(name: str) -> str:
+    return (
+        f"No recorded {name} benchmark yet: run "
+        f"`python benchmarks/{name}.py --output benchmarks/results/{name}.json` "
+        "on a quiet machine and commit the file."
+    )
+
+
+def machine_label(result: dict) -> str:
+    machine = result["machine"]
+    return (
+        f"{machine['hardware']}, torch {machine['versions']['torch']}, Python {machine['python']}"
+    )
+
+
+def train_table(result: dict) -> pd.DataFrame:
+    """One row per image size and strategy: the authors' pipeline against fetalft's."""
+    rows = pd.DataFrame(result["rows"])
+    wide = rows.pivot_table(
+        index=["size", "strategy"],
+        columns="pipeline",
+        values=["train_img_per_s", "epoch_s_799", "loader_img_per_s", "peak_memory_mb"],
+    )
+    table = pd.DataFrame(
+        {
+            "authors img/s": wide[("train_img_per_s", "authors")],
+            "fetalft img/s": wide[("train_img_per_s", "fetalft")],
+            "speed-up": wide[("train_img_per_s", "fetalft")] / wide[("train_img_per_s", "authors")],
+            "authors s/epoch": wide[("epoch_s_799", "authors")],
+            "fetalft s/epoch": wide[("epoch_s_799", "fetalft")],
+            "authors loader img/s": wide[("loader_img_per_s", "authors")],
+            "fetalft loader img/s": wide[("loader_img_per_s", "fetalft")],
+            "authors peak MB": wide[("peak_memory_mb", "authors")],
+            "fetalft peak MB": wide[("peak_memory_mb", "fetalft")],
+        }
+    )
+    return table.round(2)
+
+
+def infer_table(result: dict) -> pd.DataFrame:
+    """One row per model and backend: latency per image, peak memory and file sizes."""
+    rows = pd.DataFrame(result["rows"]).set_index(["strategy", "backend"])
+    columns = ["precision", "latency_ms", "peak_memory_mb", "state_dict_mb", "onnx_mb"]
+    return rows[columns].round(1)
