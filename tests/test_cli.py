@@ -108,24 +108,27 @@ def test_no_command_is_an_error(capsys) -> None:
 # -- predict ----------------------------------------------------------------------------------
 
 
+def predict_args(scan: hc18.Record, checkpoint: Path, overlay: Path) -> list[str]:
+    pixel_size = str(scan.pixel_size_mm)
+    return [
+        "predict",
+        str(scan.image_path),
+        "--pixel-size",
+        pixel_size,
+        "--checkpoint",
+        str(checkpoint),
+        "--overlay",
+        str(overlay),
+    ]
+
+
 def test_predict_command_runs_on_a_trained_checkpoint(
     checkpoint: Path, scan: hc18.Record, tmp_path: Path, capsys
 ) -> None:
     """The real network of a 1-epoch run may not find a head, but the command must finish,
     say what it found and write the overlay."""
     overlay = tmp_path / "out" / "overlay.png"
-    code = main(
-        [
-            "predict",
-            str(scan.image_path),
-            "--pixel-size",
-            str(scan.pixel_size_mm),
-            "--checkpoint",
-            str(checkpoint),
-            "--overlay",
-            str(overlay),
-        ]
-    )
+    code = main(predict_args(scan, checkpoint, overlay))
     out = capsys.readouterr().out
     assert code in (0, 3), out
     assert ("gestational age" in out) == (code == 0)
@@ -156,18 +159,7 @@ def test_predict_prints_hc_and_gestational_age_and_draws_the_ellipse(
     # around it (checkpoint loading, resizing to the original size, ellipse, mm, age, PNG)
     monkeypatch.setattr(Predictor, "forward", oracle_forward(scan, 32))
     overlay = tmp_path / "overlay.png"
-    code = main(
-        [
-            "predict",
-            str(scan.image_path),
-            "--pixel-size",
-            str(scan.pixel_size_mm),
-            "--checkpoint",
-            str(checkpoint),
-            "--overlay",
-            str(overlay),
-        ]
-    )
+    code = main(predict_args(scan, checkpoint, overlay))
     out = capsys.readouterr().out
     assert code == 0, out
     match = re.search(r"HC ([\d.]+) mm, gestational age ([\d.]+) weeks", out)
