@@ -85,13 +85,18 @@ def select_records(
     limit: int | None = None,
     train_fraction: float = 1.0,
 ) -> list[hc18.Record]:
-    """The records of one role (``train``, ``val``, ``test``) of a split, optionally thinned."""
+    """The records of one role (``train``, ``val``, ``test``) of a split, optionally thinned.
+
+    ``limit`` (a profile's cap, such as smoke's 8 training images) applies first and
+    ``train_fraction`` then to what is left, so a reduced-data run always trains on fewer
+    images than the full run of the same profile.
+    """
     roles = split_roles([r.name for r in records], split)
-    chosen = [r for r in records if roles[r.name] == role]
+    chosen = [r for r in records if roles[r.name] == role][:limit]
     if role == "train" and train_fraction < 1:
         keep = set(subsample([r.name for r in chosen], train_fraction))
         chosen = [r for r in chosen if r.name in keep]
-    return chosen[:limit] if limit is not None else chosen
+    return chosen
 
 
 def train_transform() -> A.Compose:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -43,8 +44,21 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
+def _json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float as ``None``: strict JSON has no NaN or Infinity."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    return value
+
+
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
-    return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    """Strict JSON (a metric with no measurable image is ``null``, not ``NaN``), atomically."""
+    text = json.dumps(_json_safe(data), indent=2, allow_nan=False)
+    return write_text_atomic(path, text + "\n")
 
 
 def write_csv_atomic(path: str | os.PathLike, frame: Any, **to_csv_kwargs: Any) -> Path:

@@ -62,10 +62,15 @@ SMOKE_SEEDS = (0, 1)
 
 
 def load_runs(profile: str, results_dir: str | os.PathLike | None = None) -> pd.DataFrame:
-    """One row per finished run folder of ``profile`` (empty frame when there are none)."""
+    """One row per finished run folder of ``profile`` (empty frame when there are none).
+
+    Metric columns are floats: a ``null`` test mean (no measurable image) is NaN, also when
+    every run has ``null`` there (pandas would otherwise keep a column of ``None``).
+    """
     runs = load_results(profile, results_dir)
     if runs.empty:
         return runs
+    runs = runs.astype(dict.fromkeys([m for m in METRICS if m in runs], float))
     return runs.sort_values(["run", "seed"], ignore_index=True)
 
 
@@ -779,20 +784,20 @@ def author_code_differences() -> pd.DataFrame:
 
 def test_summary(metrics: dict) -> pd.DataFrame:
     """A run's test-set summary (``metrics.json``): mean, sd, images and failures per metric,
-    fractions in percent."""
-    rows = []
-    for metric, values in metrics["test"].items():
-        scale = 100 if metric in PERCENT_METRICS else 1
-        rows.append(
-            {
-                "metric": METRIC_LABELS.get(metric, metric),
-                "mean": values["mean"] * scale,
-                "sd over images": values["sd"] * scale,
-                "images": int(values["n"]),
-                "no value (n_nan)": int(values["n_nan"]),
-            }
-        )
-    return pd.DataFrame(rows).set_index("metric").round(2)
+    fractions in percent (a ``null`` mean, no measurable image, shows as NaN)."""
+    test = pd.DataFrame.from_dict(metrics["test"], orient="index").astype(float)
+    scale = [100 if metric in PERCENT_METRICS else 1 for metric in test.index]
+    table = pd.DataFrame(
+        {
+            "mean": test["mean"] * scale,
+            "sd over images": test["sd"] * scale,
+            "images": test["n"].astype(int),
+            "no value (n_nan)": test["n_nan"].astype(int),
+        }
+    )
+    table.index = [METRIC_LABELS.get(metric, metric) for metric in test.index]
+    table.index.name = "metric"
+    return table.round(2)
 
 
 def per_image_mean(

@@ -72,6 +72,50 @@ def train_table(result: dict) -> pd.DataFrame:
     return table.round(2)
 
 
+def t4_epoch_table(result: dict, size: int = 512) -> pd.DataFrame:
+    """Per strategy at ``size`` px: the paper's T4 seconds per epoch next to fetalft's.
+
+    The paper's figures were measured by its authors, with their pipeline, on a Colab T4.
+    fetalft's is measured only if ``result`` was recorded on a CUDA device (its 799-image
+    epoch time); otherwise it is a projection: the paper's T4 time divided by the
+    fetalft/authors speed-up measured in ``result``. The projection is only that: the speed-up
+    was measured on a CPU (bf16 autocast against fp32) and need not carry over to a GPU with
+    fp16 tensor cores, where compute is much faster and data loading weighs more.
+    """
+    rows = pd.DataFrame(result["rows"])
+    rows = rows[rows["size"] == size]
+    strategies = list(dict.fromkeys(rows["strategy"]))
+    ips = rows.pivot_table(index="strategy", columns="pipeline", values="train_img_per_s")
+    epoch = rows.pivot_table(index="strategy", columns="pipeline", values="epoch_s_799")
+    machine = result["machine"]
+    on_gpu = str(machine.get("device", "")).startswith("cuda")
+    paper = pd.Series(
+        [
+            PAPER_T4_EPOCH_SECONDS["baseline" if s == "baseline" else "fine-tuned"]
+            for s in strategies
+        ],
+        index=strategies,
+    )
+    if on_gpu:
+        fetalft = epoch["fetalft"].reindex(strategies)
+        basis = f"measured on {machine['hardware']} at {size} px (799 images at measured img/s)"
+    else:
+        speed_up = (ips["fetalft"] / ips["authors"]).reindex(strategies)
+        fetalft = paper / speed_up
+        basis = f"paper's T4 time / speed-up measured on {machine['hardware']} at {size} px"
+    table = pd.DataFrame(
+        {
+            "paper T4 s/epoch": paper,
+            "paper figure": "measured by the authors, their pipeline",
+            "fetalft s/epoch": fetalft.round(1),
+            "fetalft figure": "measured" if on_gpu else "projected",
+            "basis": basis,
+        }
+    )
+    table.index.name = "strategy"
+    return table
+
+
 def infer_table(result: dict) -> pd.DataFrame:
     """One row per model and backend: latency per image, peak memory and file sizes."""
     rows = pd.DataFrame(result["rows"]).set_index(["strategy", "backend"])

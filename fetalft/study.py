@@ -177,7 +177,8 @@ class Study:
         history = trainer.fit()
         best_epoch = trainer.load_best()
         per_image = evaluate(trainer.model, test, trainer.runtime, self.profile.batch_size)
-        wall = time.perf_counter() - started
+        # An interrupted run's earlier processes count too (their training, not their loading).
+        wall = trainer.carried_seconds + time.perf_counter() - started
         strategy = get_strategy(spec.strategy)
         labels = {
             "run": spec.name,

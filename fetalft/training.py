@@ -149,6 +149,10 @@ class Trainer:
         self.history: list[dict] = []
         self.epoch = 0
         self.best_dice = -1.0
+        #: seconds spent in :meth:`fit` by this run so far, earlier processes included
+        self.fit_seconds = 0.0
+        #: the part of ``fit_seconds`` that earlier (interrupted) processes spent
+        self.carried_seconds = 0.0
 
     # -- checkpoints -------------------------------------------------------------------
     @property
@@ -169,6 +173,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "history": self.history,
             "best_dice": self.best_dice,
+            "fit_seconds": self.fit_seconds,
         }
         with atomic_write(self.last_path, "wb") as handle:
             torch.save(state, handle)
@@ -206,6 +211,11 @@ class Trainer:
         self.history = state["history"]
         self.epoch = state["epoch"]
         self.best_dice = state["best_dice"]
+        # Checkpoints written before fit_seconds was recorded: their training time is a floor.
+        self.fit_seconds = state.get(
+            "fit_seconds", sum(row["train_seconds"] for row in self.history)
+        )
+        self.carried_seconds = self.fit_seconds
         return True
 
     # -- training ----------------------------------------------------------------------
@@ -265,6 +275,7 @@ class Trainer:
             train_loss = self.train_epoch()
             train_seconds = time.perf_counter() - started
             dice = validation_dice(self.model, self.val_scans, self.runtime, self.config.batch_size)
+            self.fit_seconds += time.perf_counter() - started
             self.epoch += 1
             self.history.append(
                 {

@@ -144,6 +144,15 @@ def test_select_records_partitions_the_synthetic_set(synthetic_hc18: Path) -> No
     )
 
 
+def test_train_fraction_thins_the_limited_set(synthetic_hc18: Path) -> None:
+    """A profile's image cap applies first: half of a capped run is half of its images."""
+    records = hc18.load_records("training", synthetic_hc18)
+    capped = select_records(records, "train", limit=4)
+    half = select_records(records, "train", limit=4, train_fraction=0.5)
+    assert len(half) == 2
+    assert {r.name for r in half} < {r.name for r in capped}
+
+
 # --------------------------------------------------------------------------- transforms
 
 

@@ -111,3 +111,13 @@ def test_atomic_directory_content_appears_only_at_the_end(tmp_path: Path) -> Non
         (tmp / "a.txt").write_text("a")
         assert not final.exists()
     assert (final / "a.txt").read_text() == "a"
+
+
+def test_json_is_strict_with_null_for_non_finite_numbers(tmp_path: Path) -> None:
+    """Strict parsers (browsers, jq) reject NaN; a metric with no measurable image is null."""
+    path = write_json_atomic(
+        tmp_path / "m.json", {"adf": {"mean": float("nan"), "n": 0}, "xs": [1.5, float("inf")]}
+    )
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"adf": {"mean": None, "n": 0}, "xs": [1.5, None]}

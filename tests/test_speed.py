@@ -65,3 +65,36 @@ def test_infer_table_keeps_every_backend() -> None:
         "onnxruntime",
     ]
     assert table["onnx_mb"].iloc[0] == pytest.approx(25.5)
+
+
+def speed_result(device: str, hardware: str) -> dict:
+    rows = [
+        train_row("authors", "decoder-0-4", 512, 1.0),
+        train_row("fetalft", "decoder-0-4", 512, 4.0),
+        train_row("authors", "baseline", 512, 0.1),
+        train_row("fetalft", "baseline", 512, 0.3),
+        train_row("authors", "baseline", 256, 1.0),  # other size: ignored
+        train_row("fetalft", "baseline", 256, 100.0),
+    ]
+    return {"machine": {**MACHINE, "device": device, "hardware": hardware}, "rows": rows}
+
+
+def test_t4_table_projects_the_paper_time_by_the_cpu_speed_up() -> None:
+    table = speed.t4_epoch_table(speed_result("cpu", "CPU: test, 2 threads"))
+    assert list(table.index) == ["decoder-0-4", "baseline"]
+    assert table.loc["decoder-0-4", "paper T4 s/epoch"] == 25.0
+    assert table.loc["baseline", "paper T4 s/epoch"] == 75.0
+    assert table.loc["decoder-0-4", "fetalft s/epoch"] == pytest.approx(6.2, abs=0.05)  # 25 / 4
+    assert table.loc["baseline", "fetalft s/epoch"] == pytest.approx(25.0, abs=0.05)  # 75 / 3
+    assert set(table["fetalft figure"]) == {"projected"}
+    assert set(table["paper figure"]) == {"measured by the authors, their pipeline"}
+    assert "CPU: test" in table.loc["baseline", "basis"]
+    assert "512 px" in table.loc["baseline", "basis"]
+
+
+def test_t4_table_uses_the_measured_epoch_time_on_cuda() -> None:
+    table = speed.t4_epoch_table(speed_result("cuda", "Tesla T4"))
+    assert set(table["fetalft figure"]) == {"measured"}
+    assert table.loc["decoder-0-4", "fetalft s/epoch"] == pytest.approx(799 / 4.0, abs=0.1)
+    assert table.loc["baseline", "fetalft s/epoch"] == pytest.approx(799 / 0.3, abs=0.1)
+    assert "Tesla T4" in table.loc["baseline", "basis"]

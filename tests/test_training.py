@@ -92,6 +92,9 @@ def test_interrupted_run_resumes_to_the_same_result(scans, tmp_path: Path) -> No
     second = trainer(scans, tmp_path / "resumed")
     resumed = second.fit()
     assert second.epoch == 3
+    # the time of the interrupted process is carried, so the run's wall time is complete
+    assert second.carried_seconds == saved["fit_seconds"] > 0
+    assert second.fit_seconds > second.carried_seconds
     columns = ["epoch", "train_loss", "val_dice", "lr"]
     assert resumed[columns].equals(history[columns])
     assert second.best_dice == straight.best_dice

@@ -1,0 +1,529 @@
+"""fetalft.report on hand-made run folders: known numbers in, known tables out.
+
+Every run folder here is written by hand (``metrics.json``, ``per_image.csv``,
+``history.csv``) with the same atomic writers the study uses, so no model is trained and
+every expected value can be checked by eye.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from fetalft import report
+from fetalft.io import write_csv_atomic, write_json_atomic
+from fetalft.profiles import Profile
+from fetalft.strategies import STRATEGIES
+from fetalft.study import RunSpec
+
+PROFILE = "tiny"
+TINY = Profile(PROFILE, image_size=32, epochs=1, seeds=(0, 1))
+NAN = float("nan")
+
+
+def metric_summary(mean: float) -> dict[str, float | int]:
+    """A metric's test summary over three images; NaN: none of them could be measured."""
+    if math.isnan(mean):
+        return {"mean": NAN, "sd": NAN, "n": 0, "n_nan": 3}
+    return {"mean": mean, "sd": 0.01, "n": 3, "n_nan": 0}
+
+
+def write_run(
+    results: Path,
+    spec: RunSpec,
+    *,
+    test: dict[str, float] | None = None,
+    best_val_dice: float = 0.9,
+    per_image: pd.DataFrame | None = None,
+    history: pd.DataFrame | None = None,
+    **labels: object,
+) -> Path:
+    """A finished run folder as :meth:`fetalft.study.Study.run` writes it; ``test`` holds the
+    test mean of each metric (NaN is written as JSON ``null``, like a real run)."""
+    metrics = {
+        "run": spec.name,
+        "strategy": spec.strategy,
+        "paper_label": STRATEGIES[spec.strategy].label,
+        "seed": spec.seed,
+        "profile": PROFILE,
+        "image_size": 32,
+        "epochs": 1,
+        "split": spec.split,
+        "train_fraction": spec.train_fraction,
+        "head_trainable": spec.head_trainable,
+        "data": "synthetic",
+        "n_train": 6,
+        "n_val": 3,
+        "n_test": 3,
+        "weights": "random",
+        "precision": "fp32",
+        "hardware": "test CPU",
+        "trainable_parameters": 4_400_000,
+        "total_parameters": 6_600_000,
+        "best_epoch": 1,
+        "best_val_dice": best_val_dice,
+        "wall_seconds": 10.0,
+        **labels,
+        "test": {metric: metric_summary(mean) for metric, mean in (test or {"dice": 0.9}).items()},
+    }
+    folder = results / PROFILE / spec.name / f"seed-{spec.seed}"
+    write_json_atomic(folder / "metrics.json", metrics)
+    if per_image is not None:
+        write_csv_atomic(folder / "per_image.csv", per_image)
+    if history is not None:
+        write_csv_atomic(folder / "history.csv", history)
+    return folder
+
+
+def scores(values: Sequence[float], metric: str = "dice") -> pd.DataFrame:
+    """A ``per_image.csv`` of test images ``000_HC``, ``001_HC``, ... with one metric."""
+    return pd.DataFrame({"name": [f"{i:03d}_HC" for i in range(len(values))], metric: values})
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
+    return tmp_path / "results"
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def test_load_runs_sorts_by_run_then_seed(results: Path) -> None:
+    for strategy, seed in [("decoder-4", 1), ("decoder-0-4", 1), ("decoder-4", 0)]:
+        write_run(results, RunSpec(strategy, seed))
+    runs = report.load_runs(PROFILE, results)
+    assert list(zip(runs["run"], runs["seed"], strict=True)) == [
+        ("decoder-0-4", 1),
+        ("decoder-4", 0),
+        ("decoder-4", 1),
+    ]
+
+
+@pytest.mark.parametrize("other_dice", [0.8, NAN], ids=["other-run-measured", "all-null"])
+def test_load_runs_reads_a_null_test_mean_as_nan(results: Path, other_dice: float) -> None:
+    """Runs write ``null`` for a metric no image could be measured on; the column must be a
+    float column holding NaN, even when every run has ``null`` there."""
+    folder = write_run(results, RunSpec("decoder-4", 0), test={"dice": NAN, "adf_mm": NAN})
+    write_run(results, RunSpec("decoder-4", 1), test={"dice": other_dice, "adf_mm": 2.0})
+    assert '"mean": null' in (folder / "metrics.json").read_text()
+    runs = report.load_runs(PROFILE, results)
+    assert runs["dice"].dtype == float
+    assert math.isnan(runs["dice"].iloc[0])
+    assert runs["adf_mm"].tolist() == [pytest.approx(NAN, nan_ok=True), 2.0]
+
+
+def test_load_per_image_orders_seeds_numerically(results: Path) -> None:
+    for seed in (10, 2):
+        write_run(results, RunSpec("decoder-4", seed), per_image=scores([seed / 100]))
+    per_image = report.load_per_image(PROFILE, "decoder-4", results_dir=results)
+    assert per_image["seed"].tolist() == [2, 10]
+    assert per_image["dice"].tolist() == [0.02, 0.1]
+
+
+def test_load_per_image_without_finished_seed_raises(results: Path) -> None:
+    write_run(results, RunSpec("decoder-4", 0))  # metrics.json but no per_image.csv
+    with pytest.raises(FileNotFoundError, match="seed-0"):
+        report.load_per_image(PROFILE, "decoder-4", results_dir=results)
+    with pytest.raises(FileNotFoundError, match="no finished seeds"):
+        report.load_per_image(PROFILE, "decoder-0-4", results_dir=results)
+
+
+# --------------------------------------------------------------------------- aggregation
+
+
+def test_summarize_runs_gives_mean_and_sample_sd_over_seeds(results: Path) -> None:
+    for seed, dice in enumerate([0.90, 0.92, 0.97]):
+        write_run(results, RunSpec("decoder-0-4", seed), test={"dice": dice}, best_epoch=seed + 1)
+    [row] = report.summarize_runs(report.load_runs(PROFILE, results)).to_dict("records")
+    assert row["n_seeds"] == 3
+    assert row["seeds"] == "0, 1, 2"
+    assert row["best_epoch"] == "1, 2, 3"
+    assert row["dice_mean"] == pytest.approx(0.93)
+    assert row["dice_sd"] == pytest.approx(math.sqrt(0.0013))  # ddof=1: (9+1+16)e-4 / 2
+
+
+def test_summarize_runs_sd_is_nan_with_one_seed(results: Path) -> None:
+    write_run(results, RunSpec("decoder-4", 0), test={"dice": 0.4})
+    summary = report.summarize_runs(report.load_runs(PROFILE, results))
+    assert summary.loc[0, "dice_mean"] == pytest.approx(0.4)
+    assert math.isnan(summary.loc[0, "dice_sd"])
+
+
+def test_summarize_runs_skips_a_null_seed_in_the_mean(results: Path) -> None:
+    write_run(results, RunSpec("decoder-4", 0), test={"dice": 0.4, "adf_mm": NAN})
+    write_run(results, RunSpec("decoder-4", 1), test={"dice": 0.6, "adf_mm": 3.0})
+    summary = report.summarize_runs(report.load_runs(PROFILE, results))
+    assert summary.loc[0, "adf_mm_mean"] == pytest.approx(3.0)
+    assert math.isnan(summary.loc[0, "adf_mm_sd"])
+
+
+def test_summarize_runs_joins_labels_the_seeds_disagree_on(results: Path) -> None:
+    write_run(results, RunSpec("decoder-4", 0), hardware="CPU A", n_train=6)
+    write_run(results, RunSpec("decoder-4", 1), hardware="CPU B", n_train=6)
+    [row] = report.summarize_runs(report.load_runs(PROFILE, results)).to_dict("records")
+    assert row["hardware"] == "CPU A | CPU B"
+    assert row["n_train"] == 6
+    assert row["precision"] == "fp32"
+
+
+def test_summarize_runs_follows_the_strategy_registry(results: Path) -> None:
+    for spec in [
+        RunSpec("decoder-0-4", 0, split="leaky"),
+        RunSpec("decoder-0-4", 0),
+        RunSpec("decoder-4", 0),
+        RunSpec("baseline", 0),
+    ]:
+        write_run(results, spec)
+    summary = report.summarize_runs(report.load_runs(PROFILE, results))
+    # registry order: baseline ... decoder-4, decoder-0-4; a variant after its default
+    assert summary["run"].tolist() == ["baseline", "decoder-4", "decoder-0-4", "decoder-0-4--leaky"]
+
+
+@pytest.mark.parametrize(
+    ("mean", "sd", "scale", "digits", "expected"),
+    [
+        (0.9628, 0.0038, 100, 2, "96.28 ± 0.38"),
+        (0.9628, NAN, 100, 2, "96.28 (1 seed)"),
+        (0.9628, None, 100, 2, "96.28 (1 seed)"),
+        (2.345, 0.5, 1, 1, "2.3 ± 0.5"),
+        (NAN, NAN, 100, 2, "n/a"),
+        (None, None, 1, 2, "n/a"),
+    ],
+)
+def test_format_mean_sd(
+    mean: float | None, sd: float | None, scale: float, digits: int, expected: str
+) -> None:
+    assert report.format_mean_sd(mean, sd, scale, digits) == expected
+
+
+@pytest.fixture
+def summary(results: Path) -> pd.DataFrame:
+    """decoder-0-4 over three seeds (Dice 93.00 ± 3.61, HC error 2 ± 1 mm), decoder-4 once."""
+    for seed, (dice, adf) in enumerate([(0.90, 1.0), (0.92, 2.0), (0.97, 3.0)]):
+        write_run(results, RunSpec("decoder-0-4", seed), test={"dice": dice, "adf_mm": adf})
+    write_run(
+        results,
+        RunSpec("decoder-4", 0),
+        test={"dice": 0.4, "adf_mm": NAN},
+        trainable_parameters=6_976,
+    )
+    write_run(results, RunSpec("decoder-4", 0, split="leaky"), test={"dice": 0.5, "adf_mm": 9.0})
+    return report.summarize_runs(report.load_runs(PROFILE, results))
+
+
+def test_results_table_shows_mean_sd_over_seeds(summary: pd.DataFrame) -> None:
+    table = report.results_table(summary, metrics=("dice", "adf_mm", "iou")).set_index("run")
+    assert list(table.columns) == ["trains", "trainable", "seeds", "Dice (%)", "abs. HC error (mm)"]
+    assert table.loc["decoder-0-4", "Dice (%)"] == "93.00 ± 3.61"
+    assert table.loc["decoder-0-4", "abs. HC error (mm)"] == "2.00 ± 1.00"
+    assert table.loc["decoder-0-4", "trainable"] == "4,400,000"
+    assert table.loc["decoder-0-4", "seeds"] == 3
+    assert table.loc["decoder-4", "Dice (%)"] == "40.00 (1 seed)"
+    assert table.loc["decoder-4", "abs. HC error (mm)"] == "n/a"
+
+
+def test_comparison_table_sets_our_default_runs_beside_the_paper(summary: pd.DataFrame) -> None:
+    summary = summary.assign(pixel_accuracy_mean=0.95, pixel_accuracy_sd=NAN, iou_mean=0.9)
+    summary = summary.assign(iou_sd=NAN)
+    table = report.comparison_table(summary).set_index("strategy")
+    assert list(table.index) == list(STRATEGIES)
+    ours = table.loc["decoder-0-4"]
+    assert ours["paper Dice"] == "96.28 ± 0.38"
+    assert ours["our Dice"] == "93.00 ± 3.61"
+    assert ours["our seeds"] == 3
+    assert ours["our trainable"] == "4.4M"
+    # decoder-4's default run, not its leaky variant (Dice 50)
+    assert table.loc["decoder-4", "our Dice"] == "40.00 (1 seed)"
+    assert table.loc["baseline", "our Dice"] == "not run yet"
+    assert table.loc["baseline", "our seeds"] == 0
+
+
+def test_metric_definitions_are_in_percent(summary: pd.DataFrame) -> None:
+    summary = summary.assign(pixel_accuracy_mean=0.95, iou_mean=0.875, miou_mean=0.9)
+    table = report.metric_definitions(summary)
+    assert table.loc["decoder-0-4"].tolist() == [95.0, 93.0, 87.5, 90.0]
+
+
+# --------------------------------------------------------------------------- comparisons
+
+
+def test_bootstrap_ci_of_a_constant_is_that_constant() -> None:
+    low, high = report.bootstrap_ci([0.25] * 8, n_boot=200)
+    assert low == high == 0.25
+
+
+def test_bootstrap_ci_is_reproducible_and_brackets_the_mean() -> None:
+    values = [0.1, 0.3, 0.2, 0.5, 0.4, 0.0]
+    low, high = report.bootstrap_ci(values, n_boot=2_000, seed=3)
+    assert (low, high) == report.bootstrap_ci(values, n_boot=2_000, seed=3)
+    assert 0.0 < low < 0.25 < high < 0.5
+
+
+def test_bootstrap_ci_of_nothing_raises() -> None:
+    with pytest.raises(ValueError, match="empty sample"):
+        report.bootstrap_ci([])
+
+
+def test_paired_comparison_finds_a_known_constant_difference(results: Path) -> None:
+    base = [0.5, 0.625, 0.25, 0.375, 0.125, 0.0]
+    write_run(results, RunSpec("decoder-0-4", 0), per_image=scores([b + 0.25 for b in base]))
+    write_run(results, RunSpec("decoder-4", 0), per_image=scores(base))
+    result = report.paired_comparison(PROFILE, "decoder-0-4", "decoder-4", results_dir=results)
+    assert result.difference == pytest.approx(0.25)
+    assert result.ci_low <= 0.25 <= result.ci_high
+    assert result.excludes_zero
+    assert (result.n_images, result.n_dropped, result.seeds) == (6, 0, (0,))
+    assert result.mean_a - result.mean_b == pytest.approx(0.25)
+    assert "difference +25.00 points" in str(result)
+
+
+def test_paired_comparison_of_identical_runs_contains_zero(results: Path) -> None:
+    values = [0.9, 0.7, 0.8, 0.95]
+    for strategy in ("decoder-0-4", "decoder-4"):
+        write_run(results, RunSpec(strategy, 0), per_image=scores(values))
+    result = report.paired_comparison(PROFILE, "decoder-0-4", "decoder-4", results_dir=results)
+    assert result.ci_low <= 0 <= result.ci_high
+    assert not result.excludes_zero
+
+
+def test_paired_comparison_of_differences_around_zero_contains_zero(results: Path) -> None:
+    base = [0.5, 0.6, 0.7, 0.8, 0.5, 0.6, 0.7, 0.8]
+    shift = [0.1, -0.1, 0.05, -0.05, 0.02, -0.02, 0.1, -0.1]
+    write_run(results, RunSpec("decoder-0-4", 0), per_image=scores(base))
+    write_run(
+        results,
+        RunSpec("decoder-4", 0),
+        per_image=scores([b + s for b, s in zip(base, shift, strict=True)]),
+    )
+    result = report.paired_comparison(PROFILE, "decoder-0-4", "decoder-4", results_dir=results)
+    assert result.difference == pytest.approx(0.0)
+    assert result.ci_low < 0 < result.ci_high
+
+
+def test_paired_comparison_averages_only_the_shared_seeds(results: Path) -> None:
+    """decoder-0-4's seed 1 has no partner in decoder-4 and must not move the difference."""
+    write_run(results, RunSpec("decoder-0-4", 0), per_image=scores([0.8, 0.9]))
+    write_run(results, RunSpec("decoder-0-4", 1), per_image=scores([0.0, 0.0]))
+    write_run(results, RunSpec("decoder-4", 0), per_image=scores([0.7, 0.8]))
+    result = report.paired_comparison(PROFILE, "decoder-0-4", "decoder-4", results_dir=results)
+    assert result.seeds == (0,)
+    assert result.mean_a == pytest.approx(0.85)
+    assert result.difference == pytest.approx(0.1)
+
+
+def test_paired_comparison_without_a_shared_seed_raises(results: Path) -> None:
+    write_run(results, RunSpec("decoder-0-4", 0), per_image=scores([0.8]))
+    write_run(results, RunSpec("decoder-4", 1), per_image=scores([0.7]))
+    with pytest.raises(ValueError, match="no seed in common"):
+        report.paired_comparison(PROFILE, "decoder-0-4", "decoder-4", results_dir=results)
+
+
+def test_paired_comparison_refuses_different_test_images(results: Path) -> None:
+    """An image scored by only one run means different test sets: nothing to pair."""
+    write_run(results, RunSpec("decoder-0-4", 0), per_image=scores([0.8, 0.9, 0.7]))
+    write_run(results, RunSpec("decoder-4", 0), per_image=scores([0.8, 0.9]))
+    with pytest.raises(ValueError, match="different test images"):
+        report.paired_comparison(PROFILE, "decoder-0-4", "decoder-4", results_dir=results)
+
+
+def test_paired_comparison_leaves_out_images_without_a_value(results: Path) -> None:
+    """An unmeasurable head (NaN in per_image.csv) in either run drops that image, counted."""
+    write_run(results, RunSpec("decoder-0-4", 0), per_image=scores([1.0, 2.0, NAN], "adf_mm"))
+    write_run(results, RunSpec("decoder-4", 0), per_image=scores([3.0, 4.0, 5.0], "adf_mm"))
+    result = report.paired_comparison(
+        PROFILE, "decoder-0-4", "decoder-4", "adf_mm", results_dir=results
+    )
+    assert (result.n_images, result.n_dropped) == (2, 1)
+    assert result.difference == pytest.approx(-2.0)
+    assert "1 images without a value left out" in str(result)
+
+
+def test_paired_comparisons_says_so_when_no_image_has_a_value(results: Path) -> None:
+    frame = scores([0.8, 0.9]).assign(adf_mm=NAN)
+    for strategy in ("decoder-0-4", "decoder-4"):
+        write_run(results, RunSpec(strategy, 0), per_image=frame)
+    dice, adf = report.paired_comparisons(PROFILE, "decoder-0-4", "decoder-4", results_dir=results)
+    assert isinstance(dice, report.PairedComparison)
+    assert adf == "adf_mm: no test image has a value in both decoder-0-4 and decoder-4"
+
+
+def test_leak_breakdown_splits_test_images_by_sibling_in_training() -> None:
+    """014_2HC and 017_HC are leaky-split test images whose exam has a scan in training;
+    008_HC and 021_HC are not (committed split). Seeds are averaged per image first."""
+    per_image = pd.DataFrame(
+        {
+            "seed": [0, 1, 0, 0, 0, 1],
+            "name": ["014_2HC", "014_2HC", "017_HC", "008_HC", "021_HC", "021_HC"],
+            "dice": [0.9, 0.7, 0.9, 0.5, 0.6, 0.8],
+            "adf_mm": [1.0, 3.0, 4.0, 10.0, 20.0, 20.0],
+        }
+    )
+    out = report.leak_breakdown(per_image)
+    sibling, alone = out.loc["sibling in training"], out.loc["no sibling in training"]
+    assert sibling[("dice", "mean")] == pytest.approx(0.85)
+    assert sibling[("adf_mm", "mean")] == pytest.approx(3.0)
+    assert sibling[("dice", "count")] == 2  # images, not rows
+    assert alone[("dice", "mean")] == pytest.approx(0.6)
+    assert alone[("adf_mm", "mean")] == pytest.approx(15.0)
+    assert alone[("adf_mm", "count")] == 2
+
+
+def test_variant_table_sets_each_variant_beside_its_default(results: Path) -> None:
+    for seed, dice in enumerate([0.9, 0.92]):
+        write_run(results, RunSpec("decoder-0-4", seed), test={"dice": dice})
+    write_run(results, RunSpec("decoder-0-4", 0, split="leaky"), test={"dice": 0.95})
+    write_run(results, RunSpec("decoder-4", 0, head_trainable=True), test={"dice": 0.6})
+    table = report.variant_table(report.summarize_runs(report.load_runs(PROFILE, results)))
+    assert table.to_dict("records") == [
+        {
+            "strategy": "decoder-4",
+            "variant": "head",
+            "default dice": "not run yet",
+            "variant dice": "60.00 (1 seed)",
+            "default seeds": 0,
+            "variant seeds": 1,
+        },
+        {
+            "strategy": "decoder-0-4",
+            "variant": "leaky",
+            "default dice": "91.00 ± 1.41",
+            "variant dice": "95.00 (1 seed)",
+            "default seeds": 2,
+            "variant seeds": 1,
+        },
+    ]
+
+
+def test_data_efficiency_keeps_strategies_run_at_several_fractions(results: Path) -> None:
+    write_run(results, RunSpec("decoder-0-4", 0), test={"dice": 0.9}, n_train=700)
+    write_run(
+        results, RunSpec("decoder-0-4", 0, train_fraction=0.5), test={"dice": 0.8}, n_train=350
+    )
+    write_run(results, RunSpec("decoder-0-4", 0, split="leaky", train_fraction=0.5))
+    write_run(results, RunSpec("decoder-4", 0), n_train=700)  # one fraction only: left out
+    write_run(results, RunSpec("decoder-4", 0, train_fraction=0.5, head_trainable=True))
+    table = report.data_efficiency(report.summarize_runs(report.load_runs(PROFILE, results)))
+    assert list(table.columns) == ["decoder-0-4"]
+    assert list(table.index) == [(1.0, "700"), (0.5, "350")]
+    assert table["decoder-0-4"].tolist() == ["90.00 (1 seed)", "80.00 (1 seed)"]
+
+
+# --------------------------------------------------------------------------- coverage
+
+
+def test_is_main_variant_means_exam_split_all_images_paper_head(results: Path) -> None:
+    specs = [
+        RunSpec("decoder-4", 0),
+        RunSpec("decoder-4", 0, split="leaky"),
+        RunSpec("decoder-4", 0, train_fraction=0.5),
+        RunSpec("decoder-4", 0, head_trainable=True),
+    ]
+    for spec in specs:
+        write_run(results, spec)
+    runs = report.load_runs(PROFILE, results)
+    assert runs.loc[report.is_main_variant(runs), "run"].tolist() == ["decoder-4"]
+
+
+def test_missing_runs_lists_main_table_cells_not_finished(results: Path) -> None:
+    """A variant (here decoder-4 on the leaky split) does not fill its strategy's cell."""
+    done = [RunSpec(name, seed) for name in STRATEGIES for seed in TINY.seeds]
+    done.remove(RunSpec("decoder-4", 1))
+    done.remove(RunSpec("baseline", 0))
+    for spec in [*done, RunSpec("decoder-4", 1, split="leaky")]:
+        write_run(results, spec)
+    runs = report.load_runs(PROFILE, results)
+    assert report.missing_runs(runs, TINY) == ["baseline seed 0", "decoder-4 seed 1"]
+    message = report.coverage_message(runs, TINY)
+    assert message.startswith("18 of 20 main-table runs of the tiny profile have finished")
+    assert "missing: baseline seed 0, decoder-4 seed 1" in message
+
+
+def test_coverage_message_when_all_or_nothing_has_finished(results: Path) -> None:
+    assert "No run of the tiny profile has finished" in report.coverage_message(
+        report.load_runs(PROFILE, results), TINY
+    )
+    for name in STRATEGIES:
+        for seed in TINY.seeds:
+            write_run(results, RunSpec(name, seed))
+    runs = report.load_runs(PROFILE, results)
+    assert report.missing_runs(runs, TINY) == []
+    assert report.coverage_message(runs, TINY) == (
+        "All 20 main-table runs of the tiny profile have finished."
+    )
+
+
+# --------------------------------------------------------------------------- choosing
+
+
+def test_best_run_is_chosen_on_validation_never_on_test(results: Path) -> None:
+    """decoder-4 wins on test Dice, decoder-0-4 on mean validation Dice: decoder-0-4."""
+    for seed, val in enumerate([0.90, 0.80]):
+        write_run(results, RunSpec("decoder-0-4", seed), best_val_dice=val, test={"dice": 0.5})
+    for seed, val in enumerate([0.95, 0.70]):  # better single seed, worse mean
+        write_run(results, RunSpec("decoder-4", seed), best_val_dice=val, test={"dice": 0.99})
+    assert report.best_run(report.load_runs(PROFILE, results)) == "decoder-0-4"
+
+
+def test_best_run_ignores_baseline_and_variants(results: Path) -> None:
+    write_run(results, RunSpec("decoder-4", 0), best_val_dice=0.5)
+    write_run(results, RunSpec("baseline", 0), best_val_dice=0.99)
+    write_run(results, RunSpec("decoder-0-4", 0, split="leaky"), best_val_dice=0.99)
+    runs = report.load_runs(PROFILE, results)
+    assert report.best_run(runs) == "decoder-4"
+    assert report.best_run(runs, exclude=()) == "baseline"
+    assert report.best_run(runs, exclude=("baseline", "decoder-4")) is None
+
+
+def test_best_checkpoint_skips_runs_whose_best_pt_is_missing(results: Path, tmp_path: Path) -> None:
+    """Ranked on validation Dice: decoder-2-4 has the best test Dice and must not win."""
+    checkpoints = tmp_path / "checkpoints"
+    write_run(results, RunSpec("decoder-0-4", 1), best_val_dice=0.95)  # no best.pt
+    write_run(results, RunSpec("decoder-4", 0), best_val_dice=0.90)
+    write_run(results, RunSpec("decoder-2-4", 0), best_val_dice=0.85, test={"dice": 0.99})
+    write_run(results, RunSpec("decoder-0-4", 0, split="leaky"), best_val_dice=0.99)
+    runs = report.load_runs(PROFILE, results)
+    assert report.best_checkpoint(runs, checkpoints, PROFILE) is None
+    for run in ("decoder-4", "decoder-2-4", "decoder-0-4--leaky"):
+        path = report.checkpoint_path(checkpoints, PROFILE, run, 0)
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"")
+    row, path = report.best_checkpoint(runs, checkpoints, PROFILE)
+    assert (row.run, row.seed) == ("decoder-4", 0)
+    assert path == checkpoints / PROFILE / "decoder-4" / "seed-0" / "best.pt"
+
+
+def test_epoch_choice_compares_best_and_last_epoch(results: Path) -> None:
+    history = pd.DataFrame(
+        {"epoch": [1, 2, 3], "train_loss": [0.5, 0.4, 0.3], "val_dice": [0.8, 0.9, 0.85]}
+    )
+    write_run(results, RunSpec("decoder-4", 0), history=history)
+    choice = report.epoch_choice(report.load_runs(PROFILE, results), PROFILE, results)
+    [row] = choice.to_dict("records")
+    assert (row["best epoch"], row["last epoch"]) == (2, 3)
+    assert row["gain"] == pytest.approx(0.05)
+    gain = report.epoch_gain(choice).loc["decoder-4"]
+    assert gain["best epoch not last"] == 1
+    assert gain["mean val Dice gain (points)"] == pytest.approx(5.0)
+
+
+# --------------------------------------------------------------------------- one run
+
+
+def test_test_summary_shows_percent_and_a_null_mean_as_nan(results: Path) -> None:
+    """A metric no test image could be measured on is ``null`` in metrics.json."""
+    folder = write_run(results, RunSpec("decoder-4", 0), test={"dice": 0.9, "adf_mm": NAN})
+    metrics = report.load_metrics(PROFILE, "decoder-4", 0, results)
+    assert metrics["test"]["adf_mm"]["mean"] is None
+    assert folder == report.run_folder(PROFILE, "decoder-4", 0, results)
+    table = report.test_summary(metrics)
+    assert list(table.index) == ["Dice (%)", "abs. HC error (mm)"]
+    assert table.loc["Dice (%)", "mean"] == pytest.approx(90.0)
+    assert table.loc["Dice (%)", "sd over images"] == pytest.approx(1.0)
+    assert math.isnan(table.loc["abs. HC error (mm)", "mean"])
+    assert math.isnan(table.loc["abs. HC error (mm)", "sd over images"])
+    assert table["images"].tolist() == [3, 0]
+    assert table["no value (n_nan)"].tolist() == [0, 3]
