@@ -1,50 +1,89 @@
-"""Training throughput of every strategy at a profile's image size: plain fp32 against the fast path.
+"""Training cost of every strategy at a profile's image size: plain fp32 against the fast path.
 
-Times whole training epochs of fetalft's Trainer (data augmentation, forward, backward,
-optimizer step) on synthetic HC18-like scans held in memory, after one warm-up epoch.
+The two are fetalft's Trainer with ``precision="fp32"`` and with ``precision="auto"`` (bf16
+autocast on a CPU that has native bf16, fp16 on CUDA, plain fp32 otherwise); both train in
+channels_last memory, so the speed-up is that of autocast alone. Times whole training epochs
+(data augmentation, forward, backward, optimizer step) on synthetic HC18-like scans held in
+memory: the median of the timed epochs after one warm-up epoch. Weights are random
+(``encoder_weights=None``): speed and memory do not depend on them.
+
+Each strategy and precision runs in its own subprocess so its peak memory is its own: the
+peak resident set of that process on a CPU (Python, torch, the scans in memory, the model,
+its gradients, optimizer state and activations), allocated memory on a GPU.
 
     python benchmarks/strategy_speed.py [--profile cpu] [--images 40] [--strategies ...]
+    python benchmarks/strategy_speed.py --output benchmarks/results/strategy_speed.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
 from fetalft import hc18
 from fetalft.data import load_scans
-from fetalft.environment import describe
+from fetalft.environment import describe, peak_memory_mb
+from fetalft.models import count_parameters
 from fetalft.profiles import get_profile
-from fetalft.strategies import STRATEGIES
+from fetalft.strategies import STRATEGIES, get_strategy
 from fetalft.synthetic import write_synthetic_hc18
 from fetalft.training import RunConfig, Trainer
 
+PRECISIONS = ("fp32", "auto")  # plain fp32, and the fast path
+WARM_UP_EPOCHS = 1
+DATA = "synthetic 800x540"
 
-def images_per_second(
-    strategy: str, scans, size: int, precision: str, batch_size: int, repeats: int
-) -> float:
+
+def child(
+    strategy: str, precision: str, data: Path, size: int, batch_size: int, repeats: int
+) -> dict:
+    """Train ``strategy`` on the scans under ``data``; throughput and this process's peak."""
+    scans = load_scans(hc18.load_records("training", data), size, progress=False)
     config = RunConfig(
         strategy,
-        epochs=repeats + 1,
+        epochs=repeats + WARM_UP_EPOCHS,
         image_size=size,
         batch_size=batch_size,
         encoder_weights=None,
         precision=precision,
     )
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory(prefix="fetalft-strategy-") as folder:
         trainer = Trainer(config, scans, scans[:2], folder, progress=False)
-        trainer.train_epoch()  # warm-up: allocator, oneDNN kernel selection
+        for _ in range(WARM_UP_EPOCHS):
+            trainer.train_epoch()  # allocator, oneDNN kernel selection
         times = []
         for _ in range(repeats):
             started = time.perf_counter()
             trainer.train_epoch()
             times.append(time.perf_counter() - started)
-    return len(scans) / float(np.median(times))
+    return {
+        "strategy": strategy,
+        "config_precision": precision,  # as asked: "fp32" or "auto" (the fast path)
+        "precision": trainer.runtime.precision,  # as run: "fp32", "bf16-autocast", ...
+        "train_img_per_s": len(scans) / float(np.median(times)),
+        "peak_memory_mb": peak_memory_mb(trainer.runtime.device),
+        "trainable_parameters": count_parameters(trainer.model, trainable_only=True),
+    }
+
+
+def measure(args: argparse.Namespace, strategy: str, precision: str, data: Path) -> dict:
+    command = [
+        *(sys.executable, __file__, "--profile", args.profile),
+        *("--strategy", strategy, "--precision", precision, "--data", str(data)),
+        *("--repeats", str(args.repeats)),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{strategy} ({precision}) failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -55,33 +94,68 @@ def main() -> None:
         "--repeats", type=int, default=2, help="timed epochs per measurement (median)"
     )
     parser.add_argument("--strategies", nargs="*", default=list(STRATEGIES))
+    parser.add_argument("--output", default=None, help="also write the table as JSON here")
+    parser.add_argument("--strategy", help=argparse.SUPPRESS)
+    parser.add_argument("--precision", help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
     profile = get_profile(args.profile)
-    with tempfile.TemporaryDirectory() as folder:
-        root = write_synthetic_hc18(
-            f"{folder}/hc18", n_train=args.images, n_test=1, shape=(540, 800)
+    if args.strategy:
+        row = child(
+            args.strategy,
+            args.precision,
+            Path(args.data),
+            profile.image_size,
+            profile.batch_size,
+            args.repeats,
         )
-        scans = load_scans(hc18.load_records("training", root), profile.image_size, progress=False)
-    rows = []
+        print(json.dumps(row))
+        return
+
     for name in args.strategies:
-        row = {"strategy": name}
-        for precision in ("fp32", "auto"):
-            row[precision] = images_per_second(
-                name, scans, profile.image_size, precision, profile.batch_size, args.repeats
-            )
-        row["speed-up"] = row["auto"] / row["fp32"]
-        rows.append(row)
-        print(
-            f"{name:20s} fp32 {row['fp32']:6.2f} img/s   fast {row['auto']:6.2f} img/s", flush=True
+        get_strategy(name)  # fail on a typo before anything is measured
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="fetalft-strategy-data-") as folder:
+        data = write_synthetic_hc18(
+            Path(folder) / "hc18", n_train=args.images, n_test=1, shape=(540, 800)
         )
-    table = pd.DataFrame(rows).rename(columns={"fp32": "fp32 img/s", "auto": "fast img/s"})
-    env = describe(torch.device("cpu"))
+        for name in args.strategies:
+            measured = {p: measure(args, name, p, data) for p in PRECISIONS}
+            rows.extend(measured.values())
+            fp32, fast = measured["fp32"], measured["auto"]
+            print(
+                f"{name:20s} fp32 {fp32['train_img_per_s']:6.2f} img/s, "
+                f"peak {fp32['peak_memory_mb']:5.0f} MB   "
+                f"fast ({fast['precision']}) {fast['train_img_per_s']:6.2f} img/s, "
+                f"peak {fast['peak_memory_mb']:5.0f} MB",
+                flush=True,
+            )
+
+    from fetalft import speed
+
+    env = describe(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    settings = {
+        "profile": profile.name,
+        "image_size": profile.image_size,
+        "images": args.images,
+        "repeats": args.repeats,
+        "warm_up_epochs": WARM_UP_EPOCHS,
+        "batch": profile.batch_size,
+        "data": DATA,
+        "weights": "random",
+    }
+    result = {"machine": env, "settings": settings, "rows": rows}
     print(
-        f"\nTraining throughput at {profile.image_size}x{profile.image_size}, batch {profile.batch_size} "
-        f"({env['hardware']}, torch {env['versions']['torch']}); fast = "
-        f"{'bf16' if torch.cpu._is_avx512_bf16_supported() else 'fp32'} autocast + channels_last"
+        f"\nMachine: {env['hardware']}; torch {env['versions']['torch']}; "
+        f"{profile.image_size}x{profile.image_size}, batch {profile.batch_size}, "
+        f"{args.images} images ({DATA}); median of {args.repeats} timed epochs after "
+        f"{WARM_UP_EPOCHS} warm-up; fast = precision 'auto' (autocast as shown), both channels_last"
     )
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print(speed.strategy_table(result).to_string())
+    if args.output:
+        from fetalft.io import write_json_atomic
+
+        write_json_atomic(args.output, result)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """The recorded speed benchmarks, read back for the book.
 
-``benchmarks/train_speed.py`` and ``benchmarks/infer_speed.py`` write their measurements as
-JSON under ``benchmarks/results/`` together with the machine they ran on. The chapters show
+``benchmarks/train_speed.py``, ``benchmarks/strategy_speed.py`` and
+``benchmarks/infer_speed.py`` write their measurements as JSON under ``benchmarks/results/``
+together with the machine they ran on. The chapters show
 those files and nothing else, so a speed quoted in the book is always one that was measured,
 on a named machine; where a file is missing the chapter says so.
 """
@@ -28,7 +29,8 @@ def results_dir(path: str | os.PathLike | None = None) -> Path:
 
 
 def load(name: str, folder: str | os.PathLike | None = None) -> dict | None:
-    """The recorded ``<name>.json`` (``train_speed`` or ``infer_speed``), or ``None``."""
+    """The recorded ``<name>.json`` (``train_speed``, ``strategy_speed`` or ``infer_speed``),
+    or ``None``."""
     path = results_dir(folder) / f"{name}.json"
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -121,3 +123,70 @@ def infer_table(result: dict) -> pd.DataFrame:
     rows = pd.DataFrame(result["rows"]).set_index(["strategy", "backend"])
     columns = ["precision", "latency_ms", "peak_memory_mb", "state_dict_mb", "onnx_mb"]
     return rows[columns].round(1)
+
+
+#: ``config_precision`` of ``strategy_speed`` rows: plain fp32 and the fast path.
+FP32, FAST = "fp32", "auto"
+
+
+def strategy_table(result: dict, inference: dict | None = None) -> pd.DataFrame:
+    """Per strategy, in registry order: what training it costs and what its model costs to run.
+
+    From ``result`` (``benchmarks/strategy_speed.py``): trainable parameters, training
+    images/s in plain fp32 and on the fast path (``precision="auto"``, whose autocast is
+    named in "fast precision"), the speed-up, and the training process's peak memory on the
+    fast path. Strategies ``result`` did not measure are left out.
+
+    With ``inference`` (``benchmarks/infer_speed.py``), also ONNX Runtime's latency per
+    image and peak memory, and the size of the ONNX file. Those are per architecture, not
+    per strategy: freezing decides which weights training changes, not the network that
+    ships, so every fine-tuning strategy deploys the same MobileNetV2 U-Net and the baseline
+    the from-scratch U-Net. Each strategy gets the ``inference`` row of a strategy with its
+    architecture (``Strategy.architecture``); one whose architecture was not measured gets
+    empty cells. Inference is measured at its own settings (``inference["settings"]``: the
+    paper's 512 x 512 input, one image), not at the training benchmark's image size.
+    """
+    from fetalft.strategies import STRATEGIES
+
+    rows = pd.DataFrame(result["rows"])
+    order = {name: i for i, name in enumerate(STRATEGIES)}
+    strategies = sorted(
+        dict.fromkeys(rows["strategy"]), key=lambda name: order.get(name, len(order))
+    )
+    by = {key: part.set_index("strategy") for key, part in rows.groupby("config_precision")}
+    empty = pd.DataFrame(columns=rows.columns).set_index("strategy")
+    fp32, fast = by.get(FP32, empty), by.get(FAST, empty)
+
+    def column(frame: pd.DataFrame, name: str) -> pd.Series:
+        return frame[name].reindex(strategies)
+
+    params = column(fast, "trainable_parameters").fillna(column(fp32, "trainable_parameters"))
+    speed_up = column(fast, "train_img_per_s") / column(fp32, "train_img_per_s")
+    table = pd.DataFrame(
+        {
+            "trainable parameters": params.astype("Int64"),
+            "fp32 img/s": column(fp32, "train_img_per_s").astype(float).round(2),
+            "fast img/s": column(fast, "train_img_per_s").astype(float).round(2),
+            "speed-up": speed_up.astype(float).round(2),
+            "fast precision": column(fast, "precision"),
+            "training peak MB (fast)": column(fast, "peak_memory_mb").astype(float).round(0),
+        },
+        index=pd.Index(strategies, name="strategy"),
+    )
+    if inference is not None:
+        by_architecture = {}
+        for row in inference["rows"]:
+            if row["backend"] == "onnxruntime" and row["strategy"] in STRATEGIES:
+                architecture = STRATEGIES[row["strategy"]].architecture
+                by_architecture.setdefault(architecture, row)
+        for title, key, digits in (
+            ("inference ms (ONNX Runtime)", "latency_ms", 1),
+            ("inference peak MB (ONNX Runtime)", "peak_memory_mb", 0),
+            ("model file MB (ONNX)", "onnx_mb", 1),
+        ):
+            values = []
+            for name in strategies:
+                match = by_architecture.get(getattr(STRATEGIES.get(name), "architecture", None))
+                values.append(float("nan") if match is None else match[key])
+            table[title] = pd.Series(values, index=table.index, dtype=float).round(digits)
+    return table

@@ -174,6 +174,7 @@ class Trainer:
             "history": self.history,
             "best_dice": self.best_dice,
             "fit_seconds": self.fit_seconds,
+            "precision": self.runtime.precision,
         }
         with atomic_write(self.last_path, "wb") as handle:
             torch.save(state, handle)
@@ -204,6 +205,8 @@ class Trainer:
                 f"checkpoint {self.last_path} was made with a different configuration "
                 f"(differs in: {', '.join(changed)}); delete it or use another folder."
             )
+        # "auto" is decided by timing this CPU; a resumed run keeps the precision it began with.
+        self.runtime = self.runtime.with_precision(state.get("precision", self.runtime.precision))
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

@@ -22,20 +22,49 @@ def test_fp32_is_plain_fp32() -> None:
         assert conv(torch.randn(1, 3, 8, 8)).dtype == torch.float32
 
 
-@pytest.mark.parametrize("has_bf16", [True, False])
-def test_auto_on_cpu_uses_bf16_when_the_cpu_has_it(
-    monkeypatch: pytest.MonkeyPatch, has_bf16: bool
+@pytest.mark.parametrize("pays_off", [True, False])
+def test_auto_on_cpu_uses_bf16_where_it_pays_off(
+    monkeypatch: pytest.MonkeyPatch, pays_off: bool
 ) -> None:
-    monkeypatch.setattr(device, "cpu_has_bf16", lambda: has_bf16)
+    monkeypatch.setattr(device, "bf16_pays_off", lambda: pays_off)
     runtime = Runtime.choose("auto", "cpu")
     assert runtime.device == torch.device("cpu")
-    assert runtime.dtype == (torch.bfloat16 if has_bf16 else None)
-    assert runtime.precision == ("bf16-autocast" if has_bf16 else "fp32")
+    assert runtime.dtype == (torch.bfloat16 if pays_off else None)
+    assert runtime.precision == ("bf16-autocast" if pays_off else "fp32")
     assert not runtime.grad_scaler().is_enabled()  # no loss scaling for bf16
     conv = torch.nn.Conv2d(3, 4, 3)
     with runtime.autocast():
         out = conv(torch.randn(1, 3, 8, 8))
-    assert out.dtype == (torch.bfloat16 if has_bf16 else torch.float32)
+    assert out.dtype == (torch.bfloat16 if pays_off else torch.float32)
+
+
+@pytest.mark.parametrize(
+    ("has_bf16", "fp32_ms", "bf16_ms", "expected"),
+    [
+        (True, 100, 40, True),  # the AMD EPYC of session 2: bf16 2.5x faster
+        (True, 100, 150, False),  # the Intel Xeon of session 3: bf16 slower
+        (True, 100, 95, False),  # within the 10% margin: keep exact fp32
+        (False, 100, 40, False),  # no bf16 instructions: never, whatever a timing says
+    ],
+)
+def test_bf16_pays_off_only_when_measured_faster(
+    monkeypatch: pytest.MonkeyPatch, has_bf16: bool, fp32_ms: float, bf16_ms: float, expected: bool
+) -> None:
+    monkeypatch.setattr(device, "cpu_has_bf16", lambda: has_bf16)
+    monkeypatch.setattr(
+        device, "conv_step_seconds", lambda: {None: fp32_ms / 1e3, torch.bfloat16: bf16_ms / 1e3}
+    )
+    device.bf16_pays_off.cache_clear()
+    try:
+        assert device.bf16_pays_off() is expected
+    finally:
+        device.bf16_pays_off.cache_clear()
+
+
+def test_conv_step_seconds_times_both_precisions() -> None:
+    seconds = device.conv_step_seconds(rounds=1)
+    assert set(seconds) == {None, torch.bfloat16}
+    assert all(0 < value < 10 for value in seconds.values())
 
 
 def test_auto_follows_this_machine() -> None:
@@ -43,7 +72,7 @@ def test_auto_follows_this_machine() -> None:
     expected_device = "cuda" if torch.cuda.is_available() else "cpu"
     assert runtime.device.type == expected_device
     if expected_device == "cpu":
-        assert (runtime.dtype == torch.bfloat16) == device.cpu_has_bf16()
+        assert (runtime.dtype == torch.bfloat16) == device.bf16_pays_off()
 
 
 def test_cuda_uses_fp16_autocast() -> None:
@@ -57,6 +86,13 @@ def test_unknown_precision_lists_the_valid_ones() -> None:
     with pytest.raises(ValueError, match="unknown precision 'fp16'; choose one of auto, fp32"):
         Runtime.choose("fp16")
     assert PRECISIONS == ("auto", "fp32")
+
+
+def test_with_precision_switches_the_dtype_only() -> None:
+    runtime = Runtime.choose("fp32", "cpu")
+    for label in ("bf16-autocast", "fp16-autocast", "fp32"):
+        switched = runtime.with_precision(label)
+        assert (switched.device, switched.precision) == (runtime.device, label)
 
 
 def test_to_device_uses_channels_last() -> None:

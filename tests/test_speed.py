@@ -98,3 +98,133 @@ def test_t4_table_uses_the_measured_epoch_time_on_cuda() -> None:
     assert table.loc["decoder-0-4", "fetalft s/epoch"] == pytest.approx(799 / 4.0, abs=0.1)
     assert table.loc["baseline", "fetalft s/epoch"] == pytest.approx(799 / 0.3, abs=0.1)
     assert "Tesla T4" in table.loc["baseline", "basis"]
+
+
+# --------------------------------------------------------------------------- per strategy
+
+
+def strategy_row(strategy: str, config_precision: str, ips: float, peak: float) -> dict:
+    return {
+        "strategy": strategy,
+        "config_precision": config_precision,
+        "precision": "bf16-autocast" if config_precision == "auto" else "fp32",
+        "train_img_per_s": ips,
+        "peak_memory_mb": peak,
+        "trainable_parameters": {"baseline": 31_037_633, "decoder-4": 6_976}.get(
+            strategy, 4_400_000
+        ),
+    }
+
+
+def strategy_result(*strategies: str) -> dict:
+    rows = []
+    for strategy in strategies:
+        rows.append(strategy_row(strategy, "fp32", 2.0, 900.0))
+        rows.append(strategy_row(strategy, "auto", 5.0, 800.0))
+    return {"machine": MACHINE, "settings": {"image_size": 192}, "rows": rows}
+
+
+def infer_row(strategy: str, backend: str, latency: float, peak: float, onnx: float) -> dict:
+    return {
+        "strategy": strategy,
+        "backend": backend,
+        "precision": "fp32",
+        "latency_ms": latency,
+        "peak_memory_mb": peak,
+        "state_dict_mb": onnx + 0.1,
+        "onnx_mb": onnx,
+    }
+
+
+INFERENCE = {
+    "machine": MACHINE,
+    "settings": {"size": 512, "batch": 1},
+    "rows": [
+        infer_row("decoder-0-4", "pytorch-fp32", 158.0, 1202.0, 25.5),
+        infer_row("decoder-0-4", "onnxruntime", 111.8, 1295.7, 25.48),
+        infer_row("baseline", "pytorch-fast", 2420.0, 1514.0, 118.4),
+        infer_row("baseline", "onnxruntime", 1259.9, 2063.0, 118.44),
+    ],
+}
+
+
+def test_strategy_table_pairs_fp32_and_fast_path_per_strategy() -> None:
+    rows = [
+        strategy_row("decoder-4", "fp32", 4.0, 1000.4),
+        strategy_row("decoder-4", "auto", 10.0, 900.6),
+    ]
+    table = speed.strategy_table({"machine": MACHINE, "rows": rows})
+    assert list(table.columns) == [
+        "trainable parameters",
+        "fp32 img/s",
+        "fast img/s",
+        "speed-up",
+        "fast precision",
+        "training peak MB (fast)",
+    ]
+    assert table.loc["decoder-4"].to_dict() == {
+        "trainable parameters": 6_976,
+        "fp32 img/s": 4.0,
+        "fast img/s": 10.0,
+        "speed-up": 2.5,
+        "fast precision": "bf16-autocast",
+        "training peak MB (fast)": 901.0,
+    }
+
+
+def test_strategy_table_keeps_the_paths_apart_when_both_run_in_fp32() -> None:
+    """On a CPU without bf16 the fast path's precision is fp32 too; the asked one tells them apart."""
+    rows = [
+        strategy_row("decoder-4", "fp32", 4.0, 1000.0),
+        strategy_row("decoder-4", "auto", 4.4, 990.0),
+    ]
+    rows[1]["precision"] = "fp32"
+    table = speed.strategy_table({"machine": MACHINE, "rows": rows})
+    assert table.loc["decoder-4", "speed-up"] == pytest.approx(1.1)
+    assert table.loc["decoder-4", "training peak MB (fast)"] == 990.0
+
+
+def test_strategy_table_follows_the_registry_order() -> None:
+    from fetalft.strategies import STRATEGIES
+
+    table = speed.strategy_table(strategy_result("decoder-0-4", "decoder-4", "baseline", "encoder"))
+    assert list(table.index) == [
+        name for name in STRATEGIES if name in {"decoder-0-4", "decoder-4", "baseline", "encoder"}
+    ]
+    assert list(table.index) == ["baseline", "encoder", "decoder-4", "decoder-0-4"]
+
+
+def test_strategy_table_without_inference_has_no_inference_columns() -> None:
+    table = speed.strategy_table(strategy_result("decoder-4", "baseline"))
+    assert not any("inference" in column or "ONNX" in column for column in table.columns)
+
+
+def test_strategy_table_maps_each_strategy_to_its_architectures_inference() -> None:
+    """Every MobileNetV2 strategy, pretrained or not, ships decoder-0-4's network."""
+    table = speed.strategy_table(
+        strategy_result("baseline", "random-encoder", "decoder-4", "decoder-0-4"), INFERENCE
+    )
+    inference = ["inference ms (ONNX Runtime)", "inference peak MB (ONNX Runtime)"]
+    assert list(table.columns[-3:]) == [*inference, "model file MB (ONNX)"]
+    assert table.loc["baseline", inference].tolist() == [1259.9, 2063.0]
+    assert table.loc["baseline", "model file MB (ONNX)"] == pytest.approx(118.4)
+    for name in ("random-encoder", "decoder-4", "decoder-0-4"):
+        assert table.loc[name, inference].tolist() == [111.8, 1296.0]
+        assert table.loc[name, "model file MB (ONNX)"] == pytest.approx(25.5)
+    assert table.loc["decoder-4", "fast img/s"] == 5.0  # training columns untouched
+
+
+def test_strategy_table_leaves_an_unmeasured_architecture_empty() -> None:
+    only_unet = {**INFERENCE, "rows": [r for r in INFERENCE["rows"] if r["strategy"] == "baseline"]}
+    table = speed.strategy_table(strategy_result("baseline", "decoder-4"), only_unet)
+    assert table.loc["baseline", "inference ms (ONNX Runtime)"] == 1259.9
+    assert (
+        table.loc["decoder-4", ["inference ms (ONNX Runtime)", "model file MB (ONNX)"]].isna().all()
+    )
+
+
+def test_strategy_speed_is_read_back_like_the_other_benchmarks(tmp_path: Path) -> None:
+    (tmp_path / "strategy_speed.json").write_text(json.dumps(strategy_result("decoder-4")))
+    result = speed.load("strategy_speed", tmp_path)
+    assert speed.strategy_table(result).loc["decoder-4", "speed-up"] == 2.5
+    assert "benchmarks/strategy_speed.py" in speed.missing_message("strategy_speed")

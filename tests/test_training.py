@@ -290,7 +290,7 @@ def test_bf16_and_fp32_paths_both_train_and_agree(
     fp32 = trainer(scans, tmp_path / "fp32", epochs=1)
     assert fp32.runtime.precision == "fp32"
     plain = fp32.fit()
-    monkeypatch.setattr("fetalft.device.cpu_has_bf16", lambda: True)  # even where emulated
+    monkeypatch.setattr("fetalft.device.bf16_pays_off", lambda: True)  # even where emulated
     bf16 = trainer(scans, tmp_path / "bf16", epochs=1, precision="auto")
     assert bf16.runtime.precision == "bf16-autocast"
     fast = bf16.fit()
@@ -298,6 +298,22 @@ def test_bf16_and_fp32_paths_both_train_and_agree(
     assert all(p.dtype == torch.float32 for p in bf16.model.parameters())  # weights stay fp32
     assert fast["train_loss"].to_numpy() == pytest.approx(plain["train_loss"].to_numpy(), rel=0.02)
     assert fast["val_dice"].to_numpy() == pytest.approx(plain["val_dice"].to_numpy(), abs=0.05)
+
+
+def test_a_resumed_run_keeps_the_precision_it_began_with(
+    scans, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Precision "auto" is decided by timing the CPU; a later process may decide otherwise."""
+    monkeypatch.setattr("fetalft.device.bf16_pays_off", lambda: True)
+    first = trainer(scans, tmp_path, epochs=2, precision="auto")
+    interrupt_at_step(first, 3)  # after epoch 1's checkpoint
+    with pytest.raises(Interrupt):
+        first.fit()
+    monkeypatch.setattr("fetalft.device.bf16_pays_off", lambda: False)
+    second = trainer(scans, tmp_path, epochs=2, precision="auto")
+    assert second.runtime.precision == "fp32"
+    second.fit()
+    assert second.runtime.precision == "bf16-autocast"
 
 
 def test_scans_of_another_size_than_the_config_are_refused(scans, tmp_path: Path) -> None:
@@ -319,7 +335,7 @@ def test_bf16_costs_no_accuracy_on_a_short_real_run(
         role: load_scans(select_records(records, role, limit=n), 64, progress=False)
         for role, n in (("train", 80), ("val", 20), ("test", 20))
     }
-    monkeypatch.setattr("fetalft.device.cpu_has_bf16", lambda: True)
+    monkeypatch.setattr("fetalft.device.bf16_pays_off", lambda: True)
     results = {}
     for precision in ("fp32", "auto"):
         run = RunConfig(
