@@ -125,17 +125,17 @@ def infer_table(result: dict) -> pd.DataFrame:
     return rows[columns].round(1)
 
 
-#: ``config_precision`` of ``strategy_speed`` rows: plain fp32 and the fast path.
-FP32, FAST = "fp32", "auto"
+#: ``config_precision`` of plain fp32 in ``strategy_speed`` rows; any other is the autocast one.
+FP32 = "fp32"
 
 
 def strategy_table(result: dict, inference: dict | None = None) -> pd.DataFrame:
     """Per strategy, in registry order: what training it costs and what its model costs to run.
 
     From ``result`` (``benchmarks/strategy_speed.py``): trainable parameters, training
-    images/s in plain fp32 and on the fast path (``precision="auto"``, whose autocast is
-    named in "fast precision"), the speed-up, and the training process's peak memory on the
-    fast path. Strategies ``result`` did not measure are left out.
+    images/s in plain fp32 and under autocast (bf16 on a CPU, fp16 on a GPU, named in
+    "autocast precision"), the speed-up, and the training process's peak memory under
+    autocast: the measurement behind ``precision="auto"`` choosing one or the other. Strategies ``result`` did not measure are left out.
 
     With ``inference`` (``benchmarks/infer_speed.py``), also ONNX Runtime's latency per
     image and peak memory, and the size of the ONNX file. Those are per architecture, not
@@ -153,9 +153,8 @@ def strategy_table(result: dict, inference: dict | None = None) -> pd.DataFrame:
     strategies = sorted(
         dict.fromkeys(rows["strategy"]), key=lambda name: order.get(name, len(order))
     )
-    by = {key: part.set_index("strategy") for key, part in rows.groupby("config_precision")}
-    empty = pd.DataFrame(columns=rows.columns).set_index("strategy")
-    fp32, fast = by.get(FP32, empty), by.get(FAST, empty)
+    plain = rows["config_precision"] == FP32
+    fp32, fast = (part.set_index("strategy") for part in (rows[plain], rows[~plain]))
 
     def column(frame: pd.DataFrame, name: str) -> pd.Series:
         return frame[name].reindex(strategies)
@@ -166,10 +165,10 @@ def strategy_table(result: dict, inference: dict | None = None) -> pd.DataFrame:
         {
             "trainable parameters": params.astype("Int64"),
             "fp32 img/s": column(fp32, "train_img_per_s").astype(float).round(2),
-            "fast img/s": column(fast, "train_img_per_s").astype(float).round(2),
+            "autocast img/s": column(fast, "train_img_per_s").astype(float).round(2),
             "speed-up": speed_up.astype(float).round(2),
-            "fast precision": column(fast, "precision"),
-            "training peak MB (fast)": column(fast, "peak_memory_mb").astype(float).round(0),
+            "autocast precision": column(fast, "precision"),
+            "training peak MB (autocast)": column(fast, "peak_memory_mb").astype(float).round(0),
         },
         index=pd.Index(strategies, name="strategy"),
     )

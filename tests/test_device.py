@@ -83,9 +83,16 @@ def test_cuda_uses_fp16_autocast() -> None:
 
 
 def test_unknown_precision_lists_the_valid_ones() -> None:
-    with pytest.raises(ValueError, match="unknown precision 'fp16'; choose one of auto, fp32"):
+    with pytest.raises(
+        ValueError, match="unknown precision 'fp16'; choose one of auto, fp32, bf16"
+    ):
         Runtime.choose("fp16")
-    assert PRECISIONS == ("auto", "fp32")
+    assert PRECISIONS == ("auto", "fp32", "bf16")
+
+
+def test_bf16_forces_bf16_autocast_on_any_device() -> None:
+    assert Runtime.choose("bf16", "cpu").precision == "bf16-autocast"
+    assert Runtime.choose("bf16", "cuda").precision == "bf16-autocast"
 
 
 def test_with_precision_switches_the_dtype_only() -> None:

@@ -107,7 +107,7 @@ def strategy_row(strategy: str, config_precision: str, ips: float, peak: float) 
     return {
         "strategy": strategy,
         "config_precision": config_precision,
-        "precision": "bf16-autocast" if config_precision == "auto" else "fp32",
+        "precision": "fp32" if config_precision == "fp32" else "bf16-autocast",
         "train_img_per_s": ips,
         "peak_memory_mb": peak,
         "trainable_parameters": {"baseline": 31_037_633, "decoder-4": 6_976}.get(
@@ -148,32 +148,32 @@ INFERENCE = {
 }
 
 
-def test_strategy_table_pairs_fp32_and_fast_path_per_strategy() -> None:
+def test_strategy_table_pairs_fp32_and_autocast_per_strategy() -> None:
     rows = [
         strategy_row("decoder-4", "fp32", 4.0, 1000.4),
-        strategy_row("decoder-4", "auto", 10.0, 900.6),
+        strategy_row("decoder-4", "bf16", 10.0, 900.6),
     ]
     table = speed.strategy_table({"machine": MACHINE, "rows": rows})
     assert list(table.columns) == [
         "trainable parameters",
         "fp32 img/s",
-        "fast img/s",
+        "autocast img/s",
         "speed-up",
-        "fast precision",
-        "training peak MB (fast)",
+        "autocast precision",
+        "training peak MB (autocast)",
     ]
     assert table.loc["decoder-4"].to_dict() == {
         "trainable parameters": 6_976,
         "fp32 img/s": 4.0,
-        "fast img/s": 10.0,
+        "autocast img/s": 10.0,
         "speed-up": 2.5,
-        "fast precision": "bf16-autocast",
-        "training peak MB (fast)": 901.0,
+        "autocast precision": "bf16-autocast",
+        "training peak MB (autocast)": 901.0,
     }
 
 
 def test_strategy_table_keeps_the_paths_apart_when_both_run_in_fp32() -> None:
-    """On a CPU without bf16 the fast path's precision is fp32 too; the asked one tells them apart."""
+    """Recorded with "auto" where auto picks fp32: the asked precision tells the two apart."""
     rows = [
         strategy_row("decoder-4", "fp32", 4.0, 1000.0),
         strategy_row("decoder-4", "auto", 4.4, 990.0),
@@ -181,7 +181,7 @@ def test_strategy_table_keeps_the_paths_apart_when_both_run_in_fp32() -> None:
     rows[1]["precision"] = "fp32"
     table = speed.strategy_table({"machine": MACHINE, "rows": rows})
     assert table.loc["decoder-4", "speed-up"] == pytest.approx(1.1)
-    assert table.loc["decoder-4", "training peak MB (fast)"] == 990.0
+    assert table.loc["decoder-4", "training peak MB (autocast)"] == 990.0
 
 
 def test_strategy_table_follows_the_registry_order() -> None:
@@ -211,7 +211,7 @@ def test_strategy_table_maps_each_strategy_to_its_architectures_inference() -> N
     for name in ("random-encoder", "decoder-4", "decoder-0-4"):
         assert table.loc[name, inference].tolist() == [111.8, 1296.0]
         assert table.loc[name, "model file MB (ONNX)"] == pytest.approx(25.5)
-    assert table.loc["decoder-4", "fast img/s"] == 5.0  # training columns untouched
+    assert table.loc["decoder-4", "autocast img/s"] == 5.0  # training columns untouched
 
 
 def test_strategy_table_leaves_an_unmeasured_architecture_empty() -> None:
