@@ -1,4 +1,4 @@
-"""Inference speed and model size: PyTorch fp32, fetalft's fast PyTorch path and ONNX Runtime.
+"""Inference speed and model size: PyTorch fp32, PyTorch under autocast and ONNX Runtime.
 
 For the whole-decoder fine-tuned U-Net (MobileNetV2 encoder) and the from-scratch U-Net, at
 the paper's 512x512 input, one image at a time (a scanner measures one frame): median latency
@@ -31,7 +31,9 @@ from fetalft.environment import describe, peak_memory_mb
 from fetalft.strategies import get_strategy, prepare_model
 from fetalft.training import RunConfig
 
-BACKENDS = ("pytorch-fp32", "pytorch-fast", "onnxruntime")
+BACKENDS = ("pytorch-fp32", "pytorch-autocast", "onnxruntime")
+#: autocast: fp16 on CUDA, bf16 on a CPU (measured even where precision "auto" picks fp32)
+AUTOCAST = "auto" if torch.cuda.is_available() else "bf16"
 
 
 def write_checkpoint(strategy: str, size: int, folder: Path) -> Path:
@@ -66,9 +68,11 @@ def child(backend: str, checkpoint: Path, size: int, repeats: int) -> dict:
     else:
         from fetalft.predict import Predictor
 
-        fast = backend == "pytorch-fast"
-        predictor = Predictor.from_checkpoint(checkpoint, precision="auto" if fast else "fp32")
-        if not fast:  # plain PyTorch: default memory format, as a first deployment would be
+        autocast = backend == "pytorch-autocast"
+        predictor = Predictor.from_checkpoint(
+            checkpoint, precision=AUTOCAST if autocast else "fp32"
+        )
+        if not autocast:  # plain PyTorch: default memory format, as a first deployment would be
             predictor.model.to(memory_format=torch.contiguous_format)
             predictor.runtime = Runtime(predictor.runtime.device, None)
         precision = predictor.runtime.precision

@@ -56,12 +56,12 @@ def test_infer_table_keeps_every_backend() -> None:
             "state_dict_mb": 25.6,
             "onnx_mb": 25.5,
         }
-        for b in ("pytorch-fp32", "pytorch-fast", "onnxruntime")
+        for b in ("pytorch-fp32", "pytorch-autocast", "onnxruntime")
     ]
     table = speed.infer_table({"machine": MACHINE, "rows": rows})
     assert list(table.index.get_level_values("backend")) == [
         "pytorch-fp32",
-        "pytorch-fast",
+        "pytorch-autocast",
         "onnxruntime",
     ]
     assert table["onnx_mb"].iloc[0] == pytest.approx(25.5)
@@ -142,7 +142,7 @@ INFERENCE = {
     "rows": [
         infer_row("decoder-0-4", "pytorch-fp32", 158.0, 1202.0, 25.5),
         infer_row("decoder-0-4", "onnxruntime", 111.8, 1295.7, 25.48),
-        infer_row("baseline", "pytorch-fast", 2420.0, 1514.0, 118.4),
+        infer_row("baseline", "pytorch-autocast", 2420.0, 1514.0, 118.4),
         infer_row("baseline", "onnxruntime", 1259.9, 2063.0, 118.44),
     ],
 }
