@@ -171,6 +171,20 @@ def summarize_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return summary.sort_values(["_order", "run"], ignore_index=True).drop(columns="_order")
 
 
+def compute_time(runs: pd.DataFrame) -> pd.DataFrame:
+    """What the recorded study cost: runs and wall-clock hours per hardware and precision.
+
+    Per hardware, because the study was run over several sessions on different machines;
+    the sum is the time those machines spent, not what one machine would need.
+    """
+    if runs.empty:
+        return pd.DataFrame()
+    grouped = runs.groupby(["hardware", "precision"])["wall_seconds"]
+    table = pd.DataFrame({"runs": grouped.size(), "hours": grouped.sum() / 3600})
+    table.loc[("all", ""), :] = [len(runs), runs["wall_seconds"].sum() / 3600]
+    return table.astype({"runs": int}).round({"hours": 2})
+
+
 def format_mean_sd(mean: float, sd: float, scale: float = 1.0, digits: int = 2) -> str:
     """``"96.28 ± 0.38"``; a single seed has no sd and shows as ``"96.28 (1 seed)"``."""
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):

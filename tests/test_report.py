@@ -527,3 +527,18 @@ def test_test_summary_shows_percent_and_a_null_mean_as_nan(results: Path) -> Non
     assert math.isnan(table.loc["abs. HC error (mm)", "sd over images"])
     assert table["images"].tolist() == [3, 0]
     assert table["no value (n_nan)"].tolist() == [0, 3]
+
+
+def test_compute_time_sums_wall_hours_per_hardware(results: Path) -> None:
+    for seed, hardware, seconds in (
+        (0, "CPU A", 1800.0),
+        (1, "CPU A", 3600.0),
+        (2, "CPU B", 900.0),
+    ):
+        spec = RunSpec("decoder-4", seed)
+        write_run(results, spec, hardware=hardware, wall_seconds=seconds)
+    table = report.compute_time(report.load_runs(PROFILE, results))
+    assert table.loc[("CPU A", "fp32")].tolist() == [2, 1.5]
+    assert table.loc[("CPU B", "fp32")].tolist() == [1, 0.25]
+    assert table.loc[("all", "")].tolist() == [3, 1.75]
+    assert report.compute_time(pd.DataFrame()).empty
