@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The cpu-profile study of the book, in priority order; every step skips finished runs,
 # so run it again after an interruption and it carries on. Needs HC18 and, offline, a
-# local copy of the ImageNet MobileNetV2 weights:
+# local copy of the ImageNet MobileNetV2 weights. Keep the checkpoints outside the work
+# tree, so that a fresh clone on the same machine still resumes an interrupted run:
 #   FETALFT_DATA_DIR=../shared/hc18 \
 #   FETALFT_ENCODER_WEIGHTS=../shared/weights/mobilenet_v2_imagenet_tflite_quant_dequant_torchvision.pth \
+#   FETALFT_CHECKPOINT_DIR=~/fetalft-checkpoints \
 #   bash scripts/cpu_study.sh
 set -euo pipefail
 study() { python -m fetalft study --profile cpu --quiet "$@"; }
@@ -14,8 +16,9 @@ partial="decoder-0 decoder-0-1 decoder-0-2 decoder-2-4 decoder-4"
 
 study --strategies $fine_tuned baseline --seeds 0                      # the paper's table, seed 0
 study --strategies decoder-0-4 --seeds 0 --split leaky                 # what the leak is worth
-for seed in 1 2; do
-  study --strategies $fine_tuned baseline --seeds "$seed"              # three seeds in all
+for seed in 1 2; do                                                    # three seeds in all
+  study --strategies baseline --seeds "$seed"   # the longest run first, while the session is young
+  study --strategies $fine_tuned --seeds "$seed"
 done
 study --strategies baseline --seeds 0 --split leaky
 for fraction in 0.1 0.3 0.5; do                                        # data efficiency
