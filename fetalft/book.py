@@ -403,7 +403,7 @@ def predictor_for(book: BookSetup, runs: pd.DataFrame | None = None):
     ``None`` when no run of the profile has left a checkpoint.
     """
     from fetalft.predict import Predictor
-    from fetalft.report import best_checkpoint, load_runs
+    from fetalft.report import best_checkpoint, is_main_variant, load_runs
 
     runs = load_runs(book.profile.name, book.results_dir) if runs is None else runs
     found = best_checkpoint(runs, book.checkpoint_dir, book.profile.name)
@@ -411,6 +411,12 @@ def predictor_for(book: BookSetup, runs: pd.DataFrame | None = None):
         return None
     row, path = found
     print(f"model: {row.run}, seed {row.seed} (best validation Dice {row.best_val_dice:.3f})")
+    top = runs[is_main_variant(runs)].sort_values("best_val_dice", ascending=False).iloc[0]
+    if (top["run"], top["seed"]) != (row.run, row.seed):
+        print(
+            f"(the best on validation, {top['run']} seed {top['seed']} with "
+            f"{top['best_val_dice']:.3f}, left no checkpoint on this machine)"
+        )
     return Predictor.from_checkpoint(path)
 
 

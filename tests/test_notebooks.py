@@ -79,7 +79,7 @@ def test_dataset_helpers_on_synthetic_data(synthetic_hc18) -> None:
     assert steps.measurement.measurable and steps.figure().axes
 
 
-def test_smoke_study_feeds_results_chapters(synthetic_hc18, tmp_path, monkeypatch) -> None:
+def test_smoke_study_feeds_results_chapters(synthetic_hc18, tmp_path, monkeypatch, capsys) -> None:
     """The results chapters' path end to end on a tiny synthetic study: tables, browser,
     predictor and a valid submission for every test image."""
     monkeypatch.setenv("FETALFT_DATA_DIR", str(synthetic_hc18))
@@ -104,6 +104,12 @@ def test_smoke_study_feeds_results_chapters(synthetic_hc18, tmp_path, monkeypatc
 
     predictor = chapter.predictor_for(book, runs)
     assert predictor is not None
+    # without the best run's checkpoint the next best serves, and the chapter says so
+    top = runs[report.is_main_variant(runs)].sort_values("best_val_dice").iloc[-1]
+    report.checkpoint_path(book.checkpoint_dir, "smoke", top["run"], top["seed"]).unlink()
+    capsys.readouterr()
+    assert chapter.predictor_for(book, runs) is not None
+    assert f"the best on validation, {top['run']} seed {top['seed']}" in capsys.readouterr().out
     test_records = book.records("test")
     measured = chapter.predict_test_set(predictor, test_records, progress=False)
     table, fallbacks = chapter.submission_with_fallback(measured, test_records, 150.0)
