@@ -15,6 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export FETALFT_PROFILE="${FETALFT_PROFILE:-cpu}"
+unset MPLBACKEND  # a non-interactive backend (Agg, as in CI) would leave the chapters without figures
 
 if [[ "$FETALFT_PROFILE" != smoke ]]; then
   python -c "from fetalft import hc18; hc18.find_data_dir()" || {
