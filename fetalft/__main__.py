@@ -78,15 +78,17 @@ def _default_checkpoint(profile_name: str | None) -> str:
     from fetalft.study import checkpoints_root
 
     profile = get_profile(profile_name).name
-    found = best_checkpoint(load_runs(profile), checkpoints_root(), profile)
-    if found is None:
+    choice = best_checkpoint(load_runs(profile), checkpoints_root(), profile)
+    if choice is None:
         raise FileNotFoundError(
             f"no finished {profile}-profile run with a best.pt under {checkpoints_root()}; "
             "train one (python -m fetalft study) or pass --checkpoint."
         )
-    row, path = found
-    print(f"using {path} ({row.run}, seed {row.seed}, validation Dice {row.best_val_dice:.4f})")
-    return str(path)
+    row = choice.row
+    print(
+        f"using {choice.path} ({row.run}, seed {row.seed}, validation Dice {row.best_val_dice:.4f})"
+    )
+    return str(choice.path)
 
 
 def _predict(args: argparse.Namespace) -> int:

@@ -403,21 +403,20 @@ def predictor_for(book: BookSetup, runs: pd.DataFrame | None = None):
     ``None`` when no run of the profile has left a checkpoint.
     """
     from fetalft.predict import Predictor
-    from fetalft.report import best_checkpoint, is_main_variant, load_runs
+    from fetalft.report import best_checkpoint, load_runs
 
     runs = load_runs(book.profile.name, book.results_dir) if runs is None else runs
-    found = best_checkpoint(runs, book.checkpoint_dir, book.profile.name)
-    if found is None:
+    choice = best_checkpoint(runs, book.checkpoint_dir, book.profile.name)
+    if choice is None:
         return None
-    row, path = found
+    row, top = choice.row, choice.best_on_validation
     print(f"model: {row.run}, seed {row.seed} (best validation Dice {row.best_val_dice:.3f})")
-    top = runs[is_main_variant(runs)].sort_values("best_val_dice", ascending=False).iloc[0]
-    if (top["run"], top["seed"]) != (row.run, row.seed):
+    if not choice.is_best:
         print(
-            f"(the best on validation, {top['run']} seed {top['seed']} with "
-            f"{top['best_val_dice']:.3f}, left no checkpoint on this machine)"
+            f"(the best on validation, {top.run} seed {top.seed} with "
+            f"{top.best_val_dice:.3f}, left no checkpoint on this machine)"
         )
-    return Predictor.from_checkpoint(path)
+    return Predictor.from_checkpoint(choice.path)
 
 
 @dataclass(frozen=True)

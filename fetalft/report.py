@@ -550,18 +550,39 @@ def checkpoint_path(checkpoint_dir: str | os.PathLike, profile: str, run: str, s
     return Path(checkpoint_dir) / profile / run / f"seed-{seed}" / "best.pt"
 
 
-def best_checkpoint(runs: pd.DataFrame, checkpoint_dir: str | os.PathLike, profile: str):
+@dataclass(frozen=True)
+class CheckpointChoice:
+    """The run whose ``best.pt`` serves, and the run that was best on validation overall.
+
+    They differ when the best run's checkpoint is on another machine (checkpoints are not
+    committed), and a reader should be told so.
+    """
+
+    row: object  # the chosen run's row of load_runs (a namedtuple)
+    path: Path
+    best_on_validation: object
+
+    @property
+    def is_best(self) -> bool:
+        top = self.best_on_validation
+        return (top.run, top.seed) == (self.row.run, self.row.seed)
+
+
+def best_checkpoint(
+    runs: pd.DataFrame, checkpoint_dir: str | os.PathLike, profile: str
+) -> CheckpointChoice | None:
     """The finished main-table run with the best *validation* Dice that has a ``best.pt``.
 
-    Chosen on validation, never on test. Returns ``(row, path)`` or ``None``.
+    Chosen on validation, never on test. ``None`` when no such run left a checkpoint.
     """
     if runs.empty:
         return None
     candidates = runs[is_main_variant(runs)].sort_values("best_val_dice", ascending=False)
-    for row in candidates.itertuples(index=False):
+    rows = list(candidates.itertuples(index=False))
+    for row in rows:
         path = checkpoint_path(checkpoint_dir, profile, row.run, row.seed)
         if path.is_file():
-            return row, path
+            return CheckpointChoice(row, path, rows[0])
     return None
 
 

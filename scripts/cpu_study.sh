@@ -16,15 +16,18 @@ partial="decoder-0 decoder-0-1 decoder-0-2 decoder-2-4 decoder-4"
 
 study --strategies $fine_tuned baseline --seeds 0                      # the paper's table, seed 0
 study --strategies decoder-0-4 --seeds 0 --split leaky                 # what the leak is worth
-for seed in 1 2; do                                                    # three seeds in all
-  study --strategies baseline --seeds "$seed"   # the longest run first, while the session is young
-  study --strategies $fine_tuned --seeds "$seed"
-done
-study --strategies baseline --seeds 0 --split leaky
-for fraction in 0.1 0.3 0.5; do                                        # data efficiency
-  study --strategies decoder-0-4 baseline --seeds 0 --train-fraction "$fraction"
+# Three seeds in all: the short fine-tuned runs of seeds 1-2 first, so that a session which
+# ends mid-study (or a machine that is not handed back) loses at most one short run.
+study --strategies $fine_tuned --seeds 1 2
+study --strategies baseline --seeds 1 2                                # 47-81 min each
+for fraction in 0.1 0.3 0.5; do                                        # data efficiency, cheap half
+  study --strategies decoder-0-4 --seeds 0 --train-fraction "$fraction"
 done
 study --strategies $partial --seeds 0 --head-trainable                 # the head policy
+study --strategies baseline --seeds 0 --split leaky
+for fraction in 0.1 0.3 0.5; do                                        # data efficiency, baseline half
+  study --strategies baseline --seeds 0 --train-fraction "$fraction"
+done
 for seed in 1 2; do                                                    # more seeds for the extras
   study --strategies decoder-0-4 --seeds "$seed" --split leaky
   study --strategies $partial --seeds "$seed" --head-trainable

@@ -491,9 +491,12 @@ def test_best_checkpoint_skips_runs_whose_best_pt_is_missing(results: Path, tmp_
         path = report.checkpoint_path(checkpoints, PROFILE, run, 0)
         path.parent.mkdir(parents=True)
         path.write_bytes(b"")
-    row, path = report.best_checkpoint(runs, checkpoints, PROFILE)
-    assert (row.run, row.seed) == ("decoder-4", 0)
-    assert path == checkpoints / PROFILE / "decoder-4" / "seed-0" / "best.pt"
+    choice = report.best_checkpoint(runs, checkpoints, PROFILE)
+    assert (choice.row.run, choice.row.seed) == ("decoder-4", 0)
+    assert choice.path == checkpoints / PROFILE / "decoder-4" / "seed-0" / "best.pt"
+    # the leaky run does not count; decoder-0-4 seed 1 was best but its best.pt is elsewhere
+    assert (choice.best_on_validation.run, choice.best_on_validation.seed) == ("decoder-0-4", 1)
+    assert not choice.is_best
 
 
 def test_epoch_choice_compares_best_and_last_epoch(results: Path) -> None:
