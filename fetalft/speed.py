@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -33,6 +34,18 @@ def load(name: str, folder: str | os.PathLike | None = None) -> dict | None:
     or ``None``."""
     path = results_dir(folder) / f"{name}.json"
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def recordings(name: str, folder: str | os.PathLike | None = None) -> list[dict]:
+    """Every recording of one benchmark: ``<name>.json``, then ``<name>-<machine>.json``.
+
+    A benchmark recorded on several machines keeps one file per machine, because which path
+    is fastest depends on the processor (bf16 autocast won on one CPU and lost on another).
+    Each result carries its file name under ``"file"``.
+    """
+    folder = results_dir(folder)
+    paths = [folder / f"{name}.json", *sorted(folder.glob(f"{name}-*.json"))]
+    return [{**json.loads(path.read_text()), "file": path.name} for path in paths if path.is_file()]
 
 
 def missing_message(name: str) -> str:
@@ -63,6 +76,9 @@ def train_table(result: dict) -> pd.DataFrame:
             "authors img/s": wide[("train_img_per_s", "authors")],
             "fetalft img/s": wide[("train_img_per_s", "fetalft")],
             "speed-up": wide[("train_img_per_s", "fetalft")] / wide[("train_img_per_s", "authors")],
+            "fetalft precision": rows[rows["pipeline"] == "fetalft"]
+            .set_index(["size", "strategy"])["precision"]
+            .reindex(wide.index),
             "authors s/epoch": wide[("epoch_s_799", "authors")],
             "fetalft s/epoch": wide[("epoch_s_799", "fetalft")],
             "authors loader img/s": wide[("loader_img_per_s", "authors")],
@@ -72,6 +88,40 @@ def train_table(result: dict) -> pd.DataFrame:
         }
     )
     return table.round(2)
+
+
+def accuracy_table(results: Sequence[dict]) -> pd.DataFrame:
+    """The short real runs of ``train_speed.py --accuracy``: validation Dice per arm and machine.
+
+    Equal speed is worth nothing if accuracy is lost, so the benchmark also trains each
+    pipeline briefly on real images. Its arms: the authors' pipeline, the same pipeline with
+    only the freezing replaced by fetalft's (frozen BatchNorm in eval mode), and fetalft's.
+    Recordings without a short run (or older ones without the middle arm) leave cells empty.
+    """
+    rows = []
+    for result in results:
+        accuracy = result.get("accuracy")
+        if accuracy:
+            rows.append(
+                {
+                    "benchmark machine": result["machine"]["hardware"],
+                    "setting": accuracy["setting"],
+                    "weights": accuracy.get("weights", "not recorded"),
+                    **{f"Dice: {arm}": dice for arm, dice in accuracy["val_dice"].items()},
+                }
+            )
+    return pd.DataFrame(rows).set_index("benchmark machine").round(4) if rows else pd.DataFrame()
+
+
+def t4_projections(results: Sequence[dict], size: int = 512) -> pd.DataFrame:
+    """:func:`t4_epoch_table` of every recording, one block per benchmark machine.
+
+    With recordings from several CPUs the projections differ, and the spread between them is
+    the honest uncertainty of a projection made on a CPU.
+    """
+    tables = [t4_epoch_table(result, size) for result in results]
+    labels = [result["machine"]["hardware"] for result in results]
+    return pd.concat(tables, keys=labels, names=["benchmark machine"])
 
 
 def t4_epoch_table(result: dict, size: int = 512) -> pd.DataFrame:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from fetalft import speed
@@ -42,7 +43,19 @@ def test_train_table_pairs_the_two_pipelines(tmp_path: Path) -> None:
     table = speed.train_table(result)
     assert table.loc[(256, "decoder-0-4"), "speed-up"] == pytest.approx(5.0)
     assert table.loc[(256, "baseline"), "fetalft s/epoch"] == pytest.approx(799.0)
+    assert table.loc[(256, "baseline"), "fetalft precision"] == "fp32"
     assert "CPU: test" in speed.machine_label(result)
+
+
+def test_recordings_keep_one_file_per_machine_default_first(tmp_path: Path) -> None:
+    assert speed.recordings("train_speed", tmp_path) == []
+    for name, hardware in (("train_speed-intel", "CPU: Intel"), ("train_speed", "CPU: AMD")):
+        machine = {**MACHINE, "hardware": hardware}
+        (tmp_path / f"{name}.json").write_text(json.dumps({"machine": machine, "rows": []}))
+    (tmp_path / "infer_speed.json").write_text(json.dumps({"machine": MACHINE, "rows": []}))
+    found = speed.recordings("train_speed", tmp_path)
+    assert [r["file"] for r in found] == ["train_speed.json", "train_speed-intel.json"]
+    assert [r["machine"]["hardware"] for r in found] == ["CPU: AMD", "CPU: Intel"]
 
 
 def test_infer_table_keeps_every_backend() -> None:
@@ -90,6 +103,31 @@ def test_t4_table_projects_the_paper_time_by_the_cpu_speed_up() -> None:
     assert set(table["paper figure"]) == {"measured by the authors, their pipeline"}
     assert "CPU: test" in table.loc["baseline", "basis"]
     assert "512 px" in table.loc["baseline", "basis"]
+
+
+def test_accuracy_table_has_one_row_per_machine_with_a_short_run() -> None:
+    older = {"machine": {**MACHINE, "hardware": "CPU: A"}, "rows": []}
+    older["accuracy"] = {"setting": "s", "val_dice": {"authors": 0.04, "fetalft": 0.8}}
+    newer = {"machine": {**MACHINE, "hardware": "CPU: B"}, "rows": []}
+    arms = {"authors": 0.05, "authors with frozen BatchNorm": 0.7, "fetalft": 0.75}
+    newer["accuracy"] = {"setting": "s", "weights": "file:w.pth", "val_dice": arms}
+    without = {"machine": {**MACHINE, "hardware": "CPU: C"}, "rows": []}
+    table = speed.accuracy_table([older, newer, without])
+    assert list(table.index) == ["CPU: A", "CPU: B"]
+    assert table.loc["CPU: B", "Dice: authors with frozen BatchNorm"] == pytest.approx(0.7)
+    assert pd.isna(table.loc["CPU: A", "Dice: authors with frozen BatchNorm"])
+    assert table.loc["CPU: A", "weights"] == "not recorded"
+    assert speed.accuracy_table([without]).empty
+
+
+def test_t4_projections_keep_each_machine_apart() -> None:
+    slower = speed_result("cpu", "CPU: other, 2 threads")
+    slower["rows"][1] = train_row("fetalft", "decoder-0-4", 512, 2.0)  # a 2x speed-up there
+    table = speed.t4_projections([speed_result("cpu", "CPU: test, 2 threads"), slower])
+    assert table.index.names == ["benchmark machine", "strategy"]
+    projected = table["fetalft s/epoch"]
+    assert projected[("CPU: test, 2 threads", "decoder-0-4")] == pytest.approx(6.2, abs=0.05)
+    assert projected[("CPU: other, 2 threads", "decoder-0-4")] == pytest.approx(12.5, abs=0.05)
 
 
 def test_t4_table_uses_the_measured_epoch_time_on_cuda() -> None:
