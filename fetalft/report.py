@@ -468,12 +468,20 @@ def paired_comparison(
     )
 
 
-def variant_table(summary: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
-    """Each variant run (``<strategy>--...``) beside its strategy's default run."""
+def variant_table(
+    summary: pd.DataFrame, metrics: Sequence[str] = ("dice", "adf_mm")
+) -> pd.DataFrame:
+    """Each variant run (``<strategy>--...``) beside its strategy's default run.
+
+    Per metric: both runs' mean ± sd over seeds and the change (variant minus default, in
+    Dice points or mm). For the leaky split that change is what the leak is worth; the two
+    test sets differ, so it is a difference of means, not a paired comparison. Metrics the
+    runs did not record are left out.
+    """
     if summary.empty:
         return pd.DataFrame()
+    metrics = [m for m in metrics if f"{m}_mean" in summary.columns]
     by_run = summary.set_index("run")
-    scale = 100 if metric in PERCENT_METRICS else 1
     rows = []
     for run in summary["run"]:
         if "--" not in run:
@@ -481,22 +489,19 @@ def variant_table(summary: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
         strategy, variant = run.split("--", 1)
         base = by_run.loc[strategy] if strategy in by_run.index else None
         var = by_run.loc[run]
-        rows.append(
-            {
-                "strategy": strategy,
-                "variant": variant,
-                f"default {metric}": format_mean_sd(
-                    base[f"{metric}_mean"], base[f"{metric}_sd"], scale
-                )
-                if base is not None
-                else "not run yet",
-                f"variant {metric}": format_mean_sd(
-                    var[f"{metric}_mean"], var[f"{metric}_sd"], scale
-                ),
-                "default seeds": int(base["n_seeds"]) if base is not None else 0,
-                "variant seeds": int(var["n_seeds"]),
-            }
-        )
+        row = {"strategy": strategy, "variant": variant}
+        for metric in metrics:
+            scale = 100 if metric in PERCENT_METRICS else 1
+            mean, sd = f"{metric}_mean", f"{metric}_sd"
+            row[f"default {metric}"] = (
+                format_mean_sd(base[mean], base[sd], scale) if base is not None else "not run yet"
+            )
+            row[f"variant {metric}"] = format_mean_sd(var[mean], var[sd], scale)
+            change = (var[mean] - base[mean]) * scale if base is not None else float("nan")
+            row[f"{metric} change"] = "n/a" if math.isnan(change) else f"{change:+.2f}"
+        row["default seeds"] = int(base["n_seeds"]) if base is not None else 0
+        row["variant seeds"] = int(var["n_seeds"])
+        rows.append(row)
     return pd.DataFrame(rows)
 
 

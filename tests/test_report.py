@@ -377,13 +377,15 @@ def test_variant_table_sets_each_variant_beside_its_default(results: Path) -> No
         write_run(results, RunSpec("decoder-0-4", seed), test={"dice": dice})
     write_run(results, RunSpec("decoder-0-4", 0, split="leaky"), test={"dice": 0.95})
     write_run(results, RunSpec("decoder-4", 0, head_trainable=True), test={"dice": 0.6})
-    table = report.variant_table(report.summarize_runs(report.load_runs(PROFILE, results)))
+    summary = report.summarize_runs(report.load_runs(PROFILE, results))
+    table = report.variant_table(summary, metrics=("dice",))
     assert table.to_dict("records") == [
         {
             "strategy": "decoder-4",
             "variant": "head",
             "default dice": "not run yet",
             "variant dice": "60.00 (1 seed)",
+            "dice change": "n/a",
             "default seeds": 0,
             "variant seeds": 1,
         },
@@ -392,10 +394,22 @@ def test_variant_table_sets_each_variant_beside_its_default(results: Path) -> No
             "variant": "leaky",
             "default dice": "91.00 ± 1.41",
             "variant dice": "95.00 (1 seed)",
+            "dice change": "+4.00",
             "default seeds": 2,
             "variant seeds": 1,
         },
     ]
+
+
+def test_variant_table_states_the_change_in_mm_for_head_circumference(results: Path) -> None:
+    write_run(results, RunSpec("baseline", 0), test={"dice": 0.9, "adf_mm": 3.0})
+    write_run(results, RunSpec("baseline", 0, split="leaky"), test={"dice": 0.9, "adf_mm": 2.5})
+    summary = report.summarize_runs(report.load_runs(PROFILE, results))
+    (row,) = report.variant_table(summary).to_dict("records")
+    assert (row["default adf_mm"], row["variant adf_mm"]) == ("3.00 (1 seed)", "2.50 (1 seed)")
+    assert row["adf_mm change"] == "-0.50"
+    assert row["dice change"] == "+0.00"
+    assert "hausdorff_mm change" not in row  # not recorded by these runs
 
 
 def test_data_efficiency_keeps_strategies_run_at_several_fractions(results: Path) -> None:
