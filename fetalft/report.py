@@ -787,7 +787,8 @@ AUTHOR_CODE_DIFFERENCES: tuple[tuple[str, str, str], ...] = (
         "Freezing by requires_grad=False only: BatchNorm statistics of frozen layers keep "
         "changing in train mode.",
         "Frozen parts stay in eval mode: no gradients, no optimiser state, fixed statistics.",
-        "not measured (no run with moving statistics)",
+        "short real runs of the training benchmark: the authors' pipeline with and without "
+        "fetalft's freezing (no study run has moving statistics)",
     ),
     (
         "The segmentation head stays frozen at random initialisation in the partial-decoder "
