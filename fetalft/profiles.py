@@ -45,7 +45,7 @@ PROFILES: dict[str, Profile] = {
         seeds=(0, 1, 2),
         description=(
             "Real HC18 on a 2-core CPU: 192x192, 8 epochs, three seeds. On the 2-core "
-            "machines this study ran on, a fine-tuned strategy takes 5 to 20 minutes per run "
+            "machines this study ran on, a fine-tuned strategy takes 3 to 20 minutes per run "
             "and the from-scratch U-Net 47 minutes (AMD EPYC, bf16) to 81 minutes (Intel "
             "Xeon, fp32), so the ten strategies x three seeds take 6 to 9 hours."
         ),
