@@ -766,6 +766,36 @@ def epoch_gain(choice: pd.DataFrame) -> pd.DataFrame:
     ).round(3)
 
 
+#: Where re-runs of finished runs under other labels are kept (``<results>/checks/<name>``),
+#: apart from the study so that no chapter table counts them twice.
+RERUNS_DIR = Path("checks")
+
+
+def rerun_comparison(
+    runs: pd.DataFrame, reruns: pd.DataFrame, metrics: Sequence[str] = ("dice", "adf_mm")
+) -> pd.DataFrame:
+    """Each re-run beside the original run of the same strategy, variant and seed.
+
+    The study's seeds were not all run on one machine in one precision, so the spread over
+    seeds mixes the seed with the machine and precision. Re-running a seed under the other
+    labels separates them: a change between a run and its re-run is what the labels alone do.
+    """
+    if runs.empty or reruns.empty:
+        return pd.DataFrame()
+    keys = ["run", "seed"]
+    labels = ["hardware", "precision"]
+    metrics = [m for m in metrics if m in runs.columns and m in reruns.columns]
+    both = runs[keys + labels + metrics].merge(
+        reruns[keys + labels + metrics], on=keys, suffixes=(" (study)", " (re-run)")
+    )
+    for metric in metrics:
+        scale = 100 if metric in PERCENT_METRICS else 1
+        for side in (" (study)", " (re-run)"):
+            both[metric + side] = both[metric + side] * scale
+        both[f"{metric} change"] = both[f"{metric} (re-run)"] - both[f"{metric} (study)"]
+    return both.set_index(keys).round(2)
+
+
 #: What the authors' released code does, what fetalft does instead, and where the book
 #: measures the difference (from the paper and its code; see docs in chapter 7).
 AUTHOR_CODE_DIFFERENCES: tuple[tuple[str, str, str], ...] = (

@@ -412,6 +412,23 @@ def test_variant_table_states_the_change_in_mm_for_head_circumference(results: P
     assert "hausdorff_mm change" not in row  # not recorded by these runs
 
 
+def test_rerun_comparison_pairs_each_rerun_with_its_study_run(results: Path, tmp_path) -> None:
+    reruns = tmp_path / "reruns"
+    write_run(results, RunSpec("encoder", 0), test={"dice": 0.8, "adf_mm": 5.0}, precision="bf16")
+    write_run(results, RunSpec("encoder", 1), test={"dice": 0.6, "adf_mm": 9.0})
+    write_run(reruns, RunSpec("encoder", 0), test={"dice": 0.7, "adf_mm": 6.5}, precision="fp32")
+    table = report.rerun_comparison(
+        report.load_runs(PROFILE, results), report.load_runs(PROFILE, reruns)
+    )
+    assert list(table.index) == [("encoder", 0)]  # seed 1 has no re-run
+    row = table.loc[("encoder", 0)]
+    assert (row["precision (study)"], row["precision (re-run)"]) == ("bf16", "fp32")
+    assert row["dice (study)"] == pytest.approx(80.0)
+    assert row["dice change"] == pytest.approx(-10.0)
+    assert row["adf_mm change"] == pytest.approx(1.5)
+    assert report.rerun_comparison(report.load_runs(PROFILE, results), pd.DataFrame()).empty
+
+
 def test_data_efficiency_keeps_strategies_run_at_several_fractions(results: Path) -> None:
     write_run(results, RunSpec("decoder-0-4", 0), test={"dice": 0.9}, n_train=700)
     write_run(
