@@ -499,16 +499,20 @@ def challenge_summary(per_image: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def show_table(table: pd.DataFrame, empty: str):
-    """Display ``table``, or print ``empty`` when there is nothing to show yet."""
+def show_table(table: pd.DataFrame, empty: str, caption: str | None = None):
+    """Display ``table`` (titled ``caption``), or print ``empty`` when there is nothing yet."""
     from IPython.display import display
 
     if table is None or table.empty:
         print(empty)
-    elif isinstance(table.index, pd.RangeIndex):  # row numbers say nothing: leave them out
-        display(table.style.hide(axis="index").format(precision=2))
-    else:
+        return
+    style = table.style.format(precision=2)
+    if isinstance(table.index, pd.RangeIndex):  # row numbers say nothing: leave them out
+        style = style.hide(axis="index")
+    elif caption is None:
         display(table)
+        return
+    display(style.set_caption(caption) if caption else style)
 
 
 def prediction_items(book: BookSetup, per_image: pd.DataFrame, n: int = 3) -> dict[str, list]:

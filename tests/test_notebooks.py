@@ -129,3 +129,21 @@ def test_empty_profile_says_so(tmp_path) -> None:
     assert report.best_run(runs) is None
     assert plots.dice_vs_parameters(summary, report.paper_table()).axes
     assert report.data_efficiency(summary).empty and report.variant_table(summary).empty
+
+
+def test_show_table_titles_styles_and_says_when_empty(monkeypatch, capsys) -> None:
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    chapter.show_table(pd.DataFrame(), "nothing yet", "a caption")
+    assert capsys.readouterr().out == "nothing yet\n" and not shown
+
+    indexed = pd.DataFrame({"dice": [0.9]}, index=pd.Index([0.5], name="fraction"))
+    chapter.show_table(indexed, "", "test Dice (%)")
+    assert "test Dice (%)" in shown[-1].to_html()
+    chapter.show_table(indexed, "")
+    assert shown[-1] is indexed  # no caption asked: the frame as it is
+
+    chapter.show_table(pd.DataFrame({"dice": [0.9]}), "", None)
+    assert "row0_col0" in shown[-1].to_html() and "0.90" in shown[-1].to_html()
