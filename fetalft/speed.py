@@ -110,7 +110,10 @@ def accuracy_table(results: Sequence[dict]) -> pd.DataFrame:
                     **{f"Dice: {arm}": dice for arm, dice in accuracy["val_dice"].items()},
                 }
             )
-    return pd.DataFrame(rows).set_index("benchmark machine").round(4) if rows else pd.DataFrame()
+    if not rows:
+        return pd.DataFrame()
+    table = pd.DataFrame(rows).set_index("benchmark machine").round(4)
+    return table[sorted(table.columns, key=lambda column: column == "Dice: fetalft")]
 
 
 def t4_projections(results: Sequence[dict], size: int = 512) -> pd.DataFrame:

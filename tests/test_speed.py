@@ -114,6 +114,7 @@ def test_accuracy_table_has_one_row_per_machine_with_a_short_run() -> None:
     without = {"machine": {**MACHINE, "hardware": "CPU: C"}, "rows": []}
     table = speed.accuracy_table([older, newer, without])
     assert list(table.index) == ["CPU: A", "CPU: B"]
+    assert list(table.columns)[-1] == "Dice: fetalft"  # the two authors' arms side by side
     assert table.loc["CPU: B", "Dice: authors with frozen BatchNorm"] == pytest.approx(0.7)
     assert pd.isna(table.loc["CPU: A", "Dice: authors with frozen BatchNorm"])
     assert table.loc["CPU: A", "weights"] == "not recorded"
