@@ -172,25 +172,17 @@ def short_real_run(arm: str, records, val_records, weights, size: int, epochs: i
     pipeline = "fetalft" if arm == "fetalft" else "authors"
     loader = loaders(pipeline, records, size, 10)
     if arm == "authors":
-        runtime, model = Runtime.choose("fp32"), authors_model("decoder-0-4", weights)
-    elif arm == "authors with frozen BatchNorm":
-        runtime, model = Runtime.choose("fp32"), prepare_model(get_strategy("decoder-0-4"), weights)
-    else:
-        runtime = Runtime.choose("auto")
-        model = prepare_model(get_strategy("decoder-0-4"), weights).to(
-            memory_format=torch.channels_last
-        )
+        model = authors_model("decoder-0-4", weights)
+    else:  # fetalft's freezing
+        model = prepare_model(get_strategy("decoder-0-4"), weights)
+    runtime = Runtime.choose("auto" if pipeline == "fetalft" else "fp32")
+    if pipeline == "fetalft":
+        model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
     for _ in range(epochs):
         model.train()
         for images, masks in loader:
-            with runtime.autocast():
-                logits = model(runtime.to_device(images))
-            loss = loss_fn(logits.float(), masks)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            train_step(model, optimizer, runtime, runtime.to_device, images, masks)
     return validation_dice(model, load_scans(val_records, size, progress=False), runtime, 10)
 
 

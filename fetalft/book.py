@@ -505,14 +505,13 @@ def show_table(table: pd.DataFrame, empty: str, caption: str | None = None):
 
     if table is None or table.empty:
         print(empty)
-        return
-    style = table.style.format(precision=2)
-    if isinstance(table.index, pd.RangeIndex):  # row numbers say nothing: leave them out
-        style = style.hide(axis="index")
-    elif caption is None:
-        display(table)
-        return
-    display(style.set_caption(caption) if caption else style)
+    elif caption is None and not isinstance(table.index, pd.RangeIndex):
+        display(table)  # pandas' own rendering keeps a multi-level index readable
+    else:
+        style = table.style.format(precision=2)
+        if isinstance(table.index, pd.RangeIndex):  # row numbers say nothing: leave them out
+            style = style.hide(axis="index")
+        display(style.set_caption(caption) if caption else style)
 
 
 def prediction_items(book: BookSetup, per_image: pd.DataFrame, n: int = 3) -> dict[str, list]:

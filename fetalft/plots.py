@@ -370,9 +370,9 @@ def metric_bars(
     summary: pd.DataFrame, metric: str = "dice", paper: pd.DataFrame | None = None
 ) -> Figure:
     """Mean (bars) and sd over seeds (error bars) of one metric per run; paper beside it."""
-    from fetalft.report import METRIC_LABELS, PERCENT_METRICS
+    from fetalft.report import METRIC_LABELS, display_scale
 
-    scale = 100 if metric in PERCENT_METRICS else 1
+    scale = display_scale(metric)
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(summary) + 1.4))
     y = np.arange(len(summary))
     ax.barh(

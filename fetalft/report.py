@@ -28,6 +28,13 @@ from fetalft.study import RunSpec, load_results, results_root
 METRICS = SEGMENTATION_METRICS + CHALLENGE_METRICS
 #: Metrics that are fractions (shown in percent, like the paper's table).
 PERCENT_METRICS = (*SEGMENTATION_METRICS, "ellipse_dice")
+
+
+def display_scale(metric: str) -> int:
+    """100 for a fraction shown in percent (or Dice points), 1 for a length in mm."""
+    return 100 if metric in PERCENT_METRICS else 1
+
+
 METRIC_LABELS = {
     "pixel_accuracy": "PA (%)",
     "dice": "Dice (%)",
@@ -209,7 +216,7 @@ def results_table(summary: pd.DataFrame, metrics: Sequence[str] = METRICS) -> pd
     for metric in metrics:
         if f"{metric}_mean" not in summary:
             continue
-        scale = 100 if metric in PERCENT_METRICS else 1
+        scale = display_scale(metric)
         table[METRIC_LABELS[metric]] = [
             format_mean_sd(m, s, scale)
             for m, s in zip(summary[f"{metric}_mean"], summary[f"{metric}_sd"], strict=True)
@@ -491,7 +498,7 @@ def variant_table(
         var = by_run.loc[run]
         row = {"strategy": strategy, "variant": variant}
         for metric in metrics:
-            scale = 100 if metric in PERCENT_METRICS else 1
+            scale = display_scale(metric)
             mean, sd = f"{metric}_mean", f"{metric}_sd"
             row[f"default {metric}"] = (
                 format_mean_sd(base[mean], base[sd], scale) if base is not None else "not run yet"
@@ -718,7 +725,7 @@ def data_efficiency(summary: pd.DataFrame, metric: str = "dice") -> pd.DataFrame
     rows = rows[rows["strategy"].isin(fractions[fractions > 1].index)]
     if rows.empty:
         return pd.DataFrame()
-    scale = 100 if metric in PERCENT_METRICS else 1
+    scale = display_scale(metric)
     table = rows.assign(
         value=[
             format_mean_sd(m, s, scale)
@@ -789,7 +796,7 @@ def rerun_comparison(
         reruns[keys + labels + metrics], on=keys, suffixes=(" (study)", " (re-run)")
     )
     for metric in metrics:
-        scale = 100 if metric in PERCENT_METRICS else 1
+        scale = display_scale(metric)
         for side in (" (study)", " (re-run)"):
             both[metric + side] = both[metric + side] * scale
         both[f"{metric} change"] = both[f"{metric} (re-run)"] - both[f"{metric} (study)"]
@@ -857,7 +864,7 @@ def test_summary(metrics: dict) -> pd.DataFrame:
     """A run's test-set summary (``metrics.json``): mean, sd, images and failures per metric,
     fractions in percent (a ``null`` mean, no measurable image, shows as NaN)."""
     test = pd.DataFrame.from_dict(metrics["test"], orient="index").astype(float)
-    scale = [100 if metric in PERCENT_METRICS else 1 for metric in test.index]
+    scale = [display_scale(metric) for metric in test.index]
     table = pd.DataFrame(
         {
             "mean": test["mean"] * scale,
