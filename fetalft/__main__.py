@@ -1,6 +1,6 @@
 """Command line: ``python -m fetalft <command>`` (also installed as ``fetalft``).
 
-Commands: download, study, strategies, params, split, predict, submit, export.
+Commands: download, study, rescore, strategies, params, split, predict, submit, export.
 """
 
 from __future__ import annotations
@@ -32,6 +32,27 @@ def _study(args: argparse.Namespace) -> int:
     )
     folders = study.run_all(specs)
     print(f"{len(folders)} runs finished under {study.results_dir / profile.name}")
+    return 0
+
+
+def _rescore(args: argparse.Namespace) -> int:
+    from fetalft.rescore import rescore_runs
+
+    written, skipped = rescore_runs(
+        args.profile,
+        args.runs,
+        args.results_dir,
+        args.checkpoint_dir,
+        args.data_dir,
+        progress=not args.quiet,
+    )
+    print(
+        f"{len(written)} runs scored under every protocol, in {written[0].parents[2]}"
+        if written
+        else "no run could be re-scored"
+    )
+    if skipped:
+        print(f"no checkpoint on this machine for {len(skipped)}: {'; '.join(skipped)}")
     return 0
 
 
@@ -184,6 +205,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-dir", default=None)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_study)
+
+    p = commands.add_parser(
+        "rescore", help="score finished runs' test predictions the paper's way as well"
+    )
+    p.add_argument("--profile", choices=list(PROFILES), default=None)
+    p.add_argument("--runs", nargs="+", default=None, help="default: every finished run")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--results-dir", default=None)
+    p.add_argument("--checkpoint-dir", default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_rescore)
 
     p = commands.add_parser("strategies", help="print the strategy registry")
     p.add_argument("--head-trainable", action="store_true")

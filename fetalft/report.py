@@ -837,13 +837,15 @@ AUTHOR_CODE_DIFFERENCES: tuple[tuple[str, str, str], ...] = (
         "'mIoU' is the foreground IoU; Dice and IoU are pooled per batch; pixel accuracy "
         "counts the background.",
         "Every metric per image, named for what it is (Dice, foreground IoU, mIoU).",
-        "the four definitions side by side on the same predictions",
+        "the four definitions side by side on the same predictions; per-image against "
+        "batch-pooled scores of the same predictions (python -m fetalft rescore)",
     ),
     (
         "Images squeezed to a square and scored at that size; no head circumference.",
         "Masks resized back and scored at each image's original resolution; HC in mm, "
         "gestational age and the challenge metrics.",
-        "HC errors and challenge metrics in chapters 5 and 6",
+        "HC errors and challenge metrics in chapters 5 and 6; the same predictions scored "
+        "at the squeezed and at the original size",
     ),
     (
         "Validation images pass through the training augmentation; no torch seed.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -12,7 +13,16 @@ import torch
 from fetalft import hc18
 from fetalft.data import load_scans, select_records
 from fetalft.device import Runtime
-from fetalft.evaluate import ELLIPSE_COLUMNS, evaluate, predict_logits, score_scan, to_original
+from fetalft.evaluate import (
+    AUTHORS_BATCH,
+    ELLIPSE_COLUMNS,
+    PROTOCOLS,
+    evaluate,
+    predict_logits,
+    protocol_scores,
+    score_scan,
+    to_original,
+)
 
 SIZE = 64
 
@@ -78,3 +88,48 @@ def test_an_empty_prediction_is_a_failure_not_a_gap(scans) -> None:
     assert math.isnan(row["hc_pred_mm"]) and math.isnan(row["adf_mm"])
     assert all(math.isnan(row[c]) for c in ELLIPSE_COLUMNS)
     assert row["hc_true_mm"] == pytest.approx(scan.hc_mm)
+
+
+class Everything(torch.nn.Module):
+    """Calls every pixel head: Dice is then 2|T| / (|T| + |image|), different per image."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ones(len(x), 1, *x.shape[2:])
+
+
+def test_protocols_score_the_same_predictions_three_ways(scans) -> None:
+    many = scans * 4  # more than one of the authors' batches, the last one partial
+    table = protocol_scores(Oracle(many), many, Runtime.choose("fp32", "cpu"), batch_size=3)
+    rows = table.set_index("protocol")
+    assert list(rows.index) == list(PROTOCOLS.values())
+    assert list(rows["n_averaged"]) == [len(many), len(many), math.ceil(len(many) / AUTHORS_BATCH)]
+    # the oracle reproduces the training-size masks: perfect at network size, not quite at
+    # original size, where the mask was squeezed and stretched back
+    network = rows.loc[[PROTOCOLS["network"], PROTOCOLS["authors"]]]
+    assert (network[["pixel_accuracy", "dice", "iou", "miou"]] == 1).all().all()
+    assert 0.97 < rows.loc[PROTOCOLS["original"], "dice"] < 1
+
+
+def test_pooling_over_batches_weights_images_by_their_head_size(scans) -> None:
+    many = scans * 3
+    table = protocol_scores(Everything(), many, Runtime.choose("fp32", "cpu")).set_index("protocol")
+    heads = np.array([s.mask.sum() for s in many], float)
+    pixels = SIZE * SIZE
+    per_image = np.mean(2 * heads / (heads + pixels))
+    pooled = np.mean(
+        [
+            2 * chunk.sum() / (chunk.sum() + pixels * len(chunk))
+            for chunk in np.split(heads, range(AUTHORS_BATCH, len(heads), AUTHORS_BATCH))
+        ]
+    )
+    assert table.loc[PROTOCOLS["network"], "dice"] == pytest.approx(per_image)
+    assert table.loc[PROTOCOLS["authors"], "dice"] == pytest.approx(pooled)
+    assert table.loc[PROTOCOLS["network"], "pixel_accuracy"] == pytest.approx(
+        np.mean(heads / pixels)
+    )
+
+
+def test_protocols_refuse_unannotated_scans(scans) -> None:
+    blind = dataclasses.replace(scans[0], mask=None, ellipse=None)
+    with pytest.raises(ValueError, match=blind.name):
+        protocol_scores(Everything(), [blind], Runtime.choose("fp32", "cpu"))

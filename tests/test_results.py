@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from fetalft.evaluate import PROTOCOLS
 from fetalft.metrics import CHALLENGE_METRICS, SEGMENTATION_METRICS
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -59,3 +60,27 @@ def test_committed_run_is_complete_and_consistent(folder: Path) -> None:
     environment = strict((folder / "environment.json").read_text())
     assert environment["precision"] == metrics["precision"]
     assert environment["hardware"] == metrics["hardware"]
+
+
+scoring_files = sorted(RESULTS.rglob("seed-*/scoring.json"))
+
+
+@pytest.mark.skipif(not scoring_files, reason="no re-scored runs under results/")
+@pytest.mark.parametrize("path", scoring_files, ids=lambda p: str(p.relative_to(RESULTS)))
+def test_committed_rescoring_belongs_to_its_run_and_reproduces_it(path: Path) -> None:
+    """A re-scored run scores its recorded predictions again: same images, same numbers."""
+    record = strict(path.read_text())
+    seed, run, profile = path.parent, path.parent.parent, path.parent.parent.parent
+    assert (record["run"], f"seed-{record['seed']}", record["profile"]) == (
+        run.name,
+        seed.name,
+        profile.name,
+    )
+    metrics = strict((RESULTS / profile.name / run.name / seed.name / "metrics.json").read_text())
+    assert record["n_test"] == metrics["n_test"]
+    assert record["recorded_dice"] == metrics["test"]["dice"]["mean"]
+    assert [score["protocol"] for score in record["scores"]] == list(PROTOCOLS.values())
+    if (record["hardware"], record["precision"]) == (metrics["hardware"], metrics["precision"]):
+        original = record["scores"][0]
+        for metric in SEGMENTATION_METRICS:
+            assert original[metric] == pytest.approx(metrics["test"][metric]["mean"], abs=1e-6)

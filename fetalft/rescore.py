@@ -1,0 +1,177 @@
+"""The recorded runs scored again the paper's way: what the scoring protocol alone is worth.
+
+``python -m fetalft rescore [--profile cpu] [--runs RUN ...]``
+
+Every finished run of a profile whose ``best.pt`` is still on this machine predicts its
+test images once more, and the same predictions are scored under each of
+:data:`fetalft.evaluate.PROTOCOLS`: fetalft's (per image, original size) and the paper's
+(squeezed size, pooled over batches). The scores go to
+``results/checks/scoring/<profile>/<run>/seed-<k>/scoring.json`` with the run's labels and
+the test Dice the run recorded, so a reader can check that the re-scoring reproduces it.
+Checkpoints are not committed, so only runs made on this machine can be re-scored, and the
+book says which were.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from fetalft.device import PRECISION_LABELS, Runtime
+from fetalft.environment import describe
+from fetalft.evaluate import PROTOCOLS, protocol_scores
+from fetalft.io import write_json_atomic
+from fetalft.predict import Predictor
+from fetalft.profiles import Profile, get_profile
+from fetalft.report import checkpoint_path, display_scale, is_main_variant, load_runs
+from fetalft.study import RunSpec, Study, checkpoints_root, results_root
+
+SCORING_DIR = Path("checks") / "scoring"
+SCORING_FILE = "scoring.json"
+
+
+def scoring_root(profile: str, results_dir: str | os.PathLike | None = None) -> Path:
+    return results_root(results_dir) / SCORING_DIR / profile
+
+
+def recorded_runtime(runtime: Runtime, precision: str) -> Runtime:
+    """``runtime`` in the precision a run was tested in, so that re-scoring reproduces it.
+
+    fp16 autocast is a GPU path; a GPU run re-scored on a CPU falls back to fp32.
+    """
+    if precision == PRECISION_LABELS[torch.float16] and runtime.device.type != "cuda":
+        return runtime.with_precision(PRECISION_LABELS[None])
+    return runtime.with_precision(precision)
+
+
+def rescore_runs(
+    profile: Profile | str | None = None,
+    runs: list[str] | None = None,
+    results_dir: str | os.PathLike | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> tuple[list[Path], list[str]]:
+    """Score every finished run (or those named in ``runs``) under every protocol.
+
+    Returns the files written or already there, and the runs skipped for want of a
+    checkpoint. Finished files are kept, so an interrupted call carries on where it was.
+    """
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    recorded = load_runs(profile.name, results_dir)
+    if runs is not None:
+        unknown = sorted(set(runs) - set(recorded.get("run", [])))
+        if unknown:
+            raise ValueError(
+                f"no finished {profile.name}-profile runs named {', '.join(unknown)} under "
+                f"{results_root(results_dir) / profile.name}; run the study first."
+            )
+        recorded = recorded[recorded["run"].isin(runs)]
+    checkpoints = checkpoints_root(checkpoint_dir)
+    study = None
+    written, skipped = [], []
+    for row in tqdm(list(recorded.itertuples(index=False)), "re-scoring", disable=not progress):
+        out = scoring_root(profile.name, results_dir) / row.run / f"seed-{row.seed}" / SCORING_FILE
+        checkpoint = checkpoint_path(checkpoints, profile.name, row.run, row.seed)
+        if not out.is_file():
+            if not checkpoint.is_file():
+                skipped.append(f"{row.run} seed {row.seed}")
+                continue
+            # Built on first use: loading images is wasted when there is nothing to do.
+            study = study or Study(
+                profile, data_dir, results_dir, checkpoints, "random", progress=progress
+            )
+            write_json_atomic(out, rescore_run(row, checkpoint, study))
+        written.append(out)
+    return written, skipped
+
+
+def rescore_run(row, checkpoint: Path, study: Study) -> dict:
+    """One finished run (a row of :func:`load_runs`) scored under every protocol, labelled."""
+    spec = RunSpec(row.strategy, row.seed, row.split, row.train_fraction, row.head_trainable)
+    test = study.scans(spec, "test")
+    predictor = Predictor.from_checkpoint(checkpoint)
+    runtime = recorded_runtime(predictor.runtime, row.precision)
+    scores = protocol_scores(predictor.model, test, runtime, study.profile.batch_size)
+    return {
+        "run": row.run,
+        "seed": row.seed,
+        "profile": study.profile.name,
+        "split": row.split,
+        "n_test": len(test),
+        "recorded_dice": row.dice,
+        "recorded_hardware": row.hardware,
+        "recorded_precision": row.precision,
+        "hardware": describe(runtime.device)["hardware"],
+        "precision": runtime.precision,
+        "scores": scores.to_dict(orient="records"),
+    }
+
+
+def load_scores(profile: str, results_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    """One row per re-scored run, seed and protocol (empty when nothing was re-scored)."""
+    rows = []
+    for path in sorted(scoring_root(profile, results_dir).glob(f"*/seed-*/{SCORING_FILE}")):
+        record = json.loads(path.read_text())
+        labels = {k: v for k, v in record.items() if k != "scores"}
+        rows += [{**labels, **score} for score in record["scores"]]
+    return pd.DataFrame(rows)
+
+
+def reproduction_gap(scores: pd.DataFrame) -> float:
+    """Largest difference (Dice points) between a re-scored run at original size and its record.
+
+    Zero up to float noise when the run is re-scored on the machine and precision that made
+    it: the re-scoring then measures exactly what the study measured.
+    """
+    fetalft = scores[scores["protocol"] == PROTOCOLS["original"]]
+    return float((fetalft["dice"] - fetalft["recorded_dice"]).abs().max() * 100)
+
+
+def protocol_table(scores: pd.DataFrame, runs: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
+    """Mean over seeds of ``metric`` (percent) per main-table run under each protocol.
+
+    ``runs`` (from :func:`fetalft.report.load_runs`) says which runs are main-table runs.
+    The last column is what the authors' scoring adds to fetalft's, in points.
+    """
+    if scores.empty:
+        return pd.DataFrame()
+    main = runs.loc[is_main_variant(runs), "run"].unique()
+    chosen = scores[scores["run"].isin(main)]
+    table = chosen.pivot_table(index="run", columns="protocol", values=metric, aggfunc="mean")
+    table = table[list(PROTOCOLS.values())] * display_scale(metric)
+    seeds = chosen.groupby("run")["seed"].apply(lambda s: ", ".join(map(str, sorted(set(s)))))
+    table[f"authors - fetalft ({metric} points)"] = (
+        table[PROTOCOLS["authors"]] - table[PROTOCOLS["original"]]
+    )
+    table.insert(0, "seeds", seeds)
+    return table.sort_values(PROTOCOLS["original"], ascending=False).round(2)
+
+
+def reproduction_message(scores: pd.DataFrame) -> str:
+    """Which runs were re-scored, where, and how closely they reproduce their records."""
+    if scores.empty:
+        return "No run of this profile has been re-scored."
+    runs = scores.drop_duplicates(["run", "seed"])
+    where = ", ".join(sorted(set(runs["hardware"] + " in " + runs["precision"])))
+    return (
+        f"{len(runs)} run(s) re-scored ({where}); at the original size the predictions "
+        f"reproduce the recorded test Dice to within {reproduction_gap(scores):.4f} points."
+    )
+
+
+def smoke_rescore(book) -> None:
+    """Re-score the chapter's own tiny study in the smoke profile (CI); elsewhere only read.
+
+    Like :func:`fetalft.report.smoke_study`: a real profile's re-scoring is made by the
+    ``rescore`` command and committed, never inside the book.
+    """
+    if book.profile.name == "smoke":
+        rescore_runs(
+            book.profile, None, book.results_dir, book.checkpoint_dir, book.data_dir, False
+        )
