@@ -24,6 +24,9 @@ for fraction in 0.1 0.3 0.5; do                                        # data ef
   study --strategies decoder-0-4 --seeds 0 --train-fraction "$fraction"
 done
 study --strategies $partial --seeds 0 --head-trainable                 # the head policy
+for fraction in 0.1 0.3 0.5; do                                        # data efficiency, cheap half:
+  study --strategies decoder-0-4 --seeds 1 2 --train-fraction "$fraction" # seeds 1-2, 12 min in all
+done
 study --strategies baseline --seeds 0 --split leaky
 for fraction in 0.1 0.3 0.5; do                                        # data efficiency, baseline half
   study --strategies baseline --seeds 0 --train-fraction "$fraction"
