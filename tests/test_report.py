@@ -576,3 +576,11 @@ def test_compute_time_sums_wall_hours_per_hardware(results: Path) -> None:
     assert table.loc[("CPU B", "fp32")].tolist() == [1, 0.25]
     assert table.loc[("all", "")].tolist() == [3, 1.75]
     assert report.compute_time(pd.DataFrame()).empty
+
+
+def test_paper_data_efficiency_reads_like_ours_with_the_papers_numbers() -> None:
+    table = report.paper_data_efficiency()
+    assert list(table.index) == [(1.0, "799"), (0.5, "399"), (0.3, "239"), (0.1, "79")]
+    assert table["baseline"].tolist() == [95.56, 94.75, 91.26, 88.9]
+    assert table["decoder-0-4"].tolist() == [96.28, 95.66, 94.02, 92.19]
+    assert table.index.names == ["train_fraction", "training_images"]
