@@ -10,55 +10,48 @@ import pytest
 from fetalft import rescore
 from fetalft.__main__ import main
 from fetalft.evaluate import PROTOCOLS
-from fetalft.profiles import Profile
+from fetalft.profiles import get_profile
 from fetalft.report import load_runs
 from fetalft.study import RunSpec, Study
 
-TINY = Profile(
-    "tiny",
-    image_size=32,
-    epochs=1,
-    seeds=(0,),
-    batch_size=4,
-    limits={"train": 6, "val": 3},
-)
+SMOKE = get_profile("smoke")
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory, synthetic_hc18: Path) -> dict[str, Path]:
-    """Two finished tiny runs on synthetic scans; decoder-4 has lost its checkpoint."""
+    """Two finished smoke runs on synthetic scans; decoder-4 has lost its checkpoint."""
     root = tmp_path_factory.mktemp("rescore")
     folders = {"results": root / "results", "checkpoints": root / "checkpoints"}
-    study = Study(TINY, synthetic_hc18, *folders.values(), "random", "fp32", progress=False)
+    study = Study(SMOKE, synthetic_hc18, *folders.values(), "random", "fp32", progress=False)
     study.run_all([RunSpec("decoder-0-4", 0), RunSpec("decoder-4", 0)])
-    (folders["checkpoints"] / "tiny" / "decoder-4" / "seed-0" / "best.pt").unlink()
+    (folders["checkpoints"] / "smoke" / "decoder-4" / "seed-0" / "best.pt").unlink()
     return {**folders, "data": synthetic_hc18}
 
 
-def rescore_tiny(finished: dict[str, Path], runs: list[str] | None = None):
+def rescore_smoke(finished: dict[str, Path], runs: list[str] | None = None):
     return rescore.rescore_runs(
-        TINY, runs, finished["results"], finished["checkpoints"], finished["data"], progress=False
+        SMOKE, runs, finished["results"], finished["checkpoints"], finished["data"], progress=False
     )
 
 
 def test_rescoring_reproduces_the_recorded_test_dice(finished) -> None:
-    written, skipped = rescore_tiny(finished)
+    written, skipped = rescore_smoke(finished)
     assert skipped == ["decoder-4 seed 0"]
     assert written == [
         finished["results"]
         / "checks"
         / "scoring"
-        / "tiny"
+        / "smoke"
         / "decoder-0-4"
         / "seed-0"
         / "scoring.json"
     ]
     record = json.loads(written[0].read_text())
-    recorded = load_runs("tiny", finished["results"]).set_index("run").loc["decoder-0-4"]
+    recorded = load_runs("smoke", finished["results"]).set_index("run").loc["decoder-0-4"]
     assert record["n_test"] == recorded["n_test"] > 0
     assert record["precision"] == record["recorded_precision"] == "fp32"
     assert [s["protocol"] for s in record["scores"]] == list(PROTOCOLS.values())
-    scores = rescore.load_scores("tiny", finished["results"])
+    scores = rescore.load_scores("smoke", finished["results"])
     assert len(scores) == len(PROTOCOLS)
     assert rescore.reproduction_gap(scores) < 1e-6
     message = rescore.reproduction_message(scores)
@@ -67,31 +60,31 @@ def test_rescoring_reproduces_the_recorded_test_dice(finished) -> None:
 
 
 def test_rescoring_keeps_finished_files(finished) -> None:
-    written, _ = rescore_tiny(finished, ["decoder-0-4"])
+    written, _ = rescore_smoke(finished, ["decoder-0-4"])
     before = written[0].stat().st_mtime_ns
-    again, _ = rescore_tiny(finished, ["decoder-0-4"])
+    again, _ = rescore_smoke(finished, ["decoder-0-4"])
     assert again == written and again[0].stat().st_mtime_ns == before
 
 
 def test_rescoring_an_unknown_run_names_it(finished) -> None:
     with pytest.raises(ValueError, match="decoder-9"):
-        rescore_tiny(finished, ["decoder-9"])
+        rescore_smoke(finished, ["decoder-9"])
 
 
 def test_protocol_table_has_a_column_per_protocol_and_the_change(finished) -> None:
-    rescore_tiny(finished)
-    scores = rescore.load_scores("tiny", finished["results"])
-    table = rescore.protocol_table(scores, load_runs("tiny", finished["results"]))
+    rescore_smoke(finished)
+    scores = rescore.load_scores("smoke", finished["results"])
+    table = rescore.protocol_table(scores, load_runs("smoke", finished["results"]))
     assert list(table.index) == ["decoder-0-4"]
     assert list(table.columns) == ["seeds", *PROTOCOLS.values(), "authors - fetalft (dice points)"]
     row = table.loc["decoder-0-4"]
     assert row["seeds"] == "0"
     change = row[PROTOCOLS["authors"]] - row[PROTOCOLS["original"]]
     assert row["authors - fetalft (dice points)"] == pytest.approx(change, abs=0.011)
-    assert rescore.protocol_table(scores.iloc[0:0], load_runs("tiny", finished["results"])).empty
+    assert rescore.protocol_table(scores.iloc[0:0], load_runs("smoke", finished["results"])).empty
 
 
 def test_rescore_command_reports_what_it_could_not_score(finished, capsys) -> None:
-    args = ["rescore", "--profile", "smoke", "--results-dir", str(finished["results"])]
+    args = ["rescore", "--profile", "cpu", "--results-dir", str(finished["results"])]
     assert main([*args, "--checkpoint-dir", str(finished["checkpoints"]), "--quiet"]) == 0
     assert "no run could be re-scored" in capsys.readouterr().out
