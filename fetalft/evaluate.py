@@ -104,28 +104,23 @@ def protocol_scores(
     much of a difference between the two tables is the scoring alone. The network-size
     reference is the training mask of each scan (the expert ellipse squeezed like the image).
     """
-    original, network, pairs = [], [], []
+    original, network, squeezed, references = [], [], [], []
     for scan, logits in predict_logits(model, scans, runtime, batch_size):
         if scan.ellipse is None or scan.mask is None:
             raise ValueError(f"{scan.name} has no annotation; only annotated scans can be scored")
         truth = scan.ellipse.to_mask(scan.original_shape)
         original.append(segmentation_metrics(to_original(logits, scan.original_shape), truth))
-        squeezed = (logits > 0).astype(np.uint8)
-        network.append(segmentation_metrics(squeezed, scan.mask))
-        pairs.append((squeezed, scan.mask))
+        squeezed.append((logits > 0).astype(np.uint8))
+        references.append(scan.mask)
+        network.append(segmentation_metrics(squeezed[-1], scan.mask))
     pooled = [
         segmentation_metrics(
-            np.stack([p for p, _ in pairs[i : i + AUTHORS_BATCH]]),
-            np.stack([t for _, t in pairs[i : i + AUTHORS_BATCH]]),
+            np.stack(squeezed[i : i + AUTHORS_BATCH]), np.stack(references[i : i + AUTHORS_BATCH])
         )
-        for i in range(0, len(pairs), AUTHORS_BATCH)
+        for i in range(0, len(squeezed), AUTHORS_BATCH)
     ]
     rows = [
-        {"protocol": PROTOCOLS[key], "n_averaged": count, **pd.DataFrame(values).mean().to_dict()}
-        for key, count, values in (
-            ("original", len(original), original),
-            ("network", len(network), network),
-            ("authors", len(pooled), pooled),
-        )
+        {"protocol": PROTOCOLS[key], "n_averaged": len(values), **pd.DataFrame(values).mean()}
+        for key, values in (("original", original), ("network", network), ("authors", pooled))
     ]
     return pd.DataFrame(rows)
