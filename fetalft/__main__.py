@@ -36,18 +36,21 @@ def _study(args: argparse.Namespace) -> int:
 
 
 def _rescore(args: argparse.Namespace) -> int:
-    from fetalft.rescore import rescore_runs
+    from fetalft.profiles import get_profile
+    from fetalft.rescore import rescore_runs, scoring_root
 
+    profile = get_profile(args.profile)
     written, skipped = rescore_runs(
-        args.profile,
+        profile,
         args.runs,
         args.results_dir,
         args.checkpoint_dir,
         args.data_dir,
         progress=not args.quiet,
     )
+    where = scoring_root(profile.name, args.results_dir)
     print(
-        f"{len(written)} runs scored under every protocol, in {written[0].parents[2]}"
+        f"{len(written)} runs scored under every protocol, in {where}"
         if written
         else "no run could be re-scored"
     )
