@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from fetalft import rescore
 from fetalft.__main__ import main
 from fetalft.evaluate import PROTOCOLS
 from fetalft.profiles import get_profile
-from fetalft.report import load_runs
+from fetalft.report import load_runs, paper_table
 from fetalft.study import RunSpec, Study
 
 SMOKE = get_profile("smoke")
@@ -88,3 +89,35 @@ def test_rescore_command_reports_what_it_could_not_score(finished, capsys) -> No
     args = ["rescore", "--profile", "cpu", "--results-dir", str(finished["results"])]
     assert main([*args, "--checkpoint-dir", str(finished["checkpoints"]), "--quiet"]) == 0
     assert "no run could be re-scored" in capsys.readouterr().out
+
+
+def test_whole_protocol_table_sets_the_paper_protocol_against_fetalft() -> None:
+    """Hand-made scores: exam runs 0.90 and 0.92, leaky seeds 0.94 (fetalft), 0.96 (authors)."""
+    runs = pd.DataFrame(
+        {
+            "run": ["decoder-0-4", "decoder-0-4", "decoder-0-4--leaky"],
+            "seed": [0, 1, 0],
+            "split": ["exam", "exam", "leaky"],
+            "train_fraction": 1.0,
+            "head_trainable": False,
+            "dice": [0.90, 0.92, 0.94],
+        }
+    )
+    scores = pd.DataFrame(
+        {
+            "run": "decoder-0-4--leaky",
+            "seed": 0,
+            "split": "leaky",
+            "protocol": list(PROTOCOLS.values()),
+            "dice": [0.94, 0.95, 0.96],
+        }
+    )
+    row = rescore.whole_protocol_table(scores, runs).loc["decoder-0-4"]
+    assert row["exam split, fetalft"] == pytest.approx(91.0)
+    assert row["exam seeds"] == 2 and row["leaky seeds"] == "0"
+    assert row["leaky split, fetalft"] == pytest.approx(94.0)
+    assert row["leaky split, authors"] == pytest.approx(96.0)
+    assert row["leak + scoring (dice points)"] == pytest.approx(5.0)
+    assert row["paper"] == paper_table().set_index("strategy").loc["decoder-0-4", "dice"]
+    exam_only = scores.assign(split="exam", run="decoder-0-4")
+    assert rescore.whole_protocol_table(exam_only, runs).empty
