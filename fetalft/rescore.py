@@ -175,18 +175,19 @@ def whole_protocol_table(
     training length and machine), and what the leak and the scoring add together. The exam
     and leaky test sets differ, so that last column is a difference of means.
     """
-    leaky = scores[(scores["split"] == "leaky") & scores["run"].str.endswith("--leaky")]
+    leaky = scores[scores["split"] == "leaky"]
     if leaky.empty or runs.empty:
         return pd.DataFrame()
     scale = display_scale(metric)
     main = runs[is_main_variant(runs)]
+    strategy_of = dict(zip(runs["run"], runs["strategy"], strict=False))
     paper = paper_table().set_index("strategy")[PAPER_COLUMNS[metric]]
     rows = []
     for run, rescored in leaky.groupby("run"):
-        strategy = run.removesuffix("--leaky")
-        exam = main.loc[main["run"] == strategy, metric]
+        strategy = strategy_of[run]
+        exam = main.loc[main["strategy"] == strategy, metric]
+        exam_mean = exam.mean() * scale
         by_protocol = rescored.groupby("protocol")[metric].mean() * scale
-        exam_mean = exam.mean() * scale if len(exam) else float("nan")
         rows.append(
             {
                 "strategy": strategy,

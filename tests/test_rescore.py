@@ -96,6 +96,7 @@ def test_whole_protocol_table_sets_the_paper_protocol_against_fetalft() -> None:
     runs = pd.DataFrame(
         {
             "run": ["decoder-0-4", "decoder-0-4", "decoder-0-4--leaky"],
+            "strategy": "decoder-0-4",
             "seed": [0, 1, 0],
             "split": ["exam", "exam", "leaky"],
             "train_fraction": 1.0,
