@@ -13,8 +13,9 @@ The package behind the fetalft book. Modules, one concern each:
   device and precision, and the labels every result carries
 - :mod:`fetalft.training`, :mod:`fetalft.study`, :mod:`fetalft.io`: training runs, the
   study runner, and atomic output
-- :mod:`fetalft.report`, :mod:`fetalft.rescore`, :mod:`fetalft.speed`: tables from the
-  recorded runs, the paper's scoring of them, and the speed recordings
+- :mod:`fetalft.report`, :mod:`fetalft.rescore`, :mod:`fetalft.gap`, :mod:`fetalft.speed`:
+  tables from the recorded runs, the paper's scoring of them, the paper's numbers explained
+  factor by factor, and the speed recordings
 - :mod:`fetalft.predict`, :mod:`fetalft.submission`, :mod:`fetalft.export`: new scans, the
   challenge file, ONNX
 - :mod:`fetalft.book`, :mod:`fetalft.plots`, :mod:`fetalft.widgets`: what the chapters call

@@ -20,7 +20,14 @@ def _study(args: argparse.Namespace) -> int:
 
     profile = get_profile(args.profile)
     seeds = args.seeds if args.seeds is not None else profile.seeds
-    specs = plan(args.strategies, seeds, args.split, args.train_fraction, args.head_trainable)
+    specs = plan(
+        args.strategies,
+        seeds,
+        args.split,
+        args.train_fraction,
+        args.head_trainable,
+        args.random_bn,
+    )
     study = Study(
         profile,
         args.data_dir,
@@ -167,10 +174,31 @@ BEST_CHECKPOINT_HELP = (
 )
 
 
+def _head_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--head-trainable`` / ``--frozen-head``; neither keeps each strategy's own head."""
+    head = parser.add_mutually_exclusive_group()
+    head.add_argument(
+        "--head-trainable",
+        dest="head_trainable",
+        action="store_const",
+        const=True,
+        default=None,
+        help="train the segmentation head in every strategy",
+    )
+    head.add_argument(
+        "--frozen-head",
+        dest="head_trainable",
+        action="store_const",
+        const=False,
+        help="keep the segmentation head frozen at random initialisation in every strategy",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from fetalft.device import PRECISIONS
     from fetalft.profiles import PROFILES
     from fetalft.split import SPLIT_KINDS
+    from fetalft.strategies import RANDOM_BN_MODES
 
     parser = argparse.ArgumentParser(prog="fetalft", description="Fine-tuning U-Nets on HC18.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -190,7 +218,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="default: the profile's")
     p.add_argument("--split", choices=SPLIT_KINDS, default="exam")
     p.add_argument("--train-fraction", type=float, default=1.0)
-    p.add_argument("--head-trainable", action="store_true")
+    _head_arguments(p)
+    p.add_argument(
+        "--random-bn",
+        choices=RANDOM_BN_MODES,
+        default="eval",
+        help="BatchNorm of frozen parts that were never trained: eval keeps their initial "
+        "statistics (default), train normalises each batch as the authors' code did",
+    )
     p.add_argument(
         "--precision",
         choices=PRECISIONS,
@@ -221,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_rescore)
 
     p = commands.add_parser("strategies", help="print the strategy registry")
-    p.add_argument("--head-trainable", action="store_true")
+    _head_arguments(p)
     p.set_defaults(func=_strategies)
 
     p = commands.add_parser("params", help="parameter counts of Unet with the paper's 13 encoders")

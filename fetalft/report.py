@@ -82,8 +82,23 @@ def load_runs(profile: str, results_dir: str | os.PathLike | None = None) -> pd.
 
 
 def is_main_variant(runs: pd.DataFrame) -> pd.Series:
-    """Rows of the paper's main table: exam split, all training images, head as the paper."""
-    return (runs["split"] == "exam") & (runs["train_fraction"] == 1.0) & (~runs["head_trainable"])
+    """Rows of the paper's main table: each strategy as the authors ran it (exam split, all
+    training images, their head, fetalft's frozen BatchNorm), i.e. run names without a
+    variant suffix."""
+    return runs["run"] == runs["strategy"]
+
+
+def split_variant(run: str) -> tuple[str, str]:
+    """``(base run, variant)``: a run name without its first variant suffix, and that suffix.
+
+    ``decoder-0-4--leaky--frozen-head`` is the ``leaky`` variant of
+    ``decoder-0-4--frozen-head``, so every variant is compared with the run that differs
+    from it in that one respect. A run without a suffix is its own base (variant ``""``).
+    """
+    strategy, *suffixes = run.split("--")
+    if not suffixes:
+        return run, ""
+    return "--".join([strategy, *suffixes[1:]]), suffixes[0]
 
 
 def run_folder(
@@ -478,7 +493,7 @@ def paired_comparison(
 def variant_table(
     summary: pd.DataFrame, metrics: Sequence[str] = ("dice", "adf_mm")
 ) -> pd.DataFrame:
-    """Each variant run (``<strategy>--...``) beside its strategy's default run.
+    """Each variant run beside the run it differs from in one respect (:func:`split_variant`).
 
     Per metric: both runs' mean ± sd over seeds and the change (variant minus default, in
     Dice points or mm). For the leaky split that change is what the leak is worth; the two
@@ -491,12 +506,12 @@ def variant_table(
     by_run = summary.set_index("run")
     rows = []
     for run in summary["run"]:
-        if "--" not in run:
+        default, variant = split_variant(run)
+        if not variant:
             continue
-        strategy, variant = run.split("--", 1)
-        base = by_run.loc[strategy] if strategy in by_run.index else None
+        base = by_run.loc[default] if default in by_run.index else None
         var = by_run.loc[run]
-        row = {"strategy": strategy, "variant": variant}
+        row = {"strategy": var["strategy"], "variant": variant, "default run": default}
         for metric in metrics:
             scale = display_scale(metric)
             mean, sd = f"{metric}_mean", f"{metric}_sd"
@@ -693,7 +708,8 @@ def main_runs(runs: pd.DataFrame) -> pd.DataFrame:
 def smoke_book_specs() -> list[RunSpec]:
     """The smoke study of the results chapters: the main runs, one baseline run (for the
     paired comparison) and runs of each variant (leaky split, half the training images,
-    trainable head), so every table and figure has something to show."""
+    the other head, frozen random BatchNorm by batch), so every table and figure has
+    something to show."""
     from fetalft.study import plan
 
     return [
@@ -702,6 +718,8 @@ def smoke_book_specs() -> list[RunSpec]:
         *plan(["decoder-0-4"], SMOKE_SEEDS, split="leaky"),
         *plan(["decoder-0-4"], SMOKE_SEEDS[:1], train_fraction=0.5),
         *plan(["decoder-4"], SMOKE_SEEDS[:1], head_trainable=True),
+        *plan(["decoder-0-4"], SMOKE_SEEDS[:1], head_trainable=False),
+        *plan(["decoder-4"], SMOKE_SEEDS[:1], random_bn="train"),
     ]
 
 
@@ -717,12 +735,18 @@ def best_run(runs: pd.DataFrame, exclude: Sequence[str] = ("baseline",)) -> str 
 
 
 def data_efficiency(summary: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
-    """Mean ± sd of ``metric`` per strategy and training fraction (exam split, head as paper)."""
+    """Mean ± sd of ``metric`` per run family and training fraction, on the exam split.
+
+    A family is a run name without its ``--trainNNpct`` suffix (``baseline``,
+    ``decoder-0-4``, ``decoder-0-4--frozen-head``); families run at one fraction only are
+    left out.
+    """
     if summary.empty:
         return pd.DataFrame()
-    rows = summary[(summary["split"] == "exam") & (~summary["head_trainable"])]
-    fractions = rows.groupby("strategy")["train_fraction"].nunique()
-    rows = rows[rows["strategy"].isin(fractions[fractions > 1].index)]
+    rows = summary[summary["split"] == "exam"]
+    rows = rows.assign(family=rows["run"].str.replace(r"--train\d+pct", "", regex=True))
+    fractions = rows.groupby("family")["train_fraction"].nunique()
+    rows = rows[rows["family"].isin(fractions[fractions > 1].index)]
     if rows.empty:
         return pd.DataFrame()
     scale = display_scale(metric)
@@ -733,12 +757,14 @@ def data_efficiency(summary: pd.DataFrame, metric: str = "dice") -> pd.DataFrame
         ],
         training_images=rows["n_train"].astype(str),
     )
-    return table.pivot_table(
+    wide = table.pivot_table(
         index=["train_fraction", "training_images"],
-        columns="strategy",
+        columns="family",
         values="value",
         aggfunc="first",
     ).sort_index(ascending=False)
+    wide.columns.name = "strategy"
+    return wide
 
 
 #: The paper's training-set-size table: test Dice (%) with part of its 799 training images,

@@ -2,13 +2,18 @@
 
 A network is cut into named parts: ``encoder``, ``decoder.0`` ... ``decoder.4`` (smp's
 decoder blocks, 0 the deepest) and ``head`` (the 1x1 segmentation convolution). A strategy
-names the parts that train. The paper's trainable counts show that its partial-decoder
-strategies left the head frozen at random initialisation ("decoder 4" = 6,976 parameters is
-block 4 without the head's 145): that is the default here, and ``head_trainable=True``
-gives the alternative.
+names the parts that train, head included or not, as the authors' code did: the paper's
+partial-decoder counts leave the head frozen at random initialisation ("decoder 4" = 6,976
+parameters is block 4 without the head's 145), while its whole-decoder notebook freezes only
+``model.encoder`` and trains 4,405,073 parameters, head included. ``head_trainable``
+overrides a strategy's choice (a variant).
 
 Frozen means frozen: no gradient, no optimizer state, and normalisation layers in eval mode
-so their running statistics never move, whatever ``model.train()`` is called.
+so their running statistics never move, whatever ``model.train()`` is called. One option
+departs from that on purpose: ``random_bn="train"`` lets the BatchNorm of frozen parts that
+were never trained (random initialisation) normalise each batch with its own statistics in
+training mode, as ``requires_grad=False`` alone does in the authors' code. In eval mode those
+layers hold their initial statistics (mean 0, variance 1) and do not normalise at all.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ from torch import nn
 from fetalft.models import ENCODER, build_model, count_parameters
 
 DECODER_BLOCKS = tuple(f"decoder.{i}" for i in range(5))
+#: The BatchNorm of frozen, never-trained parts: ``eval`` keeps the initial statistics
+#: (fetalft's default), ``train`` normalises each batch as the authors' code did.
+RANDOM_BN_MODES = ("eval", "train")
 
 
 @dataclass(frozen=True)
@@ -30,9 +38,14 @@ class Strategy:
     label: str  # the paper's wording of the trainable layers
     architecture: str  # "unet" or "mobilenet_v2"
     pretrained: bool  # ImageNet encoder (False: random initialisation)
-    trainable: tuple[str, ...]  # parts that train; ("all",) for everything
+    trainable: tuple[str, ...]  # parts that train, "head" among them or not; ("all",): all
     paper_trainable: float  # the paper's trainable-parameter figure, in millions
     paper_results: tuple[float, float, float, float, float, float]  # PA, sd, Dice, sd, mIoU, sd
+
+    @property
+    def head_trainable(self) -> bool:
+        """Whether the segmentation head trains in this strategy as the authors ran it."""
+        return self.trainable == ("all",) or "head" in self.trainable
 
     @property
     def description(self) -> str:
@@ -67,7 +80,7 @@ STRATEGIES: dict[str, Strategy] = {
             "decoder 0-4",
             ENCODER,
             False,
-            _D,
+            (*_D, "head"),
             4.4,
             (91.68, 1.09, 86.68, 1.06, 76.70, 1.68),
         ),
@@ -139,7 +152,7 @@ STRATEGIES: dict[str, Strategy] = {
             "decoder 0-4",
             ENCODER,
             True,
-            _D,
+            (*_D, "head"),
             4.4,
             (97.77, 0.22, 96.28, 0.38, 92.87, 0.69),
         ),
@@ -166,42 +179,59 @@ def model_parts(model: nn.Module) -> dict[str, nn.Module]:
     return parts
 
 
-def trainable_parts(strategy: Strategy, model: nn.Module, head_trainable: bool = False) -> set[str]:
+def trainable_parts(
+    strategy: Strategy, model: nn.Module, head_trainable: bool | None = None
+) -> set[str]:
+    """The parts that train; ``head_trainable`` (None: the strategy's own choice) sets the head."""
     parts = set(model_parts(model))
     if strategy.trainable == ("all",):
         return parts
-    chosen = set(strategy.trainable) | ({"head"} if head_trainable else set())
+    chosen = set(strategy.trainable) - {"head"}
+    if strategy.head_trainable if head_trainable is None else head_trainable:
+        chosen.add("head")
     if unknown := chosen - parts:
         raise ValueError(f"strategy {strategy.name} names unknown parts {sorted(unknown)}")
     return chosen
+
+
+def untrained_parts(strategy: Strategy, model: nn.Module) -> set[str]:
+    """Parts that start from random initialisation: all but an ImageNet encoder."""
+    parts = set(model_parts(model))
+    return parts - {"encoder"} if strategy.pretrained else parts
 
 
 class FineTuned(nn.Module):
     """A network with some parts frozen for good.
 
     ``train()`` puts the trainable parts in training mode and keeps every frozen part in
-    eval mode, so BatchNorm statistics of frozen layers stay as loaded. The encoder is
-    frozen with smp's own ``freeze_encoder`` where the model has one. Frozen leading parts
-    (the encoder, and decoder blocks before the first trainable one) see inputs that do not
-    require gradients, so autograd records nothing for them and keeps no activations.
+    eval mode, so BatchNorm statistics of frozen layers stay as loaded; the frozen parts
+    named in ``batch_statistics`` are the exception and follow ``train()`` like the rest (their
+    BatchNorm normalises by batch, as in the authors' code). Otherwise the encoder is frozen
+    with smp's own ``freeze_encoder`` where the model has one. Frozen leading parts (the encoder, and
+    decoder blocks before the first trainable one) see inputs that do not require gradients,
+    so autograd records nothing for them and keeps no activations.
     """
 
-    def __init__(self, net: nn.Module, trainable: Iterable[str]) -> None:
+    def __init__(
+        self, net: nn.Module, trainable: Iterable[str], batch_statistics: Iterable[str] = ()
+    ) -> None:
         super().__init__()
         self.net = net
         self.trainable = frozenset(trainable)
         parts = model_parts(net)
         self.frozen = tuple(sorted(set(parts) - self.trainable))
+        self.batch_statistics = frozenset(batch_statistics) & set(self.frozen)
         for name, part in parts.items():
             part.requires_grad_(name in self.trainable)
-        if "encoder" in self.frozen and hasattr(net, "freeze_encoder"):
+        frozen_encoder = "encoder" in self.frozen and "encoder" not in self.batch_statistics
+        if frozen_encoder and hasattr(net, "freeze_encoder"):
             net.freeze_encoder()
         self.train()
 
     def train(self, mode: bool = True) -> FineTuned:
         super().train(mode)
         parts = model_parts(self.net)
-        for name in self.frozen:
+        for name in set(self.frozen) - self.batch_statistics:
             parts[name].eval()
         return self
 
@@ -215,15 +245,29 @@ class FineTuned(nn.Module):
 def prepare_model(
     strategy: Strategy,
     encoder_weights: str | None = "imagenet",
-    head_trainable: bool = False,
+    head_trainable: bool | None = None,
+    random_bn: str = "eval",
 ) -> FineTuned:
-    """Build the strategy's network (ImageNet or random encoder) and freeze what it freezes."""
+    """Build the strategy's network (ImageNet or random encoder) and freeze what it freezes.
+
+    ``random_bn`` (one of :data:`RANDOM_BN_MODES`) is the BatchNorm mode of frozen parts
+    that were never trained; see the module docstring.
+    """
+    if random_bn not in RANDOM_BN_MODES:
+        raise ValueError(
+            f"unknown random_bn {random_bn!r}; choose one of {', '.join(RANDOM_BN_MODES)}"
+        )
     net = build_model(strategy.architecture, encoder_weights if strategy.pretrained else None)
-    return FineTuned(net, trainable_parts(strategy, net, head_trainable))
+    batch_statistics = untrained_parts(strategy, net) if random_bn == "train" else set()
+    return FineTuned(net, trainable_parts(strategy, net, head_trainable), batch_statistics)
 
 
-def registry_table(head_trainable: bool = False) -> pd.DataFrame:
-    """The strategies with exact trainable and frozen counts (offline, random weights)."""
+def registry_table(head_trainable: bool | None = None) -> pd.DataFrame:
+    """The strategies with exact trainable and frozen counts (offline, random weights).
+
+    ``head_trainable`` None counts each strategy as the authors ran it; True or False sets
+    the head of every strategy.
+    """
     rows = []
     for strategy in STRATEGIES.values():
         model = prepare_model(strategy, encoder_weights=None, head_trainable=head_trainable)

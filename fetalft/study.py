@@ -33,7 +33,7 @@ from fetalft.metrics import summarize
 from fetalft.models import count_parameters, default_encoder_weights, mobilenet_unet, weights_source
 from fetalft.profiles import Profile, get_profile
 from fetalft.split import SplitKind
-from fetalft.strategies import STRATEGIES, get_strategy
+from fetalft.strategies import RANDOM_BN_MODES, STRATEGIES, get_strategy
 from fetalft.training import RunConfig, Trainer
 
 RESULTS_ENV = "FETALFT_RESULTS_DIR"
@@ -50,15 +50,27 @@ def checkpoints_root(path: str | os.PathLike | None = None) -> Path:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One run of the study: a strategy and seed, plus the variant it belongs to."""
+    """One run of the study: a strategy and seed, plus the variant it belongs to.
+
+    ``head_trainable`` None means the strategy's own choice; it is resolved to a bool here,
+    so a spec that asks for the strategy's own head is the strategy's default run.
+    """
 
     strategy: str
     seed: int
     split: SplitKind = "exam"
     train_fraction: float = 1.0
-    head_trainable: bool = False
+    head_trainable: bool | None = None
+    random_bn: str = "eval"
 
     def __post_init__(self) -> None:
+        default_head = get_strategy(self.strategy).head_trainable
+        if self.head_trainable is None:
+            object.__setattr__(self, "head_trainable", default_head)
+        if self.random_bn not in RANDOM_BN_MODES:
+            raise ValueError(
+                f"unknown random_bn {self.random_bn!r}; choose one of {', '.join(RANDOM_BN_MODES)}"
+            )
         percent = self.train_fraction * 100
         if not 0 < self.train_fraction <= 1 or abs(percent - round(percent)) > 1e-9:
             raise ValueError(
@@ -74,8 +86,10 @@ class RunSpec:
             name += f"--{self.split}"
         if self.train_fraction < 1:
             name += f"--train{round(self.train_fraction * 100)}pct"
-        if self.head_trainable:
-            name += "--head"
+        if self.head_trainable != get_strategy(self.strategy).head_trainable:
+            name += "--head" if self.head_trainable else "--frozen-head"
+        if self.random_bn != "eval":
+            name += f"--random-bn-{self.random_bn}"
         return name
 
     def folder(self, root: Path, profile: Profile) -> Path:
@@ -87,12 +101,17 @@ def plan(
     seeds: Iterable[int] = (0,),
     split: SplitKind = "exam",
     train_fraction: float = 1.0,
-    head_trainable: bool = False,
+    head_trainable: bool | None = None,
+    random_bn: str = "eval",
 ) -> list[RunSpec]:
     names = list(strategies) if strategies else list(STRATEGIES)
     for name in names:
         get_strategy(name)
-    return [RunSpec(n, s, split, train_fraction, head_trainable) for s in seeds for n in names]
+    return [
+        RunSpec(n, s, split, train_fraction, head_trainable, random_bn)
+        for s in seeds
+        for n in names
+    ]
 
 
 class Study:
@@ -151,6 +170,7 @@ class Study:
             batch_size=p.batch_size,
             lr=p.lr,
             head_trainable=spec.head_trainable,
+            random_bn=spec.random_bn,
             encoder_weights=str(self.encoder_weights),
             precision=self.precision,
             extra={"split": spec.split, "train_fraction": spec.train_fraction},
@@ -191,6 +211,7 @@ class Study:
             "split": spec.split,
             "train_fraction": spec.train_fraction,
             "head_trainable": spec.head_trainable,
+            "random_bn": spec.random_bn,
             "data": "synthetic" if self.synthetic else "HC18",
             "n_train": len(train),
             "n_val": len(val),

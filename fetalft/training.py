@@ -53,7 +53,8 @@ class RunConfig:
     batch_size: int = 10
     lr: float = 1e-4
     loss: str = "bce"
-    head_trainable: bool = False
+    head_trainable: bool | None = None  # None: the strategy's own choice
+    random_bn: str = "eval"  # BatchNorm of frozen untrained parts (strategies.RANDOM_BN_MODES)
     encoder_weights: str | None = "imagenet"
     precision: str = "auto"
     extra: dict = field(default_factory=dict)  # labels such as split or train fraction
@@ -133,7 +134,7 @@ class Trainer:
         seed_everything(config.seed)
         strategy = get_strategy(config.strategy)
         self.model: FineTuned = prepare_model(
-            strategy, config.encoder_weights, config.head_trainable
+            strategy, config.encoder_weights, config.head_trainable, config.random_bn
         )
         if "encoder" in self.model.trainable:
             recalibrate_folded_batchnorm(self.model.net.encoder, self.train_scans)

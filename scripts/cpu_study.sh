@@ -13,24 +13,37 @@ study() { python -m fetalft study --profile cpu --quiet "$@"; }
 # Cheapest first within a seed, so a half-finished seed still fills most of the table.
 fine_tuned="decoder-0-4 decoder-4 decoder-2-4 decoder-0 decoder-0-1 decoder-0-2 encoder random-decoder-0-4 random-encoder"
 partial="decoder-0 decoder-0-1 decoder-0-2 decoder-2-4 decoder-4"
+# Strategies with frozen layers that were never trained (random initialisation).
+random_frozen="decoder-0 decoder-0-1 decoder-0-2 encoder random-encoder decoder-2-4 decoder-4 random-decoder-0-4"
 
-study --strategies $fine_tuned baseline --seeds 0                      # the paper's table, seed 0
-study --strategies decoder-0-4 --seeds 0 --split leaky                 # what the leak is worth
-# Three seeds in all: the short fine-tuned runs of seeds 1-2 first, so that a session which
-# ends mid-study (or a machine that is not handed back) loses at most one short run.
+# The paper's table, three seeds. The short fine-tuned runs of seeds 1-2 come before the
+# baselines, so that a session which ends mid-study loses at most one short run.
+study --strategies $fine_tuned baseline --seeds 0
 study --strategies $fine_tuned --seeds 1 2
 study --strategies baseline --seeds 1 2                                # 47-81 min each
-for fraction in 0.1 0.3 0.5; do                                        # data efficiency, cheap half
-  study --strategies decoder-0-4 --seeds 0 --train-fraction "$fraction"
-done
-study --strategies $partial --seeds 0 --head-trainable                 # the head policy
-study --strategies decoder-0-4 --seeds 1 2 --split leaky               # the leak, three seeds
-# Three seeds for the cheap extras (about 1 h in all), then the last baselines.
+
+# Chapter 7's gap table: what the leak is worth, then frozen random layers whose BatchNorm
+# normalises each batch, as in the authors' code.
+study --strategies decoder-0-4 --seeds 0 1 2 --split leaky
+study --strategies $random_frozen --seeds 0 --random-bn train
+study --strategies $random_frozen --seeds 1 2 --random-bn train
+
+# Data efficiency (the cheap half).
 for fraction in 0.1 0.3 0.5; do
-  study --strategies decoder-0-4 --seeds 1 2 --train-fraction "$fraction"
+  study --strategies decoder-0-4 --seeds 0 1 2 --train-fraction "$fraction"
 done
-study --strategies $partial --seeds 1 2 --head-trainable
-study --strategies baseline --seeds 0 --split leaky                    # 65-80 min each
-for fraction in 0.1 0.3 0.5; do                                        # data efficiency, baseline half
+
+# The head policy: the partial strategies with a trainable head, and the whole-decoder
+# strategies with the head frozen at random initialisation (fetalft's first registry).
+study --strategies $partial --seeds 0 1 2 --head-trainable
+study --strategies decoder-0-4 random-decoder-0-4 --seeds 0 1 2 --frozen-head
+study --strategies decoder-0-4 --seeds 0 1 2 --split leaky --frozen-head
+for fraction in 0.1 0.3 0.5; do
+  study --strategies decoder-0-4 --seeds 0 1 2 --train-fraction "$fraction" --frozen-head
+done
+
+# The baseline's leak and data efficiency (65-80 min each on the leaky split).
+study --strategies baseline --seeds 0 --split leaky
+for fraction in 0.1 0.3 0.5; do
   study --strategies baseline --seeds 0 --train-fraction "$fraction"
 done

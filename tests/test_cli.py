@@ -53,7 +53,9 @@ def test_strategies_prints_the_registry(capsys) -> None:
     assert set(rows) == set(STRATEGIES)
     assert "31,037,633" in rows["baseline"]
     assert re.search(r"\s6,976\s+6,621,969\s+6,628,945\s", rows["decoder-4"])
-    assert "4,404,928" in rows["decoder-0-4"]
+    # the authors' whole-decoder notebook prints 4,405,073: its head trains
+    assert re.search(r"\s4,405,073\s+2,223,872\s", rows["decoder-0-4"])
+    assert re.search(r"\s4,405,073\s+2,223,872\s", rows["random-decoder-0-4"])
     assert "decoder 0,1,2" in rows["decoder-0-2"]
 
 
@@ -62,6 +64,13 @@ def test_strategies_with_trainable_head(capsys) -> None:
     rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
     assert " 7,121 " in rows["decoder-4"]
     assert "31,037,633" in rows["baseline"]  # the baseline's head always trains
+
+
+def test_strategies_with_frozen_head(capsys) -> None:
+    assert main(["strategies", "--frozen-head"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert " 4,404,928 " in rows["decoder-0-4"]
+    assert " 6,976 " in rows["decoder-4"]
 
 
 def test_params_prints_the_parameter_table(capsys, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -214,7 +223,7 @@ def test_predict_without_checkpoint_uses_the_best_validation_run(
     for run, dice in (("decoder-4", 0.5), ("decoder-0-4", 0.9)):
         folder = results / "smoke" / run / "seed-0"
         folder.mkdir(parents=True)
-        metrics = {"run": run, "seed": 0, "best_val_dice": dice, **labels}
+        metrics = {"run": run, "strategy": run, "seed": 0, "best_val_dice": dice, **labels}
         (folder / "metrics.json").write_text(json.dumps(metrics))
         best = checkpoints / "smoke" / run / "seed-0" / "best.pt"
         best.parent.mkdir(parents=True)

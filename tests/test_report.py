@@ -55,6 +55,7 @@ def write_run(
         "split": spec.split,
         "train_fraction": spec.train_fraction,
         "head_trainable": spec.head_trainable,
+        "random_bn": spec.random_bn,
         "data": "synthetic",
         "n_train": 6,
         "n_val": 3,
@@ -383,6 +384,7 @@ def test_variant_table_sets_each_variant_beside_its_default(results: Path) -> No
         {
             "strategy": "decoder-4",
             "variant": "head",
+            "default run": "decoder-4",
             "default dice": "not run yet",
             "variant dice": "60.00 (1 seed)",
             "dice change": "n/a",
@@ -392,6 +394,7 @@ def test_variant_table_sets_each_variant_beside_its_default(results: Path) -> No
         {
             "strategy": "decoder-0-4",
             "variant": "leaky",
+            "default run": "decoder-0-4",
             "default dice": "91.00 ± 1.41",
             "variant dice": "95.00 (1 seed)",
             "dice change": "+4.00",
@@ -399,6 +402,36 @@ def test_variant_table_sets_each_variant_beside_its_default(results: Path) -> No
             "variant seeds": 1,
         },
     ]
+
+
+def test_a_variant_of_a_variant_is_compared_with_the_run_it_differs_from_in_one_respect(
+    results: Path,
+) -> None:
+    """The leak under the frozen head is leaky-frozen minus exam-frozen, not minus the
+    main run (which trains the head)."""
+    write_run(results, RunSpec("decoder-0-4", 0), test={"dice": 0.97})
+    write_run(results, RunSpec("decoder-0-4", 0, head_trainable=False), test={"dice": 0.90})
+    frozen_leaky = RunSpec("decoder-0-4", 0, split="leaky", head_trainable=False)
+    write_run(results, frozen_leaky, test={"dice": 0.93})
+    summary = report.summarize_runs(report.load_runs(PROFILE, results))
+    rows = report.variant_table(summary, metrics=("dice",)).set_index("variant")
+    assert rows.loc["leaky", "default run"] == "decoder-0-4--frozen-head"
+    assert rows.loc["leaky", "dice change"] == "+3.00"
+    assert rows.loc["frozen-head", "default run"] == "decoder-0-4"
+    assert rows.loc["frozen-head", "dice change"] == "-7.00"
+
+
+@pytest.mark.parametrize(
+    ("run", "expected"),
+    [
+        ("decoder-0-4", ("decoder-0-4", "")),
+        ("decoder-0-4--leaky", ("decoder-0-4", "leaky")),
+        ("decoder-0-4--leaky--frozen-head", ("decoder-0-4--frozen-head", "leaky")),
+        ("decoder-0--head--random-bn-train", ("decoder-0--random-bn-train", "head")),
+    ],
+)
+def test_split_variant(run: str, expected: tuple[str, str]) -> None:
+    assert report.split_variant(run) == expected
 
 
 def test_variant_table_states_the_change_in_mm_for_head_circumference(results: Path) -> None:
@@ -437,10 +470,15 @@ def test_data_efficiency_keeps_strategies_run_at_several_fractions(results: Path
     write_run(results, RunSpec("decoder-0-4", 0, split="leaky", train_fraction=0.5))
     write_run(results, RunSpec("decoder-4", 0), n_train=700)  # one fraction only: left out
     write_run(results, RunSpec("decoder-4", 0, train_fraction=0.5, head_trainable=True))
+    frozen = {"head_trainable": False}
+    write_run(results, RunSpec("decoder-0-4", 0, **frozen), test={"dice": 0.85}, n_train=700)
+    half_frozen = RunSpec("decoder-0-4", 0, train_fraction=0.5, **frozen)
+    write_run(results, half_frozen, test={"dice": 0.75}, n_train=350)
     table = report.data_efficiency(report.summarize_runs(report.load_runs(PROFILE, results)))
-    assert list(table.columns) == ["decoder-0-4"]
+    assert list(table.columns) == ["decoder-0-4", "decoder-0-4--frozen-head"]
     assert list(table.index) == [(1.0, "700"), (0.5, "350")]
     assert table["decoder-0-4"].tolist() == ["90.00 (1 seed)", "80.00 (1 seed)"]
+    assert table["decoder-0-4--frozen-head"].tolist() == ["85.00 (1 seed)", "75.00 (1 seed)"]
 
 
 # --------------------------------------------------------------------------- coverage
@@ -452,11 +490,14 @@ def test_is_main_variant_means_exam_split_all_images_paper_head(results: Path) -
         RunSpec("decoder-4", 0, split="leaky"),
         RunSpec("decoder-4", 0, train_fraction=0.5),
         RunSpec("decoder-4", 0, head_trainable=True),
+        RunSpec("decoder-4", 0, random_bn="train"),
+        RunSpec("decoder-0-4", 0, head_trainable=True),  # its own head: the main run
+        RunSpec("decoder-0-4", 0, head_trainable=False),
     ]
     for spec in specs:
         write_run(results, spec)
     runs = report.load_runs(PROFILE, results)
-    assert runs.loc[report.is_main_variant(runs), "run"].tolist() == ["decoder-4"]
+    assert runs.loc[report.is_main_variant(runs), "run"].tolist() == ["decoder-0-4", "decoder-4"]
 
 
 def test_missing_runs_lists_main_table_cells_not_finished(results: Path) -> None:

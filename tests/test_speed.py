@@ -121,6 +121,21 @@ def test_accuracy_table_has_one_row_per_machine_with_a_short_run() -> None:
     assert speed.accuracy_table([without]).empty
 
 
+def test_accuracy_table_reads_repeats_and_keeps_the_arms_in_reading_order() -> None:
+    arms = dict.fromkeys(reversed(speed.ACCURACY_ARMS), 0.5)
+    result = {"machine": {**MACHINE, "hardware": "CPU: D"}, "rows": []}
+    runs = {arm: [0.4, 0.6, 0.5] for arm in arms}
+    result["accuracy"] = {"setting": "s", "val_dice": arms, "val_dice_runs": runs}
+    table = speed.accuracy_table([result])
+    assert [c for c in table.columns if c.startswith("Dice: ")] == [
+        "Dice: authors on folded weights",
+        "Dice: authors",
+        "Dice: authors with frozen BatchNorm",
+        "Dice: fetalft",
+    ]
+    assert table.loc["CPU: D", "repeats"] == 3
+
+
 def test_t4_projections_keep_each_machine_apart() -> None:
     slower = speed_result("cpu", "CPU: other, 2 threads")
     slower["rows"][1] = train_row("fetalft", "decoder-0-4", 512, 2.0)  # a 2x speed-up there

@@ -22,10 +22,12 @@ from fetalft.strategies import (
 HEAD = 145
 BASELINE = 31_037_633
 
-#: Exact trainable parameters with the paper's head policy (head frozen in partial strategies).
+#: Exact trainable parameters of each strategy as the authors' code ran it. The partial
+#: strategies keep the head frozen (the paper's "decoder 4" = 6,976 is block 4 without the
+#: head); the whole-decoder notebook freezes only ``model.encoder`` and prints 4,405,073.
 TRAINABLE = {
     "baseline": BASELINE,
-    "random-decoder-0-4": 4_404_928,
+    "random-decoder-0-4": 4_405_073,
     "random-encoder": 2_223_872,
     "encoder": 2_223_872,
     "decoder-0": 3_761_152,
@@ -33,8 +35,10 @@ TRAINABLE = {
     "decoder-0-2": 4_365_568,
     "decoder-2-4": 164_032,
     "decoder-4": 6_976,
-    "decoder-0-4": 4_404_928,
+    "decoder-0-4": 4_405_073,
 }
+#: Strategies whose head trains as the authors ran them (besides the baseline's "all").
+HEAD_TRAINS = {"decoder-0-4", "random-decoder-0-4"}
 
 #: The paper printed 4.36M for decoder 0,1,2, which is 4,365,568 truncated rather than
 #: rounded (4.37M); every other figure is the count rounded to the printed digits.
@@ -54,14 +58,21 @@ def test_every_strategy_has_an_expected_count() -> None:
     assert set(TRAINABLE) == set(STRATEGIES)
 
 
-@pytest.mark.parametrize("head_trainable", [False, True], ids=["head-frozen", "head-trainable"])
+@pytest.mark.parametrize(
+    "head_trainable", [None, False, True], ids=["authors-head", "head-frozen", "head-trainable"]
+)
 @pytest.mark.parametrize("name", list(STRATEGIES))
-def test_trainable_counts(name: str, head_trainable: bool) -> None:
+def test_trainable_counts(name: str, head_trainable: bool | None) -> None:
     model = prepare_model(get_strategy(name), encoder_weights=None, head_trainable=head_trainable)
-    expected = TRAINABLE[name] + (HEAD if head_trainable and name != "baseline" else 0)
+    head_trains = name == "baseline" or (
+        name in HEAD_TRAINS if head_trainable is None else head_trainable
+    )
+    without_head = TRAINABLE[name] - (HEAD if name in HEAD_TRAINS else 0)
+    expected = TRAINABLE[name] if name == "baseline" else without_head + HEAD * head_trains
     assert count_parameters(model, trainable_only=True) == expected
     assert len(model.trainable_parameters()) == sum(p.requires_grad for p in model.parameters())
-    assert ("head" in model.trainable) == (head_trainable or name == "baseline")
+    assert ("head" in model.trainable) == head_trains
+    assert get_strategy(name).head_trainable == (name == "baseline" or name in HEAD_TRAINS)
 
 
 def printed_decimals(value: float) -> int:
@@ -123,9 +134,11 @@ def snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
 class Trained:
     """A strategy's model before and after a few Adam steps with ``train()`` called each step."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, random_bn: str = "eval") -> None:
         torch.manual_seed(0)
-        self.model: FineTuned = prepare_model(get_strategy(name), encoder_weights=None)
+        self.model: FineTuned = prepare_model(
+            get_strategy(name), encoder_weights=None, random_bn=random_bn
+        )
         self.parts = model_parts(self.model.net)
         self.before = {part: snapshot(module) for part, module in self.parts.items()}
         self.optimizer = torch.optim.Adam(self.model.trainable_parameters(), lr=1e-3)
@@ -268,7 +281,14 @@ def tiny_scans(synthetic_hc18) -> dict[str, list]:
     }
 
 
-def run_trainer(tiny_scans, folder, name: str, head_trainable: bool = False, weights=None):
+def run_trainer(
+    tiny_scans,
+    folder,
+    name: str,
+    head_trainable: bool | None = None,
+    weights=None,
+    random_bn: str = "eval",
+):
     """A Trainer as the study builds it, its state before training, and after one epoch
     (two Adam steps, with ``train()`` and ``eval()`` around validation)."""
     from fetalft.training import RunConfig, Trainer
@@ -279,6 +299,7 @@ def run_trainer(tiny_scans, folder, name: str, head_trainable: bool = False, wei
         image_size=32,
         batch_size=2,
         head_trainable=head_trainable,
+        random_bn=random_bn,
         encoder_weights=weights,
     )
     trainer = Trainer(config, tiny_scans["train"], tiny_scans["val"], folder, progress=False)
@@ -335,6 +356,14 @@ def test_trainer_with_trainable_head(tiny_scans, tmp_path, name: str) -> None:
     check_frozen_through_trainer(trainer, parts, before)
 
 
+@pytest.mark.parametrize("name", sorted(HEAD_TRAINS))
+def test_trainer_with_frozen_head(tiny_scans, tmp_path, name: str) -> None:
+    trainer, parts, before = run_trainer(tiny_scans, tmp_path, name, head_trainable=False)
+    assert "head" in trainer.model.frozen
+    assert count_parameters(trainer.model, trainable_only=True) == TRAINABLE[name] - HEAD
+    check_frozen_through_trainer(trainer, parts, before)
+
+
 def test_trainer_keeps_a_frozen_imagenet_encoder_exactly_as_loaded(
     tiny_scans, tmp_path, imagenet_weights
 ) -> None:
@@ -371,3 +400,79 @@ def test_random_init_strategies_ignore_the_imagenet_weights(imagenet_weights) ->
         model = prepare_model(strategy, encoder_weights=str(imagenet_weights))
         loaded = torch.equal(model.net.encoder.features[0][0].weight, state["features.0.0.weight"])
         assert loaded == strategy.pretrained, name
+
+
+# -- the authors' BatchNorm in frozen layers that were never trained --------------------------
+
+#: Frozen parts at random initialisation, per strategy as the authors ran it (their
+#: BatchNorm normalises by batch under ``random_bn="train"``).
+RANDOM_FROZEN = {
+    "baseline": set(),
+    "random-decoder-0-4": {"encoder"},
+    "random-encoder": {"decoder.0", "decoder.1", "decoder.2", "decoder.3", "decoder.4", "head"},
+    "encoder": {"decoder.0", "decoder.1", "decoder.2", "decoder.3", "decoder.4", "head"},
+    "decoder-0": {"decoder.1", "decoder.2", "decoder.3", "decoder.4", "head"},
+    "decoder-0-1": {"decoder.2", "decoder.3", "decoder.4", "head"},
+    "decoder-0-2": {"decoder.3", "decoder.4", "head"},
+    "decoder-2-4": {"decoder.0", "decoder.1", "head"},
+    "decoder-4": {"decoder.0", "decoder.1", "decoder.2", "decoder.3", "head"},
+    "decoder-0-4": set(),
+}
+
+
+@pytest.mark.parametrize("name", list(STRATEGIES))
+def test_random_bn_train_picks_the_frozen_random_parts(name: str) -> None:
+    default = prepare_model(get_strategy(name), encoder_weights=None)
+    authors = prepare_model(get_strategy(name), encoder_weights=None, random_bn="train")
+    assert default.batch_statistics == frozenset()
+    assert authors.batch_statistics == RANDOM_FROZEN[name]
+    assert authors.trainable == default.trainable  # the option moves no parameter
+    authors.train()
+    parts = model_parts(authors.net)
+    for part in authors.frozen:
+        modes = {m.training for m in parts[part].modules()}
+        assert modes == {part in RANDOM_FROZEN[name]}, part
+
+
+def bn_input_output(model: FineTuned, block: str, x: torch.Tensor):
+    """Input and output of the first BatchNorm of ``block`` when ``model`` sees ``x``."""
+    bn = next(m for m in model_parts(model.net)[block].modules() if isinstance(m, nn.BatchNorm2d))
+    seen = []
+    # clones: the ReLU after it works in place
+    hook = bn.register_forward_hook(lambda _m, i, out: seen.append((i[0].clone(), out.clone())))
+    try:
+        model(x)
+    finally:
+        hook.remove()
+    return seen[0]
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_frozen_random_batchnorm_normalises_only_under_the_authors_mode(mode: str) -> None:
+    """By the definition of BatchNorm: in training mode each channel of a batch comes out
+    with mean 0 and variance 1 (initial scale 1, shift 0); in eval mode with the initial
+    statistics (mean 0, variance 1) the layer passes its input through unchanged."""
+    torch.manual_seed(0)
+    model = prepare_model(get_strategy("decoder-0-2"), encoder_weights=None, random_bn=mode)
+    model.train()
+    seen, out = bn_input_output(model, "decoder.3", torch.randn(4, 3, 64, 64))
+    if mode == "train":
+        assert out.mean(dim=(0, 2, 3)).abs().max() < 1e-4
+        assert (out.var(dim=(0, 2, 3), unbiased=False) - 1).abs().max() < 1e-3
+        assert (seen.var(dim=(0, 2, 3), unbiased=False) - 1).abs().max() > 0.1  # it did work
+    else:
+        torch.testing.assert_close(out, seen / math.sqrt(1 + 1e-5))
+
+
+def test_random_bn_train_moves_statistics_not_weights_and_spares_the_imagenet_encoder() -> None:
+    trained = Trained("decoder-0-2", random_bn="train")
+    for part in trained.model.frozen:
+        after = trained.parts[part].state_dict()
+        for key, before in trained.before[part].items():
+            moved = not torch.equal(after[key], before)
+            is_statistic = key.endswith(("running_mean", "running_var", "num_batches_tracked"))
+            if part in RANDOM_FROZEN["decoder-0-2"] and is_statistic and "decoder" in part:
+                assert moved, f"{part}.{key} should follow the batches"
+            else:
+                assert not moved, f"{part}.{key} changed"
+    assert all(p.grad is None for p in trained.frozen_parameters())
