@@ -164,6 +164,18 @@ def measure(
     }
 
 
+def arm_model(arm: str, records, weights, size: int) -> torch.nn.Module:
+    """decoder-0-4 frozen as ``arm`` does (see :func:`short_real_run`)."""
+    if arm in ("authors with frozen BatchNorm", "fetalft"):  # fetalft's freezing
+        return prepare_model(get_strategy("decoder-0-4"), weights)
+    if arm not in ("authors", "authors on folded weights"):
+        raise ValueError(f"unknown arm {arm!r}; choose one of {', '.join(ACCURACY_ARMS)}")
+    model = authors_model("decoder-0-4", weights)
+    if arm == "authors":
+        recalibrate_folded_batchnorm(model.encoder, load_scans(records, size, progress=False))
+    return model
+
+
 def short_real_run(
     arm: str, records, val_records, weights, size: int, epochs: int, seed: int = 0
 ) -> float:
@@ -183,12 +195,7 @@ def short_real_run(
     torch.manual_seed(seed)
     pipeline = "fetalft" if arm == "fetalft" else "authors"
     loader = loaders(pipeline, records, size, 10)
-    if arm == "authors with frozen BatchNorm" or arm == "fetalft":  # fetalft's freezing
-        model = prepare_model(get_strategy("decoder-0-4"), weights)
-    else:
-        model = authors_model("decoder-0-4", weights)
-        if arm == "authors":
-            recalibrate_folded_batchnorm(model.encoder, load_scans(records, size, progress=False))
+    model = arm_model(arm, records, weights, size)
     runtime = Runtime.choose("auto" if pipeline == "fetalft" else "fp32")
     if pipeline == "fetalft":
         model = model.to(memory_format=torch.channels_last)

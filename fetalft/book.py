@@ -371,7 +371,7 @@ def augmentation_example(record: hc18.Record, size: int):
     return scan.image, scan.mask
 
 
-def strategy_table(head_trainable: bool = False) -> pd.DataFrame:
+def strategy_table(head_trainable: bool | None = None) -> pd.DataFrame:
     """The registry with exact counts and the paper's figure, formatted for reading."""
     from fetalft.strategies import registry_table
 

@@ -638,7 +638,7 @@ def smoke_results_specs() -> list[RunSpec]:
 # --------------------------------------------------------------------------- parameters
 
 
-def strategy_parts(head_trainable: bool = False) -> pd.DataFrame:
+def strategy_parts(head_trainable: bool | None = None) -> pd.DataFrame:
     """Every strategy's parts with their parameter counts and whether they train.
 
     Straight from the registry (:mod:`fetalft.strategies`): one network per architecture is
@@ -875,17 +875,21 @@ AUTHOR_CODE_DIFFERENCES: tuple[tuple[str, str, str], ...] = (
         "best against last epoch on validation, per run",
     ),
     (
-        "Freezing by requires_grad=False only: BatchNorm statistics of frozen layers keep "
-        "changing in train mode.",
-        "Frozen parts stay in eval mode: no gradients, no optimiser state, fixed statistics.",
-        "short real runs of the training benchmark: the authors' pipeline with and without "
-        "fetalft's freezing (no study run has moving statistics)",
+        "Freezing by requires_grad=False only: BatchNorm layers of frozen parts stay in "
+        "training mode, normalise each batch and overwrite their statistics, in a pretrained "
+        "encoder and in never-trained random layers alike.",
+        "Frozen parts stay in eval mode: no gradients, no optimiser state, fixed statistics. "
+        "The authors' behaviour for frozen random layers is an option (--random-bn train).",
+        "frozen pretrained encoder: short real runs of the training benchmark; frozen random "
+        "layers: every strategy that has them, three seeds each, with their BatchNorm by batch",
     ),
     (
         "The segmentation head stays frozen at random initialisation in the partial-decoder "
-        "strategies (its trainable counts exclude it).",
-        "Same default, to match the paper's counts; the trainable head is a variant.",
-        "head policy: partial strategies with and without a trainable head",
+        "strategies (their trainable counts exclude it) and trains in the whole-decoder "
+        "strategies (the notebook prints 4,405,073 trainable parameters).",
+        "The same, strategy by strategy; the other head is a variant (--head-trainable, "
+        "--frozen-head).",
+        "head policy: every strategy with the other head",
     ),
     (
         "'mIoU' is the foreground IoU; Dice and IoU are pooled per batch; pixel accuracy "

@@ -32,3 +32,35 @@ def test_train_speed_records_both_pipelines(tmp_path: Path) -> None:
     table = speed.train_table(recording)
     assert table.loc[(32, "decoder-0-4"), "speed-up"] > 0
     assert table.loc[(32, "decoder-0-4"), "fetalft precision"] in {"fp32", "bf16-autocast"}
+
+
+def test_short_run_arms_freeze_as_they_say(synthetic_hc18: Path, imagenet_weights: Path) -> None:
+    """The authors' arm trains on recalibrated weights (no longer folded, encoder BatchNorm in
+    training mode); the folded arm keeps the offline weights as they are; fetalft's freezing
+    keeps the encoder's BatchNorm in eval mode."""
+    import importlib.util
+
+    from torch import nn
+
+    from fetalft import hc18
+    from fetalft.batchnorm import is_folded
+
+    spec = importlib.util.spec_from_file_location("train_speed", ROOT / "benchmarks/train_speed.py")
+    train_speed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_speed)
+    records = hc18.load_records("training", synthetic_hc18)[:4]
+
+    def encoder_bn_training(model: nn.Module) -> set[bool]:
+        model.train()
+        encoder = model.net.encoder if hasattr(model, "net") else model.encoder
+        return {m.training for m in encoder.modules() if isinstance(m, nn.BatchNorm2d)}
+
+    for arm in speed.ACCURACY_ARMS:
+        model = train_speed.arm_model(arm, records, str(imagenet_weights), 32)
+        encoder = model.net.encoder if hasattr(model, "net") else model.encoder
+        assert is_folded(encoder) == (arm != "authors"), arm
+        assert encoder_bn_training(model) == {arm.startswith("authors on") or arm == "authors"}
+        head = model.net.segmentation_head if hasattr(model, "net") else model.segmentation_head
+        assert all(p.requires_grad for p in head.parameters()), arm  # the authors' head trains
+    with pytest.raises(ValueError, match="unknown arm"):
+        train_speed.arm_model("mine", records, str(imagenet_weights), 32)
