@@ -56,6 +56,10 @@ SUBSETS: Mapping[str, tuple[str, str, bool]] = MappingProxyType(
     }
 )
 
+#: In each subset folder: the sha256 of every file as extracted from the verified zip, in
+#: ``sha256sum`` format. A later run trusts the folder only if every file still matches it.
+MANIFEST = ".sha256"
+
 _CHUNK = 1 << 20
 _TIMEOUT_S = 60
 _USER_AGENT = "fetalft-download (python urllib)"
@@ -173,14 +177,18 @@ def _ensure_subset(
     zip_name, csv_name, annotated = SUBSETS[folder_name]
     folder = root / folder_name
     expected = expected_files(root / csv_name, annotated=annotated)
-    if not force and folder.is_dir() and _name_problems(_files_in(folder), expected) is None:
-        _say(progress, f"{folder_name}/ already present and complete, skipping")
-        return
+    if not force and folder.is_dir():
+        problem = _folder_problems(folder, expected)
+        if problem is None:
+            _say(progress, f"{folder_name}/ already present and verified, skipping")
+            return
+        _say(progress, f"{folder_name}/ is not the verified download ({problem}); fetching it")
 
     zip_path = root / zip_name
     # A zip under its final name was renamed there only once complete (see _fetch), so
-    # after an interrupted extraction it is reused instead of fetched again.
-    if force or not zip_path.is_file():
+    # after an interrupted extraction it is reused instead of fetched again, if it matches
+    # its checksum (when one is known).
+    if force or not zip_path.is_file() or not _checksum_ok(zip_path, checksums.get(zip_name)):
         url = _url(base_url, zip_name)
         _fetch(url, zip_path, expected_sha256=checksums.get(zip_name), progress=progress)
     else:
@@ -256,15 +264,24 @@ def _extract_verified(zip_path: Path, folder: Path, expected: set[str], *, sourc
     """
     try:
         with zipfile.ZipFile(zip_path) as archive, atomic_directory(folder) as tmp:
+            digests = {}
             for member, name in _dataset_members(archive, zip_path.name):
+                digest = hashlib.sha256()
                 with archive.open(member) as src, open(tmp / name, "wb") as dst:
-                    shutil.copyfileobj(src, dst, _CHUNK)
+                    while chunk := src.read(_CHUNK):
+                        dst.write(chunk)
+                        digest.update(chunk)
+                digests[name] = digest.hexdigest()
             problem = _name_problems(_files_in(tmp), expected)
             if problem is not None:
                 raise VerificationError(
                     f"{zip_path.name} from {source} does not match its CSV: {problem}. "
                     "The archive is not the official HC18 one; check --base-url."
                 )
+            (tmp / MANIFEST).write_text(
+                "".join(f"{digests[name]}  {name}\n" for name in sorted(digests)),
+                encoding="utf-8",
+            )
     except (zipfile.BadZipFile, zlib.error, EOFError) as error:
         raise DownloadError(
             f"{zip_path.name} from {source} is incomplete or damaged ({error}). "
@@ -328,6 +345,49 @@ def _name_problems(actual: set[str], expected: set[str]) -> str | None:
     if extra := sorted(actual - expected):
         problems.append(f"{len(extra)} file(s) not in the CSV, e.g. {_examples(extra)}")
     return "; ".join(problems) or None
+
+
+def _folder_problems(folder: Path, expected: set[str]) -> str | None:
+    """Why ``folder`` is not the verified extraction of its zip, or ``None`` if it is.
+
+    The names must match the CSV and every file must still have the sha256 recorded in
+    :data:`MANIFEST` when the zip was extracted. A folder without that record (unzipped by
+    hand, or by an older fetalft) is accepted when every image decodes: that catches
+    truncated and damaged files, not a valid image swapped for another, and keeps a
+    complete offline copy usable without the network.
+    """
+    if problem := _name_problems(_files_in(folder), expected):
+        return problem
+    try:
+        lines = (folder / MANIFEST).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        unreadable = sorted(n for n in expected if not _decodes(folder / n))
+        if unreadable:
+            return f"{len(unreadable)} image(s) do not decode, e.g. {_examples(unreadable)}"
+        return None
+    except (OSError, UnicodeDecodeError):
+        return f"no readable {MANIFEST} from an earlier verified download"
+    pairs = (line.split("  ", 1) for line in lines if "  " in line)
+    recorded = {name: digest for digest, name in pairs}
+    if set(recorded) != expected:
+        return f"its {MANIFEST} does not list the CSV's files"
+    if changed := sorted(n for n in expected if _sha256(folder / n) != recorded[n]):
+        return f"{len(changed)} file(s) changed since download, e.g. {_examples(changed)}"
+    return None
+
+
+def _decodes(path: Path) -> bool:
+    """Whether an image file decodes completely (a truncated PNG fails its checksum)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.verify()  # chunk checksums
+        with Image.open(path) as image:
+            image.load()  # and the pixel data is all there
+    except (OSError, SyntaxError, ValueError):
+        return False
+    return True
 
 
 def _examples(names: list[str]) -> str:

@@ -25,7 +25,13 @@ PIXEL_MM = 0.15
 
 
 def true_hc_mm(ellipse: Ellipse, pixel_size_mm: float = PIXEL_MM) -> float:
-    return ellipse.scaled(pixel_size_mm).perimeter
+    """The ellipse's perimeter in mm by numerical integration of the arc length, not by
+    Ramanujan's formula that the code under test uses."""
+    from scipy.integrate import quad
+
+    a, b = ellipse.a * pixel_size_mm, ellipse.b * pixel_size_mm
+    length, _ = quad(lambda t: math.hypot(a * math.sin(t), b * math.cos(t)), 0, 2 * math.pi)
+    return length
 
 
 def assert_not_measurable(result: Measurement) -> None:
@@ -53,7 +59,7 @@ def assert_not_measurable(result: Measurement) -> None:
 def test_measure_head_on_filled_ellipse(head: Ellipse) -> None:
     result = measure_head(head.to_mask(SHAPE), PIXEL_MM)
     assert result.measurable
-    assert result.hc_mm == pytest.approx(true_hc_mm(head), rel=0.005)
+    assert result.hc_mm == pytest.approx(true_hc_mm(head), abs=0.05)
     assert result.ellipse_px.cx == pytest.approx(head.cx, abs=0.5)
     assert result.ellipse_px.cy == pytest.approx(head.cy, abs=0.5)
     assert result.pixel_size_mm == PIXEL_MM
@@ -64,7 +70,7 @@ def test_measure_head_accepts_any_positive_values_as_head() -> None:
     head = Ellipse(400, 270, 200, 150, 0.2)
     as_logits_above_zero = head.to_mask(SHAPE).astype(np.float32) * 7.5
     result = measure_head(as_logits_above_zero, PIXEL_MM)
-    assert result.hc_mm == pytest.approx(true_hc_mm(head), rel=0.005)
+    assert result.hc_mm == pytest.approx(true_hc_mm(head), abs=0.05)
 
 
 def test_empty_mask_is_not_measurable() -> None:
@@ -94,7 +100,7 @@ def test_head_cut_by_the_border_is_measured_accurately(head: Ellipse) -> None:
     assert mask[:, 0].any() or mask[-1, :].any()  # really cut by the border
     result = measure_head(mask, PIXEL_MM)
     assert result.measurable
-    assert result.hc_mm == pytest.approx(true_hc_mm(head), rel=0.005)
+    assert result.hc_mm == pytest.approx(true_hc_mm(head), abs=0.15)  # from part of the outline
 
 
 def test_boundary_points_leave_out_the_image_border() -> None:
@@ -121,7 +127,7 @@ def test_largest_component_is_used_when_there_is_noise() -> None:
     mask[rng.integers(0, SHAPE[0], 300), rng.integers(0, SHAPE[1], 300)] = 1  # speckle
     result = measure_head(mask, PIXEL_MM)
     assert result.measurable
-    assert result.hc_mm == pytest.approx(true_hc_mm(head), rel=0.005)
+    assert result.hc_mm == pytest.approx(true_hc_mm(head), abs=0.05)
 
 
 def test_largest_component_keeps_only_the_biggest_blob() -> None:
@@ -204,3 +210,38 @@ def test_ellipse_from_outline_on_near_empty_image_names_the_source(n_pixels: int
         ellipse_from_outline(outline, source="042_HC_Annotation.png")
     assert "042_HC_Annotation.png" in str(info.value)
     assert f"{n_pixels} outline pixels" in str(info.value)
+
+
+# --------------------------------------------------------------------------- HC, independently
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        Ellipse(400, 270, 210, 160, 0.0),
+        Ellipse(380, 260, 190, 150, 0.5),
+        Ellipse(420, 280, 160, 120, 2.3),
+        Ellipse(300, 250, 120, 95, 1.4),
+        Ellipse(401.3, 268.7, 199.6, 151.2, 0.93),  # off the pixel grid
+        Ellipse(60, 270, 220, 160, 0.3),  # cut by the left border
+    ],
+    ids=lambda e: f"a{e.a:.0f}_angle{e.angle:.2f}",
+)
+def test_hc_of_a_rasterised_head_is_its_true_perimeter_within_0_05_mm(head: Ellipse) -> None:
+    """Half a pixel of bias in the traced outline (e.g. edge-pixel centres instead of the
+    edge) costs about 0.4 mm here; the unbiased outline lands within 0.05 mm."""
+    result = measure_head(head.to_mask(SHAPE), PIXEL_MM)
+    assert result.measurable
+    assert result.hc_mm == pytest.approx(true_hc_mm(head), abs=0.05)
+
+
+def test_boundary_points_lie_on_the_pixel_edge_not_on_edge_pixel_centres() -> None:
+    """A filled square of pixels 10..29: its edge is at 9.5 and 29.5, half a pixel outside
+    the centres of its edge pixels."""
+    mask = np.zeros((40, 40), np.uint8)
+    mask[10:30, 10:30] = 1
+    points = boundary_points(mask)
+    assert points[:, 0].min() == pytest.approx(9.5)
+    assert points[:, 0].max() == pytest.approx(29.5)
+    assert points[:, 1].min() == pytest.approx(9.5)
+    assert points[:, 1].max() == pytest.approx(29.5)

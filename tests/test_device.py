@@ -67,12 +67,26 @@ def test_conv_step_seconds_times_both_precisions() -> None:
     assert all(0 < value < 10 for value in seconds.values())
 
 
-def test_auto_follows_this_machine() -> None:
+@pytest.mark.parametrize(
+    ("has_cuda", "pays_off", "expected"),
+    [
+        (False, False, ("cpu", None, "fp32")),
+        (False, True, ("cpu", torch.bfloat16, "bf16-autocast")),
+        (True, False, ("cuda", torch.float16, "fp16-autocast")),  # the CPU timing is not asked
+        (True, True, ("cuda", torch.float16, "fp16-autocast")),
+    ],
+)
+def test_auto_follows_the_machine(
+    monkeypatch: pytest.MonkeyPatch, has_cuda: bool, pays_off: bool, expected: tuple
+) -> None:
+    """With no arguments: CUDA with fp16 when there is a GPU, else the CPU, in bf16 only
+    where bf16 was measured to pay off."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: has_cuda)
+    asked = []
+    monkeypatch.setattr(device, "bf16_pays_off", lambda: asked.append(1) or pays_off)
     runtime = Runtime.choose()
-    expected_device = "cuda" if torch.cuda.is_available() else "cpu"
-    assert runtime.device.type == expected_device
-    if expected_device == "cpu":
-        assert (runtime.dtype == torch.bfloat16) == device.bf16_pays_off()
+    assert (runtime.device.type, runtime.dtype, runtime.precision) == expected
+    assert bool(asked) == (not has_cuda)
 
 
 def test_cuda_uses_fp16_autocast() -> None:

@@ -21,6 +21,7 @@ import pytest
 
 from fetalft import hc18
 from fetalft.download import (
+    MANIFEST,
     DownloadError,
     VerificationError,
     add_arguments,
@@ -169,7 +170,15 @@ def test_full_download_gives_a_readable_dataset(zenodo: FakeZenodo, tmp_path: Pa
     assert sorted(p.name for p in (root / "training_set").iterdir()) == sorted(
         [n for n, _, _ in TRAIN_ROWS]
         + [n.replace(".png", "_Annotation.png") for n, _, _ in TRAIN_ROWS]
+        + [MANIFEST]
     )
+    # the manifest records each file's sha256 as it came out of the verified zip
+    manifest = (root / "training_set" / MANIFEST).read_text().splitlines()
+    assert len(manifest) == 2 * len(TRAIN_ROWS)
+    for line in manifest:
+        digest, name = line.split("  ")
+        data = _member(zenodo, "training_set.zip", name)
+        assert digest == hashlib.sha256(data).hexdigest()
 
 
 def test_data_dir_comes_from_the_environment(
@@ -325,5 +334,133 @@ def test_complete_zip_from_an_interrupted_run_is_reused(zenodo: FakeZenodo, tmp_
 
     fetch(zenodo, tmp_path)
     assert "training_set.zip" not in zenodo.requests
+    assert len(hc18.load_records("training", tmp_path)) == len(TRAIN_ROWS)
+    assert leftovers(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- nothing unverified
+
+
+def _member(zenodo: FakeZenodo, zip_name: str, file_name: str) -> bytes:
+    with zipfile.ZipFile(io.BytesIO(zenodo.files[zip_name])) as archive:
+        [member] = [n for n in archive.namelist() if n.endswith("/" + file_name) or n == file_name]
+        return archive.read(member)
+
+
+@pytest.mark.parametrize("csv_name", [hc18.TRAIN_CSV, hc18.TEST_CSV])
+def test_a_wrong_csv_already_on_disk_is_detected_and_replaced(
+    zenodo: FakeZenodo, tmp_path: Path, csv_name: str
+) -> None:
+    fetch(zenodo, tmp_path)
+    good = zenodo.files[csv_name]
+    # same file names (so the folders still match it), one number changed
+    (tmp_path / csv_name).write_bytes(good.replace(b"0.1", b"0.9", 1))
+    assert (tmp_path / csv_name).read_bytes() != good
+    zenodo.reset()
+
+    fetch(zenodo, tmp_path)
+    assert zenodo.requests == [csv_name]
+    assert (tmp_path / csv_name).read_bytes() == good
+    assert leftovers(tmp_path) == []
+
+
+def test_a_wrong_csv_in_a_fresh_folder_is_not_trusted(zenodo: FakeZenodo, tmp_path: Path) -> None:
+    (tmp_path / hc18.TRAIN_CSV).write_bytes(_csv(TRAIN_HEADER, TRAIN_ROWS[:1]))
+
+    fetch(zenodo, tmp_path)
+    assert hc18.TRAIN_CSV in zenodo.requests
+    assert (tmp_path / hc18.TRAIN_CSV).read_bytes() == zenodo.files[hc18.TRAIN_CSV]
+    assert len(hc18.load_records("training", tmp_path)) == len(TRAIN_ROWS)
+
+
+def _other_png(_: bytes) -> bytes:
+    return _png(np.random.default_rng(99))  # a valid image, but not HC18's
+
+
+def _truncated_png(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+@pytest.mark.parametrize("damage", [_other_png, _truncated_png, lambda data: b""])
+@pytest.mark.parametrize(
+    ("folder", "zip_name", "file_name"),
+    [
+        ("training_set", "training_set.zip", "001_2HC.png"),
+        ("training_set", "training_set.zip", "002_HC_Annotation.png"),
+        ("test_set", "test_set.zip", "004_HC.png"),
+    ],
+)
+def test_a_wrong_png_already_on_disk_is_detected_and_replaced(
+    zenodo: FakeZenodo, tmp_path: Path, damage, folder: str, zip_name: str, file_name: str
+) -> None:
+    fetch(zenodo, tmp_path)
+    path = tmp_path / folder / file_name
+    good = _member(zenodo, zip_name, file_name)
+    assert path.read_bytes() == good
+    path.write_bytes(damage(good))
+    zenodo.reset()
+
+    fetch(zenodo, tmp_path)
+    assert zenodo.requests == [zip_name]
+    assert path.read_bytes() == good
+    assert leftovers(tmp_path) == []
+    zenodo.reset()
+    fetch(zenodo, tmp_path)  # and now it is trusted again
+    assert zenodo.requests == []
+
+
+def test_a_folder_not_made_by_a_verified_download_is_fetched_again(
+    zenodo: FakeZenodo, tmp_path: Path
+) -> None:
+    """Right names, no record (e.g. unzipped by hand), and a file that is not an image."""
+    fetch(zenodo, tmp_path)
+    for path in (tmp_path / "test_set").iterdir():
+        if path.name.startswith("."):
+            path.unlink()  # what a hand-made copy lacks: the record of the verified zip
+    (tmp_path / "test_set" / "003_HC.png").write_bytes(b"not a png")
+    zenodo.reset()
+
+    fetch(zenodo, tmp_path)
+    assert zenodo.requests == ["test_set.zip"]
+    assert (tmp_path / "test_set" / "003_HC.png").read_bytes() == _member(
+        zenodo, "test_set.zip", "003_HC.png"
+    )
+
+
+def test_a_complete_folder_unzipped_by_hand_is_kept_without_the_network(
+    zenodo: FakeZenodo, tmp_path: Path
+) -> None:
+    """Every image decodes: an offline copy without the record stays usable."""
+    fetch(zenodo, tmp_path)
+    for subset in ("training_set", "test_set"):
+        (tmp_path / subset / ".sha256").unlink()
+    zenodo.reset()
+    fetch(zenodo, tmp_path)
+    assert zenodo.requests == []
+
+
+def test_a_truncated_png_in_a_folder_unzipped_by_hand_is_fetched_again(
+    zenodo: FakeZenodo, tmp_path: Path
+) -> None:
+    fetch(zenodo, tmp_path)
+    (tmp_path / "test_set" / ".sha256").unlink()
+    png = tmp_path / "test_set" / "003_HC.png"
+    png.write_bytes(png.read_bytes()[:-20])
+    zenodo.reset()
+    fetch(zenodo, tmp_path)
+    assert zenodo.requests == ["test_set.zip"]
+
+
+def test_a_zip_left_by_an_earlier_run_is_checked_against_its_checksum(
+    zenodo: FakeZenodo, tmp_path: Path
+) -> None:
+    """A complete zip from an interrupted run is reused only if it is the right one."""
+    good = zenodo.files["training_set.zip"]
+    wrong = make_files(extra_train_image=None)["test_set.zip"]  # a valid zip, the wrong one
+    (tmp_path / "training_set.zip").write_bytes(wrong)
+    checksums = sha256s(zenodo.files) | {"training_set.zip": hashlib.sha256(good).hexdigest()}
+
+    fetch(zenodo, tmp_path, checksums=checksums)
+    assert "training_set.zip" in zenodo.requests
     assert len(hc18.load_records("training", tmp_path)) == len(TRAIN_ROWS)
     assert leftovers(tmp_path) == []

@@ -178,3 +178,45 @@ def test_summarize_selected_columns_only() -> None:
     summary = summarize(per_image, columns=("iou",))
     assert list(summary.index) == ["iou"]
     assert summary.loc["iou", "mean"] == pytest.approx(0.3)
+
+
+# --------------------------------------------------------------------------- Hausdorff, asymmetric
+# Every case above is symmetric (the two directed distances are equal), so a one-directional
+# distance would pass them. Here the two directions differ by a factor of three.
+
+
+def brute_force_hausdorff(first: Ellipse, second: Ellipse, n: int = 4000) -> float:
+    """max over both outlines of the distance to the nearest point of the other, via cdist."""
+    from scipy.spatial.distance import cdist
+
+    distances = cdist(first.points(n), second.points(n))
+    return max(distances.min(axis=1).max(), distances.min(axis=0).max())
+
+
+def test_hausdorff_of_a_small_blob_far_from_the_outline_takes_the_longer_direction() -> None:
+    """A circle of radius 5 centred 30 px right of a radius-50 circle's centre, worked by hand:
+    blob -> outline is at most 50 - (30 - 5) = 25 (the blob's point nearest the big centre);
+    outline -> blob is 50 + 30 - 5 = 75 (the big circle's leftmost point). Hausdorff: 75."""
+    blob, head = circle(5, cx=230), circle(50, cx=200)
+    assert hausdorff_mm(blob, head) == pytest.approx(75.0, abs=1e-3)
+    assert hausdorff_mm(head, blob) == pytest.approx(75.0, abs=1e-3)
+    for pred, truth in ((blob, head), (head, blob)):
+        metrics = challenge_metrics(measured(pred), truth, PIXEL_MM, SHAPE)
+        assert metrics["hausdorff_mm"] == pytest.approx(75.0 * PIXEL_MM, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("pred", "truth"),
+    [
+        (Ellipse(150, 120, 12, 8, 0.4), Ellipse(200, 150, 90, 60, 2.0)),  # small blob off-centre
+        (Ellipse(200, 150, 90, 60, 2.0), Ellipse(150, 120, 12, 8, 0.4)),
+        (Ellipse(230, 155, 20, 15, 0.3), Ellipse(200, 150, 90, 60, 0.0)),  # nested, off-centre
+    ],
+)
+def test_hausdorff_matches_brute_force_on_asymmetric_pairs(pred: Ellipse, truth: Ellipse) -> None:
+    from scipy.spatial.distance import cdist
+
+    d = cdist(pred.points(4000), truth.points(4000))
+    forward, backward = d.min(axis=1).max(), d.min(axis=0).max()
+    assert abs(forward - backward) > 5  # really asymmetric: one direction alone is wrong
+    assert hausdorff_mm(pred, truth) == pytest.approx(brute_force_hausdorff(pred, truth), abs=0.05)

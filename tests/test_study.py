@@ -297,3 +297,65 @@ def test_fractions_that_would_share_a_folder_are_refused() -> None:
     assert RunSpec("decoder-4", 0, train_fraction=0.12).name == "decoder-4--train12pct"
     with pytest.raises(ValueError, match="whole percentage"):
         RunSpec("decoder-4", 0, train_fraction=0.125)
+
+
+# -- the study scores what it says: the best validation epoch, not the last -----------------
+
+
+def test_test_metrics_are_those_of_the_best_epoch_not_the_last(
+    study_env: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two epochs, validation peaking at epoch 1: metrics.json and per_image.csv must equal
+    best.pt (epoch 1) scored independently, and differ from the last epoch's weights."""
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    from fetalft.evaluate import evaluate
+    from fetalft.metrics import summarize
+    from fetalft.predict import Predictor
+
+    scores = iter([0.9, 0.1])
+    monkeypatch.setattr(training, "validation_dice", lambda *args: next(scores))
+    epoch_states = []
+    real_save = training.Trainer.save_checkpoint
+
+    def snapshot_then_save(self) -> None:
+        epoch_states.append({k: v.detach().clone() for k, v in self.model.state_dict().items()})
+        real_save(self)
+
+    monkeypatch.setattr(training.Trainer, "save_checkpoint", snapshot_then_save)
+    profile = dataclasses.replace(TINY, name="tiny-2-epochs", epochs=2, lr=1e-2)
+    runner = Study(profile, encoder_weights="random", precision="fp32", progress=False)
+    spec = RunSpec("decoder-0-4", seed=0)
+    folder = runner.run(spec)
+
+    metrics = json.loads((folder / "metrics.json").read_text())
+    history = pd.read_csv(folder / "history.csv")
+    assert list(history["val_dice"]) == [0.9, 0.1]
+    assert metrics["best_epoch"] == 1
+    assert metrics["best_val_dice"] == 0.9
+    best_path = spec.folder(study_env["checkpoints"], profile) / "best.pt"
+    assert torch.load(best_path, weights_only=False)["epoch"] == 1
+    assert len(epoch_states) == 2
+
+    test = runner.scans(spec, "test")
+    predictor = Predictor.from_checkpoint(best_path, precision="fp32")
+    from_best = evaluate(predictor.model, test, predictor.runtime, profile.batch_size)
+    predictor.model.load_state_dict(epoch_states[1])
+    from_last = evaluate(predictor.model, test, predictor.runtime, profile.batch_size)
+
+    recorded = pd.read_csv(folder / "per_image.csv")
+    numeric = [c for c in recorded.columns if c not in ("name", "measurable")]
+    assert list(recorded["name"]) == [s.name for s in test]
+    np.testing.assert_allclose(
+        recorded[numeric].to_numpy(float), from_best[numeric].to_numpy(float), rtol=1e-9
+    )
+    summary = summarize(from_best).to_dict(orient="index")
+    for metric, values in metrics["test"].items():
+        assert values == pytest.approx(summary[metric], rel=1e-9, nan_ok=True), metric
+    # the last epoch answers differently, so the comparison above tells the two apart
+    assert not np.allclose(
+        recorded["pixel_accuracy"].to_numpy(), from_last["pixel_accuracy"].to_numpy()
+    )

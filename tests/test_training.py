@@ -355,3 +355,36 @@ def test_bf16_costs_no_accuracy_on_a_short_real_run(
     assert test32 > 0.6  # it learned something, so the comparison means something
     assert val16 == pytest.approx(val32, abs=0.02)
     assert test16 == pytest.approx(test32, abs=0.02)
+
+
+# -- validation Dice on unsaturated logits ---------------------------------------------------
+
+
+class UnsureOracle(torch.nn.Module):
+    """+margin on each validation scan's mask (shifted by ``shift`` columns), -margin elsewhere."""
+
+    def __init__(self, val, margin: float, shift: int = 0) -> None:
+        super().__init__()
+        self.masks = [np.roll(s.mask, shift, axis=1) for s in val]
+        self.margin = margin
+        self.index = 0
+
+    def forward(self, x):
+        masks = self.masks[self.index : self.index + len(x)]
+        self.index += len(x)
+        return self.margin * (torch.from_numpy(np.stack(masks))[:, None].float() * 2 - 1)
+
+
+@pytest.mark.parametrize("margin", [0.2, 0.01])
+def test_validation_dice_thresholds_unsure_logits_at_zero(scans, margin: float) -> None:
+    runtime = Runtime.choose("fp32", "cpu")
+    val = scans["val"]
+    assert validation_dice(UnsureOracle(val, margin), val, runtime, 2) == pytest.approx(1.0)
+    assert validation_dice(UnsureOracle(val, -margin), val, runtime, 2) == pytest.approx(0.0)
+    # a prediction 3 columns off: the Dice of each image, worked out with numpy
+    expected = np.mean(
+        [2 * (np.roll(s.mask, 3, axis=1) & s.mask).sum() / (2 * s.mask.sum()) for s in val]
+    )
+    assert 0.3 < expected < 0.95
+    shifted = validation_dice(UnsureOracle(val, margin, shift=3), val, runtime, 2)
+    assert shifted == pytest.approx(expected)
