@@ -18,6 +18,7 @@ The package behind the fetalft book. Modules, one concern each:
   factor by factor, and the speed recordings
 - :mod:`fetalft.predict`, :mod:`fetalft.submission`, :mod:`fetalft.export`: new scans, the
   challenge file, ONNX
+- :mod:`fetalft.sota`: published HC18 results and the test sets they were scored on
 - :mod:`fetalft.book`, :mod:`fetalft.plots`, :mod:`fetalft.widgets`: what the chapters call
 """
 

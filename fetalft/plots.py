@@ -621,3 +621,165 @@ def grouped_bars(table: pd.DataFrame, ylabel: str, title: str = "") -> Figure:
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------- state of the art
+
+
+def _spread(values: Sequence[float], gap: float) -> list[float]:
+    """Label positions near ``values`` but at least ``gap`` apart (same order as given)."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    placed: dict[int, float] = {}
+    last = -math.inf
+    for i in order:
+        placed[i] = max(values[i], last + gap)
+        last = placed[i]
+    shift = (max(placed.values()) - max(values)) / 2 if placed else 0.0
+    return [placed[i] - shift for i in range(len(values))]
+
+
+def sota_figure(table: pd.DataFrame) -> Figure:
+    """Published HC18 results and fetalft's, by trainable parameters: Dice (top) and ADF (bottom).
+
+    ``table`` is :func:`fetalft.sota.published_methods` (optionally through
+    :func:`fetalft.sota.with_fetalft`). Marker shape says where a result was scored: circles on
+    the challenge's hidden test set, squares on a split of the training images, diamonds for
+    fetalft's exam-level split. Methods whose parameter count no source states sit in the
+    "not stated" strip on the left; a count the paper cites but no source confirms is drawn
+    hollow at that count. Methods with no value for a panel's metric are listed under the figure.
+    """
+    from matplotlib.ticker import FuncFormatter
+
+    from fetalft.sota import CHALLENGE
+
+    def style(row) -> dict:
+        if row.group == "fetalft":
+            return {"marker": "D", "color": OURS}
+        if row.test_set == CHALLENGE:
+            return {"marker": "o", "color": PRED}
+        return {"marker": "s", "color": TRAINS}
+
+    metrics = [("dice_pct", "Dice (%)", 2), ("adf_mm", "ADF (mm)", 2)]
+    fig = plt.figure(figsize=(8.8, 8.6))
+    grid = fig.add_gridspec(2, 2, width_ratios=[2.3, 3.2], wspace=0.04, hspace=0.32)
+    listed: list[str] = []
+    hollow = False
+    for r, (column, ylabel, digits) in enumerate(metrics):
+        strip = fig.add_subplot(grid[r, 0])
+        main = fig.add_subplot(grid[r, 1], sharey=strip)
+        rows = table[table[column].notna()]
+        values = rows[column].astype(float)
+        if len(values):
+            low, high = values.min(), values.max()
+            pad = max(0.15 * (high - low), 0.25 if column == "dice_pct" else 0.1)
+            strip.set_ylim(low - pad, high + pad)
+        span = strip.get_ylim()[1] - strip.get_ylim()[0]
+
+        placed = {"strip": [], "main": []}
+        for row in rows.itertuples(index=False):
+            kind = style(row)
+            params = row.trainable_params_m
+            value = getattr(row, column)
+            if pd.notna(params):
+                main.plot(params, value, ls="none", ms=8, **kind)
+                placed["main"].append((params, value, row.label))
+            elif pd.notna(row.cited_params_m):
+                main.plot(row.cited_params_m, value, ls="none", ms=8, mfc="none", **kind)
+                hollow = True
+                placed["main"].append(
+                    (row.cited_params_m, value, f"{row.label}\n(params as cited)")
+                )
+            else:
+                strip.plot(0.0, value, ls="none", ms=8, **kind)
+                placed["strip"].append((0.0, value, row.label))
+        for where, ax in (("strip", strip), ("main", main)):
+            points = placed[where]
+            ys = _spread([p[1] for p in points], gap=0.09 * span)
+            for (x, y, text), y_text in zip(points, ys, strict=True):
+                right = where == "main" and x > 10
+                if where == "strip":
+                    anchor = (x + 0.08, y_text)
+                else:
+                    anchor = (x / 1.2, y_text) if right else (x * 1.2, y_text)
+                ax.annotate(
+                    f"{text}: {y:.{digits}f}",
+                    (x, y),
+                    xytext=anchor,
+                    textcoords="data",
+                    fontsize=9,
+                    va="center",
+                    ha="right" if right else "left",
+                    arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.6},
+                )
+        missing = table[table[column].isna()]
+        if len(missing):
+            names = [
+                row.label
+                + (
+                    f" (IoU {row.iou_pct:.2f}%)"
+                    if column == "dice_pct" and pd.notna(row.iou_pct)
+                    else ""
+                )
+                + (
+                    f" [{row.cited_params_m:g}M parameters as cited by the paper]"
+                    if column == "dice_pct" and pd.notna(row.cited_params_m)
+                    else ""
+                )
+                for row in missing.itertuples(index=False)
+            ]
+            listed.append(f"No {ylabel.split(' ')[0]} stated: " + "; ".join(names) + ".")
+
+        strip.set_xlim(-0.1, 1.5)
+        strip.set_xticks([0.0], ["not stated"], fontsize=9)
+        strip.set_ylabel(ylabel, fontsize=10)
+        strip.tick_params(axis="y", labelsize=9)
+        strip.set_title("parameters not stated", fontsize=9)
+        main.set_xscale("log")
+        main.set_xlim(1.0, 200.0)
+        main.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        main.tick_params(axis="y", labelleft=False)
+        main.tick_params(axis="both", labelsize=9)
+        main.set_xlabel("trainable parameters (millions, log scale)", fontsize=10)
+        main.grid(True, which="major", alpha=0.3)
+        main.set_title(
+            f"{'higher' if column == 'dice_pct' else 'lower'} is better", fontsize=9, loc="right"
+        )
+
+    handles = [
+        plt.Line2D(
+            [], [], ls="none", marker="o", color=PRED, ms=8, label=f"scored on the {CHALLENGE}"
+        ),
+        plt.Line2D(
+            [],
+            [],
+            ls="none",
+            marker="s",
+            color=TRAINS,
+            ms=8,
+            label="scored on a split of the 999 training images",
+        ),
+    ]
+    if hollow:
+        handles.append(
+            plt.Line2D(
+                [],
+                [],
+                ls="none",
+                marker="s",
+                mfc="none",
+                color=TRAINS,
+                ms=8,
+                label="parameter count as cited by the paper, unverified",
+            )
+        )
+    if (table["group"] == "fetalft").any():
+        handles.append(
+            plt.Line2D(
+                [], [], ls="none", marker="D", color=OURS, ms=8, label="fetalft, exam-level split"
+            )
+        )
+    fig.legend(handles=handles, loc="upper center", ncol=2, fontsize=9, frameon=False)
+    if listed:
+        fig.text(0.02, 0.01, "\n".join(listed), fontsize=9, va="bottom", wrap=True)
+    fig.subplots_adjust(top=0.90, bottom=0.08 + 0.03 * len(listed), left=0.09, right=0.97)
+    return fig
