@@ -143,6 +143,45 @@ def format_gap_table(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def findings(table: pd.DataFrame, close: float = 2.0) -> str:
+    """The table's findings in words, every number taken from ``table`` (:func:`gap_table`).
+
+    A row counts as explained when its remaining gap is within ``close`` Dice points.
+    """
+    if table.empty:
+        return "No main-table runs yet, so nothing to explain."
+    remaining = table["remaining"]
+    explained = remaining[remaining.abs() <= close]
+    worst = remaining.abs().sort_values(ascending=False).head(3).index
+    sentences = [
+        f"The measured factors bring {len(explained)} of the {len(table)} rows within "
+        f"{close:g} Dice points of the paper"
+        + (f" ({', '.join(explained.index)})." if len(explained) else "."),
+        "The largest gaps left are "
+        + ", ".join(f"{name} ({remaining[name]:+.2f})" for name in worst)
+        + " points (paper minus explained).",
+    ]
+    bn = table["random BatchNorm"][
+        [has_frozen_random_layers(name) for name in table.index]
+    ].dropna()
+    if len(bn):
+        helped = bn[bn > 0]
+        sentences.append(
+            f"Letting frozen random layers normalise each batch, as the authors' code does, "
+            f"moves those rows by {bn.min():+.2f} to {bn.max():+.2f} points; it helps "
+            f"{len(helped)} of the {len(bn)} strategies"
+            + (f" ({', '.join(helped.index)})." if len(helped) else ".")
+        )
+    for factor, label in (("leak", "The leak"), ("scoring", "The authors' scoring")):
+        values = table[factor].dropna()
+        if len(values):
+            sentences.append(
+                f"{label} adds {values.min():+.2f} to {values.max():+.2f} points in the "
+                f"{len(values)} row{'s' if len(values) > 1 else ''} where measured."
+            )
+    return " ".join(sentences)
+
+
 def remaining_differences(runs: pd.DataFrame) -> str:
     """What still differs between these runs and the paper's, named from the runs' labels."""
     sizes = ", ".join(str(s) for s in sorted(set(runs["image_size"])))

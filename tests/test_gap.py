@@ -120,3 +120,24 @@ def test_has_frozen_random_layers(strategy: str, expected: bool) -> None:
 def test_remaining_differences_names_the_profile() -> None:
     sentence = gap.remaining_differences(runs_frame({"decoder-0-4": [0.9]}))
     assert "192 px" in sentence and "8 epochs" in sentence and "file:w.pth" in sentence
+
+
+def test_findings_say_what_the_table_shows() -> None:
+    runs = runs_frame(
+        {
+            "decoder-0-4": [0.961],  # paper 96.28: remaining +0.18, explained
+            "decoder-0-2": [0.70],  # paper 95.34
+            "decoder-0-2--random-bn-train": [0.80],  # +10.00
+            "encoder": [0.70],  # paper 96.22
+            "encoder--random-bn-train": [0.60],  # -10.00
+        }
+    )
+    table = gap.gap_table(runs, scores_frame("decoder-0-4", 0.96, 0.965))
+    text = gap.findings(table)
+    assert "1 of the 3 rows within 2 Dice points of the paper (decoder-0-4)" in text
+    # encoder: 70.00 plus -10.00 explained against the paper's 96.22
+    assert "encoder (+36.22)" in text and "decoder-0-2 (+15.34)" in text
+    assert "by -10.00 to +10.00 points; it helps 1 of the 2 strategies (decoder-0-2)" in text
+    assert "The authors' scoring adds +0.50 to +0.50 points in the 1 row where measured" in text
+    assert "The leak" not in text  # not measured, so not said
+    assert gap.findings(pd.DataFrame()).startswith("No main-table runs")
