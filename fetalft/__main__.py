@@ -1,33 +1,84 @@
 """Command line: ``python -m fetalft <command>`` (also installed as ``fetalft``).
 
 Commands: download, study, rescore, strategies, params, split, predict, submit, export.
+
+Exit codes: 0 done; 2 a usage error or bad input (a one-line ``error: ...`` on stderr that
+names the file or option and what to do); 3 ``predict`` found no head; 130 ``study`` or
+``download`` interrupted with Ctrl-C. Anything unexpected keeps its traceback (exit 1).
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
 from fetalft import download
-from fetalft.hc18 import HC18Error
+from fetalft.hc18 import PIXEL_SIZE_RANGE_MM
+
+
+class UsageError(ValueError):
+    """A command-line value the command cannot use; the message says which and what to do."""
+
+
+def is_project_error(error: BaseException) -> bool:
+    """Whether ``error`` is one of fetalft's own error types (HC18Error, CheckpointError, ...).
+
+    Those carry a message written for the user and become one line with exit code 2; any
+    other exception (a RuntimeError such as CUDA out of memory, a bug) keeps its traceback.
+    """
+    return any(cls.__module__.split(".")[0] == "fetalft" for cls in type(error).__mro__)
+
+
+@contextmanager
+def _user_input() -> Iterator[None]:
+    """Around calls that only validate what the user gave (get_profile, plan): their plain
+    ValueErrors are about that input, so they become :class:`UsageError`."""
+    try:
+        yield
+    except ValueError as error:
+        if is_project_error(error):
+            raise
+        raise UsageError(str(error)) from error
+
+
+def _seed(text: str) -> int:
+    """``--seeds`` values: whole numbers >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"seeds are whole numbers >= 0, got {text!r}")
+    return value
 
 
 def _study(args: argparse.Namespace) -> int:
     from fetalft.profiles import get_profile
     from fetalft.study import Study, plan
 
-    profile = get_profile(args.profile)
-    seeds = args.seeds if args.seeds is not None else profile.seeds
-    specs = plan(
-        args.strategies,
-        seeds,
-        args.split,
-        args.train_fraction,
-        args.head_trainable,
-        args.random_bn,
-    )
+    with _user_input():
+        profile = get_profile(args.profile)
+    seeds = list(args.seeds if args.seeds is not None else profile.seeds)
+    unique = list(dict.fromkeys(seeds))
+    if len(unique) < len(seeds):
+        print(
+            f"note: seeds {' '.join(map(str, seeds))} repeat; each is trained once: "
+            f"{' '.join(map(str, unique))}"
+        )
+    with _user_input():
+        specs = plan(
+            args.strategies,
+            unique,
+            args.split,
+            args.train_fraction,
+            args.head_trainable,
+            args.random_bn,
+        )
     study = Study(
         profile,
         args.data_dir,
@@ -44,9 +95,19 @@ def _study(args: argparse.Namespace) -> int:
 
 def _rescore(args: argparse.Namespace) -> int:
     from fetalft.profiles import get_profile
+    from fetalft.report import load_runs
     from fetalft.rescore import rescore_runs, scoring_root
+    from fetalft.study import results_root
 
-    profile = get_profile(args.profile)
+    with _user_input():
+        profile = get_profile(args.profile)
+    if args.runs is not None:
+        recorded = set(load_runs(profile.name, args.results_dir).get("run", []))
+        if unknown := sorted(set(args.runs) - recorded):
+            raise UsageError(
+                f"--runs: no finished {profile.name}-profile runs named {', '.join(unknown)} "
+                f"under {results_root(args.results_dir) / profile.name}; run the study first."
+            )
     written, skipped = rescore_runs(
         profile,
         args.runs,
@@ -104,14 +165,16 @@ def _split(args: argparse.Namespace) -> int:
 
 def _default_checkpoint(profile_name: str | None) -> str:
     """The best-on-validation finished run's ``best.pt`` of the profile, or a clear error."""
+    from fetalft.predict import CheckpointError
     from fetalft.profiles import get_profile
     from fetalft.report import best_checkpoint, load_runs
     from fetalft.study import checkpoints_root
 
-    profile = get_profile(profile_name).name
+    with _user_input():
+        profile = get_profile(profile_name).name
     choice = best_checkpoint(load_runs(profile), checkpoints_root(), profile)
     if choice is None:
-        raise FileNotFoundError(
+        raise CheckpointError(
             f"no finished {profile}-profile run with a best.pt under {checkpoints_root()}; "
             "train one (python -m fetalft study) or pass --checkpoint."
         )
@@ -151,11 +214,17 @@ def _submit(args: argparse.Namespace) -> int:
     from fetalft import hc18
     from fetalft.book import predict_test_set, submission_with_fallback
     from fetalft.predict import Predictor
-    from fetalft.submission import write_submission
+    from fetalft.submission import SubmissionError, write_submission
 
     checkpoint = args.checkpoint or _default_checkpoint(args.profile)
     records = hc18.load_records("test", hc18.find_data_dir(args.data_dir))
     measured = predict_test_set(Predictor.from_checkpoint(checkpoint), records)
+    if records and not any(m.measurable for m, _ in measured.values()):
+        raise SubmissionError(
+            f"the model {checkpoint} found no head in any of the {len(records)} test images, "
+            f"so every row would be the same made-up circle; nothing written to {args.output}. "
+            "Pass --checkpoint with the best.pt of a trained run (check it with predict)."
+        )
     train_hc = [r.hc_mm for r in hc18.load_records("training", hc18.find_data_dir(args.data_dir))]
     table, fallbacks = submission_with_fallback(measured, records, float(np.median(train_hc)))
     write_submission(args.output, table, [r.image_path.name for r in records])
@@ -172,6 +241,30 @@ BEST_CHECKPOINT_HELP = (
     "a best.pt written by a study run (default: the finished run of the profile with the "
     "best validation Dice, from $FETALFT_CHECKPOINT_DIR)"
 )
+
+
+PROFILE_HELP = "default: $FETALFT_PROFILE, else paper on a GPU and cpu otherwise"
+DATA_DIR_HELP = (
+    "the HC18 folder (default: $FETALFT_DATA_DIR, else fetalft/hc18 in the user's cache folder)"
+)
+CHECKPOINT_PROFILE_HELP = (
+    "the profile whose runs give the default checkpoint (default: $FETALFT_PROFILE, else paper "
+    "on a GPU and cpu otherwise)"
+)
+
+
+def _folder_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where data, results and checkpoints are, and ``--quiet``: study and rescore."""
+    parser.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
+    parser.add_argument(
+        "--results-dir", default=None, help="default: $FETALFT_RESULTS_DIR, else results"
+    )
+    parser.add_argument(
+        "--checkpoint-dir",
+        default=None,
+        help="default: $FETALFT_CHECKPOINT_DIR, else checkpoints",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _head_arguments(parser: argparse.ArgumentParser) -> None:
@@ -198,10 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
     from fetalft.device import PRECISIONS
     from fetalft.profiles import PROFILES
     from fetalft.split import SPLIT_KINDS
-    from fetalft.strategies import RANDOM_BN_MODES
+    from fetalft.strategies import RANDOM_BN_MODES, STRATEGIES
 
     parser = argparse.ArgumentParser(prog="fetalft", description="Fine-tuning U-Nets on HC18.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(
+        dest="command", required=True, help="the command to run; COMMAND --help for its options"
+    )
 
     p = commands.add_parser("download", help="fetch HC18 from Zenodo (resumable, verified)")
     download.add_arguments(p)
@@ -212,12 +307,39 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile",
         choices=list(PROFILES),
         default=None,
-        help="default: $FETALFT_PROFILE, else paper on a GPU and cpu otherwise",
+        help=PROFILE_HELP,
     )
-    p.add_argument("--strategies", nargs="+", default=None, help="default: all")
-    p.add_argument("--seeds", nargs="+", type=int, default=None, help="default: the profile's")
-    p.add_argument("--split", choices=SPLIT_KINDS, default="exam")
-    p.add_argument("--train-fraction", type=float, default=1.0)
+    p.add_argument(
+        "--strategies",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help=f"strategies to train, any of: {', '.join(STRATEGIES)} (default: all; "
+        "`fetalft strategies` describes them)",
+    )
+    p.add_argument(
+        "--seeds",
+        nargs="+",
+        type=_seed,
+        default=None,
+        metavar="SEED",
+        help="random seeds, whole numbers >= 0; a repeated seed is trained once "
+        "(default: the profile's)",
+    )
+    p.add_argument(
+        "--split",
+        choices=SPLIT_KINDS,
+        default="exam",
+        help="exam keeps every exam's scans on one side of the train/test split; leaky ignores "
+        "exams, so one exam's scans can be on both sides (default: exam)",
+    )
+    p.add_argument(
+        "--train-fraction",
+        type=float,
+        default=1.0,
+        help="share of the training images to train on, a whole percentage in (0, 1] such as "
+        "0.1 (default: 1.0)",
+    )
     _head_arguments(p)
     p.add_argument(
         "--random-bn",
@@ -238,21 +360,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="'imagenet', or a local .pth (default: $FETALFT_ENCODER_WEIGHTS or imagenet)",
     )
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--results-dir", default=None)
-    p.add_argument("--checkpoint-dir", default=None)
-    p.add_argument("--quiet", action="store_true")
+    _folder_arguments(p)
     p.set_defaults(func=_study)
 
     p = commands.add_parser(
         "rescore", help="score finished runs' test predictions the paper's way as well"
     )
-    p.add_argument("--profile", choices=list(PROFILES), default=None)
-    p.add_argument("--runs", nargs="+", default=None, help="default: every finished run")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--results-dir", default=None)
-    p.add_argument("--checkpoint-dir", default=None)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--profile", choices=list(PROFILES), default=None, help=PROFILE_HELP)
+    p.add_argument(
+        "--runs", nargs="+", default=None, help="run folder names (default: every finished run)"
+    )
+    _folder_arguments(p)
     p.set_defaults(func=_rescore)
 
     p = commands.add_parser("strategies", help="print the strategy registry")
@@ -265,33 +383,74 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("split", help="summarise the committed train/val/test splits")
     p.set_defaults(func=_split)
 
-    p = commands.add_parser("predict", help="head circumference of one image")
-    p.add_argument("image")
-    p.add_argument("--pixel-size", type=float, required=True, help="mm per pixel")
+    low, high = PIXEL_SIZE_RANGE_MM
+    p = commands.add_parser(
+        "predict",
+        help="head circumference of one image",
+        epilog="exit codes: 0 head measured; 3 no head found (nothing measured, the overlay is "
+        "still written); 2 bad input, such as a pixel size outside the range, an unreadable "
+        "image or checkpoint (one line on stderr saying what to do) or a usage error; "
+        "1 an unexpected error, with its traceback.",
+    )
+    p.add_argument("image", help="the scan, a greyscale PNG such as HC18's")
+    p.add_argument(
+        "--pixel-size",
+        type=float,
+        required=True,
+        help=f"pixel spacing in mm per pixel, accepted from {low} to {high} mm "
+        "(HC18 images: 0.05-0.39 mm); outside that range it is refused with exit code 2",
+    )
     p.add_argument("--checkpoint", default=None, help=BEST_CHECKPOINT_HELP)
-    p.add_argument("--profile", default=None, help="where to look for the default checkpoint")
+    p.add_argument("--profile", default=None, help=CHECKPOINT_PROFILE_HELP)
     p.add_argument("--overlay", default=None, help="write a PNG with the fitted ellipse")
     p.set_defaults(func=_predict)
 
     p = commands.add_parser("submit", help="HC18 challenge submission CSV for the 335 test images")
     p.add_argument("--checkpoint", default=None, help=BEST_CHECKPOINT_HELP)
-    p.add_argument("--profile", default=None, help="where to look for the default checkpoint")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--output", default="submission.csv")
+    p.add_argument("--profile", default=None, help=CHECKPOINT_PROFILE_HELP)
+    p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
+    p.add_argument(
+        "--output",
+        default="submission.csv",
+        help="the CSV to write; nothing is written if the model finds no head in any image "
+        "(default: submission.csv)",
+    )
     p.set_defaults(func=_submit)
 
     p = commands.add_parser("export", help="export a checkpoint to ONNX")
     p.add_argument("--checkpoint", required=True, help="a best.pt written by a study run")
-    p.add_argument("--output", default=None, help="default: the checkpoint path with .onnx")
+    p.add_argument(
+        "--output",
+        default=None,
+        help="the .onnx file; its .json sidecar goes beside it, and neither may overwrite the "
+        "checkpoint (default: the checkpoint path with .onnx)",
+    )
     p.set_defaults(func=_export)
     return parser
 
 
+#: What Ctrl-C keeps, per command that can be interrupted safely; others keep the traceback.
+INTERRUPTED = {
+    "study": "finished runs are kept; run the same command again and the interrupted run "
+    "resumes from its last finished epoch",
+    "download": "run the same command again and it resumes, keeping the finished files",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (HC18Error, ValueError, FileNotFoundError, RuntimeError) as error:
+    except KeyboardInterrupt:
+        if args.command not in INTERRUPTED:
+            raise
+        command = shlex.join(["python", "-m", "fetalft", *argv])
+        print(f"interrupted: {INTERRUPTED[args.command]} ({command}).", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if not is_project_error(error):
+            raise
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -24,10 +24,48 @@ from fetalft.predict import MaskPredictor, Predictor
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
 
 
+class ExportError(ValueError):
+    """An export that would destroy a file: the checkpoint, or the model by its own sidecar."""
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def output_paths(
+    checkpoint: str | os.PathLike, output: str | os.PathLike | None = None
+) -> tuple[Path, Path]:
+    """The ``.onnx`` path and its ``.json`` sidecar; refuses paths that would overwrite the
+    checkpoint or each other (raises :class:`ExportError` before anything is written)."""
+    checkpoint = Path(checkpoint)
+    model = Path(output) if output else checkpoint.with_suffix(".onnx")
+    sidecar = model.with_suffix(".json")
+    if _same_file(model, sidecar):
+        raise ExportError(
+            f"--output {model} is also where the JSON sidecar goes (the output path with .json), "
+            f"so the sidecar would overwrite the ONNX model; give an --output ending in .onnx, "
+            f"such as {model.with_suffix('.onnx')}."
+        )
+    for path, what in ((model, "ONNX model"), (sidecar, "JSON sidecar")):
+        if _same_file(path, checkpoint):
+            raise ExportError(
+                f"the {what} {path} would overwrite the checkpoint {checkpoint}; "
+                "choose another --output, such as model.onnx in another folder."
+            )
+    return model, sidecar
+
+
 def export_onnx(checkpoint: str | os.PathLike, output: str | os.PathLike | None = None) -> Path:
-    """Export a checkpoint's network to ONNX; returns the ``.onnx`` path."""
+    """Export a checkpoint's network to ONNX; returns the ``.onnx`` path.
+
+    The ``.json`` sidecar goes beside it (the same path with ``.json``). Raises
+    :class:`ExportError`, writing nothing, if either would overwrite the checkpoint or the
+    sidecar would overwrite the model.
+    """
+    output, sidecar = output_paths(checkpoint, output)
     predictor = Predictor.from_checkpoint(checkpoint, precision="fp32")
-    output = Path(output) if output else Path(checkpoint).with_suffix(".onnx")
     net = predictor.model.net.to("cpu", memory_format=torch.contiguous_format).eval()
     size = predictor.image_size
     example = torch.zeros(2, 3, size, size)
@@ -51,7 +89,7 @@ def export_onnx(checkpoint: str | os.PathLike, output: str | os.PathLike | None 
     finally:
         Path(tmp).unlink(missing_ok=True)
     write_json_atomic(
-        output.with_suffix(".json"),
+        sidecar,
         {
             "input": {
                 "name": INPUT_NAME,

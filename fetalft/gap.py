@@ -124,22 +124,19 @@ def format_gap_table(table: pd.DataFrame) -> pd.DataFrame:
         return "not measured" if pd.isna(value) else f"{value:+.2f}"
 
     out = pd.DataFrame(index=table.index)
-    out["paper Dice"] = table["paper"].map("{:.2f}".format)
-    out["ours"] = [
-        f"{o:.2f} ({n} seeds)" for o, n in zip(table["ours"], table["seeds"], strict=True)
-    ]
+    out["paper"] = table["paper"].map("{:.2f}".format)
+    out["ours"] = table["ours"].map("{:.2f}".format)
+    out["seeds"] = table["seeds"]
     out["leak"] = table["leak"].map(change)
-    out["authors' scoring"] = table["scoring"].map(change)
-    out["frozen random BN by batch"] = [
+    out["scoring"] = table["scoring"].map(change)
+    out["random BN"] = [
         change(v) if has_frozen_random_layers(name) else "none frozen"
         for name, v in table["random BatchNorm"].items()
     ]
     out["explained"] = table["explained"].map("{:.2f}".format)
-    out["remaining gap"] = table["remaining"].map("{:+.2f}".format)
-    out["head (as the authors)"] = [
-        head if pd.isna(moved) else f"{head} ({moved:+.2f} vs the other)"
-        for head, moved in zip(table["head"], table["head change"], strict=True)
-    ]
+    out["remaining"] = table["remaining"].map("{:+.2f}".format)
+    out["head"] = table["head"]
+    out["vs other head"] = table["head change"].map(lambda v: "" if pd.isna(v) else f"{v:+.2f}")
     return out
 
 

@@ -127,17 +127,24 @@ def load_records(
         )
 
     records = []
-    for row in table.itertuples(index=False):
+    # line 1 is the header, so the i-th row (from 0) is line i + 2 of the file
+    for line, row in enumerate(table.itertuples(index=False), start=2):
         filename = row[0]
+        where = f"{csv_path}, line {line} (filename {filename!r})"
+        if not isinstance(filename, str):
+            raise HC18Error(f"{where}: the filename is missing. Download the dataset again.")
         name = Path(filename).stem
-        exam_id(name)
+        try:
+            exam_id(name)
+        except HC18Error as error:
+            raise HC18Error(f"{where}: {error} Download the dataset again.") from None
         image_path = folder / filename
         if not image_path.is_file():
             raise HC18Error(
                 f"{csv_path.name} lists {filename} but {image_path} does not exist. "
                 "Download the dataset again."
             )
-        pixel_size = check_pixel_size(row[1], f"{csv_path.name}, row {filename}")
+        pixel_size = check_pixel_size(_csv_number(row[1], "pixel size(mm)", where), where)
         annotation_path = hc_mm = None
         if subset == "training":
             annotation_path = folder / f"{name}{ANNOTATION_SUFFIX}.png"
@@ -146,7 +153,13 @@ def load_records(
                     f"image {image_path} has no annotation: expected {annotation_path}. "
                     "Download the training set again."
                 )
-            hc_mm = float(row[2])
+            hc_mm = _csv_number(row[2], "head circumference (mm)", where)
+            if not np.isfinite(hc_mm) or hc_mm <= 0:
+                shown = "missing (empty, n/a or NaN)" if np.isnan(hc_mm) else f"{hc_mm!r} mm"
+                raise HC18Error(
+                    f"{where}: head circumference (mm) is {shown}; expected a positive number "
+                    "of millimetres. Download the dataset again or restore the original CSV."
+                )
         records.append(Record(name, image_path, pixel_size, annotation_path, hc_mm))
 
     listed = {r.image_path.name for r in records}
@@ -157,6 +170,17 @@ def load_records(
             f"{' ...' if len(unlisted) > 5 else ''}. Remove them or restore the original CSV."
         )
     return records
+
+
+def _csv_number(value: object, column: str, where: str) -> float:
+    """``value`` of ``column`` as a float, or an :class:`HC18Error` naming the row."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise HC18Error(
+            f"{where}: {column} is {value!r}, not a number. "
+            "Download the dataset again or restore the original CSV."
+        ) from None
 
 
 def read_gray(path: str | os.PathLike) -> np.ndarray:

@@ -70,7 +70,17 @@ class Predictor(MaskPredictor):
                 f"checkpoint {path} not found; train a model first (python -m fetalft study) "
                 "or pass --checkpoint with a best.pt from a finished run."
             )
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+        except OSError:
+            raise  # permissions, a vanished file: not a statement about the file's contents
+        except Exception as error:  # unpickling a file that is not a checkpoint fails many ways
+            reason = (str(error).strip().splitlines() or [""])[0]
+            raise CheckpointError(
+                f"{path} is not a fetalft checkpoint: torch cannot read it "
+                f"({type(error).__name__}: {reason}); pass --checkpoint with a best.pt "
+                "written by a study run."
+            ) from error
         if not isinstance(state, dict) or not {"config", "model"} <= set(state):
             raise CheckpointError(f"{path} is not a fetalft checkpoint (no config and model).")
         config = RunConfig(**state["config"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -283,3 +284,227 @@ def test_predictor_restores_the_trained_model(checkpoint: Path) -> None:
 
 
 # ONNX export through the CLI: see test_export.py (one export there keeps CI fast).
+
+
+# -- bad input: clear errors, no silent fallbacks, nothing lost ---------------------------------
+
+
+def no_head(self, batch):
+    """A network that finds no head anywhere."""
+    return np.full((len(batch), 1, 32, 32), -10.0, np.float32)
+
+
+def submit_args(synthetic_hc18: Path, checkpoint: Path, output: Path) -> list[str]:
+    data = ["--data-dir", str(synthetic_hc18), "--output", str(output)]
+    return ["submit", "--checkpoint", str(checkpoint), *data]
+
+
+def test_submit_refuses_a_model_that_finds_no_head_anywhere(
+    synthetic_hc18: Path, checkpoint: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    monkeypatch.setattr(Predictor, "forward", no_head)
+    output = tmp_path / "submission.csv"
+    assert main(submit_args(synthetic_hc18, checkpoint, output)) == 2
+    (err,) = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert err.startswith("error: the model")  # one line; above it only the progress bar
+    assert "found no head in any of the 6 test images" in err
+    assert str(checkpoint) in err and f"nothing written to {output}" in err
+    assert not output.exists()
+
+
+def test_submit_lists_the_images_given_the_fallback_circle(
+    synthetic_hc18: Path,
+    checkpoint: Path,
+    scan: hc18.Record,
+    tmp_path: Path,
+    monkeypatch,
+    capsys,
+) -> None:
+    """A head in the first test image only: the file is written, the other five are listed."""
+    found = oracle_forward(scan, 32)
+    calls = []
+
+    def first_image_only(self, batch):
+        calls.append(1)
+        return found(self, batch) if len(calls) == 1 else no_head(self, batch)
+
+    monkeypatch.setattr(Predictor, "forward", first_image_only)
+    output = tmp_path / "submission.csv"
+    assert main(submit_args(synthetic_hc18, checkpoint, output)) == 0
+    out = capsys.readouterr().out
+    names = [r.image_path.name for r in hc18.load_records("test", synthetic_hc18)]
+    assert f"6 rows written to {output}" in out
+    assert "no head found in 5 image(s)" in out and ", ".join(names[1:]) in out
+    assert names[0] not in out.split("instead: ")[1]
+    assert len(output.read_text().splitlines()) == 7
+
+
+def test_text_file_as_checkpoint_is_a_one_line_error(
+    scan: hc18.Record, tmp_path: Path, capsys
+) -> None:
+    text = tmp_path / "notes.pt"
+    text.write_text("these are my notes, not a model\n")
+    args = ["predict", str(scan.image_path), "--pixel-size", "0.1", "--checkpoint", str(text)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert f"{text} is not a fetalft checkpoint" in err
+    assert "UnpicklingError" in err and "pass --checkpoint with a best.pt" in err
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="EOFError"):
+        Predictor.from_checkpoint(tmp_path / "empty.pt")
+
+
+def test_unexpected_errors_keep_their_traceback(monkeypatch) -> None:
+    import fetalft.__main__ as cli
+
+    def out_of_memory(args):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(cli, "_split", out_of_memory)
+    with pytest.raises(RuntimeError, match="CUDA out of memory"):
+        main(["split"])
+    monkeypatch.setattr(cli, "_split", lambda args: {}["missing key"])
+    with pytest.raises(KeyError):
+        main(["split"])
+
+
+def test_project_errors_are_one_line_with_exit_code_2(monkeypatch, capsys) -> None:
+    import fetalft.__main__ as cli
+    from fetalft.training import TrainingError
+
+    def diverged(args):
+        raise TrainingError("loss became nan; lower the learning rate")
+
+    monkeypatch.setattr(cli, "_split", diverged)  # a project RuntimeError subclass
+    assert main(["split"]) == 2
+    assert capsys.readouterr().err == "error: loss became nan; lower the learning rate\n"
+
+
+class RecordingStudy:
+    """Stands in for fetalft.study.Study: records the specs it is asked to run."""
+
+    specs: ClassVar[list] = []
+
+    def __init__(self, profile, *args, **kwargs) -> None:
+        self.results_dir = Path("results")
+
+    def run_all(self, specs):
+        RecordingStudy.specs = list(specs)
+        return []
+
+
+def test_study_trains_a_repeated_seed_once_and_says_so(monkeypatch, capsys) -> None:
+    from fetalft import study
+
+    monkeypatch.setattr(study, "Study", RecordingStudy)
+    args = ["study", "--profile", "smoke", "--strategies", "decoder-4", "--seeds", "0", "0"]
+    assert main(args) == 0
+    assert [(s.strategy, s.seed) for s in RecordingStudy.specs] == [("decoder-4", 0)]
+    assert "note: seeds 0 0 repeat; each is trained once: 0" in capsys.readouterr().out
+    assert main([*args[:-2], "2", "1", "2"]) == 0
+    assert [s.seed for s in RecordingStudy.specs] == [2, 1]
+
+
+@pytest.mark.parametrize("seed", ["-1", "one"])
+def test_study_refuses_a_negative_seed_naming_the_option(seed: str, monkeypatch, capsys) -> None:
+    from fetalft import study
+
+    monkeypatch.setattr(study, "Study", RecordingStudy)
+    RecordingStudy.specs = []
+    with pytest.raises(SystemExit) as info:
+        main(["study", "--profile", "smoke", "--seeds", "0", seed])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --seeds: seeds are whole numbers >= 0, got '{seed}'" in err
+    assert RecordingStudy.specs == []
+
+
+def subcommand_parsers() -> dict:
+    import argparse
+
+    from fetalft.__main__ import build_parser
+
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return {"": parser, **commands.choices}
+
+
+def test_every_option_of_every_command_has_help() -> None:
+    import argparse
+
+    missing = [
+        f"{name or 'fetalft'} {action.dest}"
+        for name, parser in subcommand_parsers().items()
+        for action in parser._actions
+        if not isinstance(action, argparse._HelpAction) and not (action.help or "").strip()
+    ]
+    assert len(subcommand_parsers()) == 10  # fetalft and its nine commands
+    assert missing == []
+
+
+def test_strategies_help_lists_the_valid_names() -> None:
+    study = subcommand_parsers()["study"]
+    (action,) = [a for a in study._actions if a.dest == "strategies"]
+    assert all(name in action.help for name in STRATEGIES)
+
+
+def test_predict_help_states_the_pixel_size_range_and_exit_codes() -> None:
+    text = " ".join(subcommand_parsers()["predict"].format_help().split())
+    low, high = hc18.PIXEL_SIZE_RANGE_MM
+    assert f"from {low} to {high} mm" in text
+    for code, meaning in (("0", "head measured"), ("3", "no head found"), ("2", "bad input")):
+        assert f"{code} {meaning}" in text
+
+
+@pytest.mark.parametrize(
+    ("command", "target", "said"),
+    [
+        (
+            ["study", "--profile", "smoke", "--seeds", "1"],
+            "fetalft.__main__._study",
+            "last finished epoch",
+        ),
+        (["download", "--data-dir", "somewhere"], "fetalft.download.main", "resumes"),
+    ],
+    ids=["study", "download"],
+)
+def test_ctrl_c_says_what_was_kept_and_how_to_resume(
+    command: list[str], target: str, said: str, monkeypatch, capsys
+) -> None:
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(target, interrupted)
+    assert main(command) == 130
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("interrupted: ")
+    assert said in lines[0]
+    assert f"(python -m fetalft {' '.join(command)})" in lines[0]
+    assert "Traceback" not in captured.err + captured.out
+
+
+def test_ctrl_c_elsewhere_is_not_swallowed(monkeypatch) -> None:
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("fetalft.__main__._split", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        main(["split"])
+
+
+def test_rescore_of_an_unknown_run_names_it_in_one_line(tmp_path: Path, capsys) -> None:
+    args = ["rescore", "--profile", "smoke", "--results-dir", str(tmp_path), "--quiet"]
+    assert main([*args, "--runs", "decoder-9"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --runs: no finished smoke-profile runs named decoder-9 under")
+    assert len(err.splitlines()) == 1
+
+
+def test_unknown_profile_for_the_default_checkpoint_is_one_line(
+    scan: hc18.Record, monkeypatch, capsys
+) -> None:
+    monkeypatch.setenv("FETALFT_PROFILE", "huge")
+    assert main(["predict", str(scan.image_path), "--pixel-size", "0.1"]) == 2
+    assert "unknown profile 'huge'" in capsys.readouterr().err

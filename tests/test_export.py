@@ -11,11 +11,9 @@ import torch
 from fetalft import hc18
 from fetalft.__main__ import main
 from fetalft.data import load_scans, select_records
-from fetalft.export import OnnxPredictor
+from fetalft.export import ExportError, OnnxPredictor, export_onnx
 from fetalft.predict import Predictor
 from fetalft.training import RunConfig, Trainer
-
-pytest.importorskip("onnxscript")
 
 
 def trained_checkpoint(records, folder, weights, size=64, epochs=2):
@@ -73,6 +71,7 @@ def records_and_weights(request, synthetic_hc18):
 
 @pytest.mark.slow
 def test_onnx_runtime_matches_pytorch(records_and_weights, tmp_path, capsys):
+    pytest.importorskip("onnxscript")
     records, weights, real = records_and_weights
     checkpoint = trained_checkpoint(records, tmp_path / "run", weights, epochs=2 if real else 1)
     test_records = select_records(records, "test", limit=10)
@@ -89,3 +88,48 @@ def test_onnx_runtime_matches_pytorch(records_and_weights, tmp_path, capsys):
     batch = np.random.default_rng(0).normal(size=(3, 3, 64, 64)).astype(np.float32)
     onnx_model = OnnxPredictor(tmp_path / "deploy" / "model.onnx")
     assert onnx_model.forward(batch).shape == (3, 1, 64, 64)  # dynamic batch size
+
+
+# -- nothing lost: paths that would overwrite the checkpoint or the model are refused first ------
+
+
+def snapshot(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("checkpoint", "output", "said"),
+    [
+        ("best.pt", "model.json", "the sidecar would overwrite the ONNX model"),
+        ("best.pt", "best.pt", "the ONNX model {d}/best.pt would overwrite the checkpoint"),
+        ("best.onnx", None, "the ONNX model {d}/best.onnx would overwrite the checkpoint"),
+        ("model.json", "model.onnx", "the JSON sidecar {d}/model.json would overwrite"),
+        ("best.pt", "./sub/../best.pt", "would overwrite the checkpoint {d}/best.pt"),
+    ],
+    ids=["json-output", "output-is-checkpoint", "default-output", "sidecar-is-checkpoint", "alias"],
+)
+def test_export_refuses_to_overwrite_its_input_or_its_model(
+    checkpoint, output, said, tmp_path, monkeypatch, capsys
+):
+    """Refused before the checkpoint is even read: a one-line error naming the paths, exit 2."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / checkpoint).write_bytes(b"the only copy of a trained model")
+    before = snapshot(tmp_path)
+    args = ["export", "--checkpoint", str(tmp_path / checkpoint)]
+    args += ["--output", str(tmp_path / output)] if output else []
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("error: ")
+    assert said.format(d=tmp_path) in err
+    assert "--output" in err
+    assert snapshot(tmp_path) == before  # nothing written, the checkpoint untouched
+    assert not list((tmp_path / "sub").iterdir())
+
+
+def test_export_refuses_a_symlink_to_the_checkpoint(tmp_path):
+    (tmp_path / "best.pt").write_bytes(b"model")
+    (tmp_path / "link.onnx").symlink_to(tmp_path / "best.pt")
+    with pytest.raises(ExportError, match="would overwrite the checkpoint"):
+        export_onnx(tmp_path / "best.pt", tmp_path / "link.onnx")
+    assert (tmp_path / "best.pt").read_bytes() == b"model"

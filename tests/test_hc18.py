@@ -159,6 +159,65 @@ def test_pixel_size_out_of_range(dataset: Path, bad_size: float) -> None:
     assert "millimetres" in message
 
 
+def write_value(root: Path, row: int, column: str, text: str, subset: str = "training") -> Path:
+    """Put ``text`` verbatim in ``column`` of data row ``row`` (from 0) of a CSV."""
+    path = root / (hc18.TRAIN_CSV if subset == "training" else hc18.TEST_CSV)
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    table.loc[row, column] = text
+    table.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("column", "text", "said"),
+    [
+        ("pixel size(mm)", "0,07", "pixel size(mm) is '0,07', not a number"),
+        ("pixel size(mm)", "n/a", "pixel size nan mm"),
+        ("head circumference (mm)", "abc", "head circumference (mm) is 'abc', not a number"),
+        ("head circumference (mm)", "n/a", "head circumference (mm) is missing"),
+        ("head circumference (mm)", "", "head circumference (mm) is missing"),
+        ("head circumference (mm)", "-150.2", "head circumference (mm) is -150.2 mm"),
+        ("filename", "", "the filename is missing"),
+        ("filename", "03_HC.png", "'03_HC' is not an HC18 image name"),
+    ],
+    ids=[
+        "pixel-text",
+        "pixel-na",
+        "hc-text",
+        "hc-na",
+        "hc-empty",
+        "hc-negative",
+        "no-name",
+        "name",
+    ],
+)
+def test_bad_csv_value_names_file_line_and_filename(
+    dataset: Path, column: str, text: str, said: str
+) -> None:
+    original = train_csv(dataset).loc[3, "filename"]
+    path = write_value(dataset, 3, column, text)
+    message = load_error(dataset)
+    assert len(message.splitlines()) == 1
+    name = text if column == "filename" else original
+    quoted = repr(name) if name else "nan"
+    assert f"{path}, line 5 (filename {quoted})" in message
+    assert said in message
+    assert any(fix in message for fix in ("Download the dataset again", "give the pixel spacing"))
+
+
+def test_bad_test_csv_is_exit_code_2_from_the_cli(dataset: Path, capsys) -> None:
+    from fetalft.__main__ import main
+
+    first = pd.read_csv(dataset / hc18.TEST_CSV).loc[0, "filename"]
+    path = write_value(dataset, 0, "pixel size(mm)", "0.1 mm", subset="test")
+    args = ["submit", "--data-dir", str(dataset), "--checkpoint", str(dataset / "none.pt")]
+    assert main([*args, "--output", str(dataset / "s.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}, line 2 (filename {first!r}): pixel size(mm) is")
+    assert len(err.splitlines()) == 1
+    assert not (dataset / "s.csv").exists()
+
+
 @pytest.mark.parametrize("good_size", [0.0494, 0.3933])
 def test_check_pixel_size_accepts_hc18_range(good_size: float) -> None:
     assert hc18.check_pixel_size(good_size, "test") == good_size
