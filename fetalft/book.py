@@ -59,6 +59,21 @@ def project_root(start: str | os.PathLike | None = None) -> Path | None:
     return None
 
 
+def shown_path(path: str | os.PathLike) -> str:
+    """``path`` as a reader should see it on a page: relative to the repository when it is
+    near it, ``~/...`` under the home folder; never the executing machine's absolute path."""
+    path = Path(path).expanduser().resolve()
+    root = project_root()
+    if root is not None:
+        relative = os.path.relpath(path, root)
+        if not relative.startswith(os.pardir + os.sep + os.pardir):
+            return relative
+    home = Path.home().resolve()
+    if path.is_relative_to(home):
+        return str(Path("~") / path.relative_to(home))
+    return f".../{path.name}"
+
+
 def _work_dir(env: str, name: str, profile: Profile, scratch: Path | None) -> Path:
     if value := os.environ.get(env):
         return Path(value).expanduser()
@@ -96,12 +111,12 @@ class BookSetup:
             "image size": f"{self.profile.image_size} x {self.profile.image_size}",
             "epochs, batch, lr": f"{self.profile.epochs}, {self.profile.batch_size}, {self.profile.lr:g}",
             "seeds": ", ".join(map(str, self.profile.seeds)),
-            "data": f"{self.data_label} in {self.data_dir}",
+            "data": f"{self.data_label} in {shown_path(self.data_dir)}",
             "device": str(self.runtime.device),
             "precision": self.runtime.precision,
             "encoder weights": self.weights_label,
-            "results": str(self.results_dir),
-            "checkpoints": str(self.checkpoint_dir),
+            "results": shown_path(self.results_dir),
+            "checkpoints": shown_path(self.checkpoint_dir),
             "running in": "Google Colab" if self.colab else "local Python",
         }
         return pd.DataFrame({"setting": list(rows), "value": list(rows.values())})

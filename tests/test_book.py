@@ -218,3 +218,16 @@ def test_chapter_renders_in_chromium(built_book: Path, chapter: str) -> None:
     shot = SCREENSHOTS / f"{Path(chapter).name}.png"
     result = chromium(f"--screenshot={shot}", "--window-size=1280,2400", url)
     assert shot.is_file() and shot.stat().st_size > 10_000, result.stderr[-2000:]
+
+
+def test_shown_path_never_prints_the_machines_absolute_path(tmp_path, monkeypatch) -> None:
+    """Committed chapter outputs are read online: paths relative to the repository or ~."""
+    from fetalft.book import project_root, shown_path
+
+    root = project_root(Path(__file__))
+    monkeypatch.chdir(root)
+    assert shown_path(root / "results" / "cpu") == "results/cpu"
+    assert shown_path(root.parent / "shared" / "hc18") == "../shared/hc18"
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert shown_path(tmp_path / "ckpt") == "~/ckpt"
+    assert shown_path("/opt/elsewhere/data") == ".../data"
