@@ -46,14 +46,18 @@ def assert_not_measurable(result: Measurement) -> None:
 # --------------------------------------------------------------------------- measure_head
 
 
+#: Heads of several sizes and orientations inside an 800x540 scan.
+HEADS = [
+    Ellipse(400, 270, 210, 160, 0.0),
+    Ellipse(380, 260, 190, 150, 0.5),
+    Ellipse(420, 280, 160, 120, 2.3),
+    Ellipse(300, 250, 120, 95, 1.4),
+]
+
+
 @pytest.mark.parametrize(
     "head",
-    [
-        Ellipse(400, 270, 210, 160, 0.0),
-        Ellipse(380, 260, 190, 150, 0.5),
-        Ellipse(420, 280, 160, 120, 2.3),
-        Ellipse(300, 250, 120, 95, 1.4),
-    ],
+    HEADS,
     ids=lambda e: f"a{e.a:.0f}_angle{e.angle:.1f}",
 )
 def test_measure_head_on_filled_ellipse(head: Ellipse) -> None:
@@ -218,10 +222,7 @@ def test_ellipse_from_outline_on_near_empty_image_names_the_source(n_pixels: int
 @pytest.mark.parametrize(
     "head",
     [
-        Ellipse(400, 270, 210, 160, 0.0),
-        Ellipse(380, 260, 190, 150, 0.5),
-        Ellipse(420, 280, 160, 120, 2.3),
-        Ellipse(300, 250, 120, 95, 1.4),
+        *HEADS,
         Ellipse(401.3, 268.7, 199.6, 151.2, 0.93),  # off the pixel grid
         Ellipse(60, 270, 220, 160, 0.3),  # cut by the left border
     ],
