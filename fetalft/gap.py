@@ -29,7 +29,7 @@ import pandas as pd
 from fetalft.evaluate import PROTOCOLS
 from fetalft.models import build_model
 from fetalft.report import paper_table
-from fetalft.strategies import STRATEGIES, get_strategy, trainable_parts, untrained_parts
+from fetalft.strategies import STRATEGIES, frozen_untrained_parts, get_strategy
 from fetalft.study import RunSpec
 
 #: The measured factors, in the order the table adds them.
@@ -40,8 +40,7 @@ FACTORS = ("leak", "scoring", "random BatchNorm")
 def has_frozen_random_layers(strategy: str) -> bool:
     """Whether ``strategy`` freezes a part that was never trained (random initialisation)."""
     s = get_strategy(strategy)
-    net = build_model(s.architecture, None)
-    return bool(untrained_parts(s, net) - trainable_parts(s, net))
+    return bool(frozen_untrained_parts(s, build_model(s.architecture, None)))
 
 
 def _mean_dice(runs: pd.DataFrame, run: str) -> tuple[float, int]:

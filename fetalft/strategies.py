@@ -200,6 +200,13 @@ def untrained_parts(strategy: Strategy, model: nn.Module) -> set[str]:
     return parts - {"encoder"} if strategy.pretrained else parts
 
 
+def frozen_untrained_parts(
+    strategy: Strategy, model: nn.Module, head_trainable: bool | None = None
+) -> set[str]:
+    """Frozen parts that were never trained: the ones ``random_bn="train"`` acts on."""
+    return untrained_parts(strategy, model) - trainable_parts(strategy, model, head_trainable)
+
+
 class FineTuned(nn.Module):
     """A network with some parts frozen for good.
 
@@ -258,7 +265,9 @@ def prepare_model(
             f"unknown random_bn {random_bn!r}; choose one of {', '.join(RANDOM_BN_MODES)}"
         )
     net = build_model(strategy.architecture, encoder_weights if strategy.pretrained else None)
-    batch_statistics = untrained_parts(strategy, net) if random_bn == "train" else set()
+    batch_statistics = (
+        frozen_untrained_parts(strategy, net, head_trainable) if random_bn == "train" else set()
+    )
     return FineTuned(net, trainable_parts(strategy, net, head_trainable), batch_statistics)
 
 
