@@ -58,7 +58,7 @@ def _seed(text: str) -> int:
 
 
 def _study(args: argparse.Namespace) -> int:
-    from fetalft.profiles import get_profile
+    from fetalft.profiles import get_profile, parse_setting
     from fetalft.study import Study, plan
 
     with _user_input():
@@ -78,6 +78,7 @@ def _study(args: argparse.Namespace) -> int:
             args.train_fraction,
             args.head_trainable,
             args.random_bn,
+            [parse_setting(text) for text in args.settings],
         )
     study = Study(
         profile,
@@ -185,10 +186,23 @@ def _default_checkpoint(profile_name: str | None) -> str:
     return str(choice.path)
 
 
+def _model_checkpoint(args: argparse.Namespace) -> str:
+    """--checkpoint; else the best run of --profile; else the model that ships with fetalft."""
+    if args.checkpoint:
+        return args.checkpoint
+    if args.profile:
+        return _default_checkpoint(args.profile)
+    from fetalft.shipped import shipped_checkpoint
+
+    path = shipped_checkpoint()
+    print(f"using the model that ships with fetalft ({path.name}; see MODEL_CARD.md beside it)")
+    return str(path)
+
+
 def _predict(args: argparse.Namespace) -> int:
     from fetalft.predict import predict_file
 
-    checkpoint = args.checkpoint or _default_checkpoint(args.profile)
+    checkpoint = _model_checkpoint(args)
     measurement = predict_file(args.image, args.pixel_size, checkpoint, args.overlay)
     print(measurement)
     if measurement.measurable:
@@ -216,7 +230,7 @@ def _submit(args: argparse.Namespace) -> int:
     from fetalft.predict import Predictor
     from fetalft.submission import SubmissionError, write_submission
 
-    checkpoint = args.checkpoint or _default_checkpoint(args.profile)
+    checkpoint = _model_checkpoint(args)
     records = hc18.load_records("test", hc18.find_data_dir(args.data_dir))
     measured = predict_test_set(Predictor.from_checkpoint(checkpoint), records)
     if records and not any(m.measurable for m, _ in measured.values()):
@@ -238,8 +252,9 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 BEST_CHECKPOINT_HELP = (
-    "a best.pt written by a study run (default: the finished run of the profile with the "
-    "best validation Dice, from $FETALFT_CHECKPOINT_DIR)"
+    "a best.pt written by a study run (default: with --profile, that profile's finished run "
+    "with the best validation Dice, from $FETALFT_CHECKPOINT_DIR; without it, the model that "
+    "ships with fetalft, chapter 8's recipe)"
 )
 
 
@@ -248,8 +263,7 @@ DATA_DIR_HELP = (
     "the HC18 folder (default: $FETALFT_DATA_DIR, else fetalft/hc18 in the user's cache folder)"
 )
 CHECKPOINT_PROFILE_HELP = (
-    "the profile whose runs give the default checkpoint (default: $FETALFT_PROFILE, else paper "
-    "on a GPU and cpu otherwise)"
+    "take the checkpoint of this profile's best finished run instead of the shipped model"
 )
 
 
@@ -289,7 +303,7 @@ def _head_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from fetalft.device import PRECISIONS
-    from fetalft.profiles import PROFILES
+    from fetalft.profiles import PROFILES, SETTINGS
     from fetalft.split import SPLIT_KINDS
     from fetalft.strategies import RANDOM_BN_MODES, STRATEGIES
 
@@ -347,6 +361,16 @@ def build_parser() -> argparse.ArgumentParser:
         default="eval",
         help="BatchNorm of frozen parts that were never trained: eval keeps their initial "
         "statistics (default), train normalises each batch as the authors' code did",
+    )
+    p.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change one setting of the profile's recipe for these runs (repeatable; the run's "
+        "folder name records it): "
+        + "; ".join(f"{key}: {choices}" for key, choices in SETTINGS.items()),
     )
     p.add_argument(
         "--precision",

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from fetalft import hc18
 from fetalft.biometry import ellipse_from_outline
 from fetalft.ellipse import Ellipse
-from fetalft.profiles import Profile
+from fetalft.profiles import ImageSize, Profile, image_shape, size_label
 from fetalft.split import SplitKind, split_roles, subsample
 from fetalft.synthetic import write_synthetic_hc18
 
@@ -38,8 +38,8 @@ class Scan:
     """One image at training size, plus what is needed to score it at original size."""
 
     name: str
-    image: np.ndarray  # (size, size) uint8
-    mask: np.ndarray | None  # (size, size) uint8 0/1; None for HC18 test images
+    image: np.ndarray  # (height, width) of the network input, uint8
+    mask: np.ndarray | None  # same shape, uint8 0/1; None for HC18 test images
     original_shape: tuple[int, int]  # (H, W)
     pixel_size_mm: float
     ellipse: Ellipse | None  # reference ellipse in original pixels (training images)
@@ -49,12 +49,14 @@ class Scan:
         return self.ellipse.scaled(self.pixel_size_mm).perimeter if self.ellipse else None
 
 
-def resize(image: np.ndarray, size: int, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
-    """Squeeze to ``size x size`` as the paper did (HC18 images are not all the same size)."""
-    return cv2.resize(image, (size, size), interpolation=interpolation)
+def resize(image: np.ndarray, size: ImageSize, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
+    """Resize to the network's input: ``size x size`` squeezes, as the paper did; a
+    ``(height, width)`` pair keeps the scans' aspect ratio when it matches theirs."""
+    height, width = image_shape(size)
+    return cv2.resize(image, (width, height), interpolation=interpolation)
 
 
-def load_scan(record: hc18.Record, size: int) -> Scan:
+def load_scan(record: hc18.Record, size: ImageSize) -> Scan:
     image = hc18.read_gray(record.image_path)
     ellipse = mask = None
     if record.annotation_path is not None:
@@ -70,10 +72,12 @@ def load_scan(record: hc18.Record, size: int) -> Scan:
     return Scan(record.name, resize(image, size), mask, image.shape, record.pixel_size_mm, ellipse)
 
 
-def load_scans(records: Sequence[hc18.Record], size: int, progress: bool = True) -> list[Scan]:
+def load_scans(
+    records: Sequence[hc18.Record], size: ImageSize, progress: bool = True
+) -> list[Scan]:
     """Decode, fit and resize every record once."""
     iterator = tqdm(
-        records, desc=f"loading {len(records)} images at {size}px", disable=not progress
+        records, desc=f"loading {len(records)} images at {size_label(size)}", disable=not progress
     )
     return [load_scan(record, size) for record in iterator]
 
@@ -121,7 +125,7 @@ def eval_transform() -> A.Compose:
 
 
 class ScanDataset(torch.utils.data.Dataset):
-    """Scans as ``(image[3, S, S] float, mask[1, S, S] float)`` pairs for a DataLoader."""
+    """Scans as ``(image[3, H, W] float, mask[1, H, W] float)`` pairs for a DataLoader."""
 
     def __init__(self, scans: Sequence[Scan], transform: A.Compose) -> None:
         self.scans = list(scans)

@@ -1,7 +1,7 @@
 """Scoring a model the honest way: per image, at the image's original resolution.
 
-The network sees squeezed ``S x S`` images; its logits are resized back to each image's
-original ``H x W`` before thresholding, so pixel metrics and head circumference are measured
+The network sees resized images (squeezed to a square in the paper's protocol); its logits
+are resized back to each image's original ``H x W`` before thresholding, so pixel metrics and head circumference are measured
 on the same grid as the expert's annotation.
 """
 
@@ -33,11 +33,33 @@ PROTOCOLS = {
 }
 
 
+#: Flip test-time augmentation: the image as it is, mirrored left-right and upside down
+#: (the flips the training augmentation draws), as tensor dimensions to flip.
+TTA_FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,))
+
+
+def flip_averaged_logits(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Mean of the logits of each flipped copy, each flipped back to the image's frame.
+
+    Why: a network trained with random flips makes slightly different errors on a scan
+    and its mirror image; averaging them smooths the boundary where HC is measured.
+    """
+    flipped_back = [model(images.flip(dims)).float().flip(dims) for dims in TTA_FLIPS]
+    return torch.stack(flipped_back).mean(dim=0)
+
+
 @torch.no_grad()
 def predict_logits(
-    model: nn.Module, scans: Sequence[Scan], runtime: Runtime, batch_size: int = 10
+    model: nn.Module,
+    scans: Sequence[Scan],
+    runtime: Runtime,
+    batch_size: int = 10,
+    tta: bool = False,
 ) -> Iterator[tuple[Scan, np.ndarray]]:
-    """Yield each scan with its logits at training size, as float32 ``(S, S)``."""
+    """Yield each scan with its logits at training size, as float32 ``(H, W)``.
+
+    ``tta`` averages the logits over :data:`TTA_FLIPS` (three forward passes per batch).
+    """
     model.eval()
     loader = torch.utils.data.DataLoader(
         ScanDataset(scans, eval_transform()), batch_size=batch_size
@@ -45,7 +67,8 @@ def predict_logits(
     index = 0
     for images, _ in loader:
         with runtime.autocast():
-            logits = model(runtime.to_device(images))
+            images = runtime.to_device(images)
+            logits = flip_averaged_logits(model, images) if tta else model(images)
         for row in logits.float().cpu().numpy()[:, 0]:
             yield scans[index], row
             index += 1
@@ -84,14 +107,29 @@ def ellipse_columns(ellipse: Ellipse | None) -> dict[str, float]:
 
 
 def evaluate(
-    model: nn.Module, scans: Sequence[Scan], runtime: Runtime, batch_size: int = 10
+    model: nn.Module,
+    scans: Sequence[Scan],
+    runtime: Runtime,
+    batch_size: int = 10,
+    tta: bool = False,
 ) -> pd.DataFrame:
-    """Per-image metrics table for annotated scans."""
+    """Per-image metrics table for annotated scans (``tta``: see :func:`predict_logits`)."""
     rows = [
         score_scan(scan, to_original(logits, scan.original_shape))
-        for scan, logits in predict_logits(model, scans, runtime, batch_size)
+        for scan, logits in predict_logits(model, scans, runtime, batch_size, tta)
     ]
     return pd.DataFrame(rows)
+
+
+def hc_selection_error_mm(per_image: pd.DataFrame) -> float:
+    """Mean absolute HC error in mm, with a head that cannot be measured counted as its
+    whole reference HC (as if the prediction were 0 mm).
+
+    Why: choosing the epoch by the ADF of measurable heads alone would reward an epoch that
+    fails on the hardest scans; a failure must cost more than any measurement.
+    """
+    errors = per_image["adf_mm"].astype(float).fillna(per_image["hc_true_mm"].astype(float))
+    return float(errors.mean())
 
 
 def protocol_scores(

@@ -18,8 +18,10 @@ import numpy as np
 import torch
 
 from fetalft.data import IMAGENET_MEAN, IMAGENET_STD
+from fetalft.evaluate import TTA_FLIPS
 from fetalft.io import write_json_atomic
 from fetalft.predict import MaskPredictor, Predictor
+from fetalft.profiles import image_shape
 
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
 
@@ -67,8 +69,8 @@ def export_onnx(checkpoint: str | os.PathLike, output: str | os.PathLike | None 
     output, sidecar = output_paths(checkpoint, output)
     predictor = Predictor.from_checkpoint(checkpoint, precision="fp32")
     net = predictor.model.net.to("cpu", memory_format=torch.contiguous_format).eval()
-    size = predictor.image_size
-    example = torch.zeros(2, 3, size, size)
+    height, width = image_shape(predictor.image_size)
+    example = torch.zeros(2, 3, height, width)
     batch = torch.export.Dim("batch", min=1, max=256)
     program = torch.onnx.export(
         net,
@@ -93,17 +95,20 @@ def export_onnx(checkpoint: str | os.PathLike, output: str | os.PathLike | None 
         {
             "input": {
                 "name": INPUT_NAME,
-                "shape": ["batch", 3, size, size],
+                "shape": ["batch", 3, height, width],
                 "dtype": "float32",
-                "preprocessing": "grey image squeezed to size x size, repeated to RGB, "
+                "preprocessing": "grey image resized to height x width, repeated to RGB, "
                 "x/255 normalised with ImageNet mean and std",
                 "mean": IMAGENET_MEAN,
                 "std": IMAGENET_STD,
             },
             "output": {
                 "name": OUTPUT_NAME,
-                "shape": ["batch", 1, size, size],
-                "postprocessing": "resize logits to the original size (bilinear), head = logits > 0",
+                "shape": ["batch", 1, height, width],
+                "postprocessing": "average the logits over the flips listed in tta_flips "
+                "(each flipped back), resize them to the original size (bilinear), "
+                "head = logits > 0",
+                "tta_flips": [list(dims) for dims in TTA_FLIPS] if predictor.tta else [[]],
             },
             "run": predictor.config.as_dict(),
         },
@@ -119,7 +124,9 @@ class OnnxPredictor(MaskPredictor):
 
         onnx_path = Path(onnx_path)
         meta = json.loads(onnx_path.with_suffix(".json").read_text())
-        self.image_size = int(meta["input"]["shape"][-1])
+        height, width = meta["input"]["shape"][-2:]
+        self.image_size = (int(height), int(width))
+        self.tta = bool(meta["run"].get("tta", False))
         self.session = onnxruntime.InferenceSession(
             str(onnx_path), providers=["CPUExecutionProvider"]
         )

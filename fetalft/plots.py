@@ -363,6 +363,43 @@ def training_curves(history: pd.DataFrame, title: str = "") -> Figure:
     return fig
 
 
+def selection_curves(history: pd.DataFrame, title: str = "") -> Figure:
+    """Validation Dice and HC error per epoch, each with the epoch it would keep, and the
+    learning rate: how choosing the epoch by millimetres differs from choosing it by Dice."""
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    panels = (
+        (axes[0], 100 * history["val_dice_original"], "validation Dice (%)", "max"),
+        (axes[1], history["val_hc_error_mm"], "validation HC error (mm)", "min"),
+    )
+    for ax, values, label, best in panels:
+        ax.plot(history["epoch"], values, marker="o", color=OURS)
+        kept = values.idxmax() if best == "max" else values.idxmin()
+        ax.scatter(
+            [history.loc[kept, "epoch"]],
+            [values[kept]],
+            s=140,
+            facecolors="none",
+            edgecolors="black",
+            zorder=3,
+        )
+        ax.annotate(
+            f"best: epoch {int(history.loc[kept, 'epoch'])}",
+            (history.loc[kept, "epoch"], values[kept]),
+            textcoords="offset points",
+            xytext=(0, 12),
+            ha="center",
+            fontsize=10,
+        )
+        ax.set_ylabel(label)
+    axes[2].plot(history["epoch"], history["lr"], marker="o", color=PAPER)
+    axes[2].set_ylabel("learning rate after epoch")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
 # --------------------------------------------------------------------------- results
 
 

@@ -17,8 +17,9 @@ from fetalft.biometry import Measurement, measure_head
 from fetalft.data import eval_transform, resize
 from fetalft.device import Runtime
 from fetalft.ellipse import Ellipse
-from fetalft.evaluate import to_original
+from fetalft.evaluate import TTA_FLIPS, to_original
 from fetalft.hc18 import check_pixel_size, read_gray
+from fetalft.profiles import ImageSize
 from fetalft.strategies import FineTuned, get_strategy, prepare_model
 from fetalft.training import RunConfig
 
@@ -30,16 +31,25 @@ class CheckpointError(ValueError):
 class MaskPredictor:
     """Pre- and post-processing shared by every backend: subclasses supply :meth:`forward`."""
 
-    image_size: int
+    image_size: ImageSize
+    #: average the logits over the flips of :data:`fetalft.evaluate.TTA_FLIPS`, as the
+    #: run that trained the model was scored
+    tta: bool = False
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
-        """Logits ``(N, 1, S, S)`` for a normalised float32 batch ``(N, 3, S, S)``."""
+        """Logits ``(N, 1, H, W)`` for a normalised float32 batch ``(N, 3, H, W)``."""
         raise NotImplementedError
 
     def logits(self, image: np.ndarray) -> np.ndarray:
         """Logits at the model's input size for one grey ``(H, W)`` uint8 image."""
-        tensor = eval_transform()(image=resize(image, self.image_size))["image"][None]
-        return self.forward(tensor.numpy())[0, 0]
+        batch = eval_transform()(image=resize(image, self.image_size))["image"][None].numpy()
+        if not self.tta:
+            return self.forward(batch)[0, 0]
+        flipped_back = [
+            np.flip(self.forward(np.ascontiguousarray(np.flip(batch, dims))), dims)
+            for dims in TTA_FLIPS
+        ]
+        return np.mean(flipped_back, axis=0)[0, 0]
 
     def mask(self, image: np.ndarray) -> np.ndarray:
         """Head mask at the image's original size."""
@@ -59,8 +69,12 @@ class Predictor(MaskPredictor):
     runtime: Runtime
 
     @property
-    def image_size(self) -> int:
+    def image_size(self) -> ImageSize:
         return self.config.image_size
+
+    @property
+    def tta(self) -> bool:
+        return self.config.tta
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, precision: str = "auto") -> Predictor:

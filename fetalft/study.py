@@ -3,7 +3,8 @@
 Each finished run is a folder ``results/<profile>/<run>/seed-<k>/`` holding
 
 - ``metrics.json``: configuration, labels (profile, split, hardware, precision, weights)
-  and the test-set summary (mean, sd over test images),
+  and the test-set summary (mean, sd over test images), with the validation set's beside
+  it (and both without flips when the recipe averages flips),
 - ``per_image.csv``: every test image's metrics, HC error and fitted ellipse,
 - ``history.csv``: loss, validation Dice and speed per epoch,
 - ``environment.json``: versions, device, wall time, peak memory.
@@ -27,17 +28,19 @@ from fetalft import hc18
 from fetalft.data import Scan, dataset_dir, load_scans, select_records
 from fetalft.device import Runtime
 from fetalft.environment import describe, peak_memory_mb, reset_peak_memory
-from fetalft.evaluate import evaluate
+from fetalft.evaluate import evaluate, hc_selection_error_mm
 from fetalft.io import atomic_directory, write_csv_atomic, write_json_atomic
 from fetalft.metrics import summarize
 from fetalft.models import count_parameters, default_encoder_weights, mobilenet_unet, weights_source
-from fetalft.profiles import Profile, get_profile
+from fetalft.profiles import Profile, get_profile, setting_suffix, with_settings
 from fetalft.split import SplitKind
 from fetalft.strategies import RANDOM_BN_MODES, STRATEGIES, get_strategy
 from fetalft.training import RunConfig, Trainer
 
 RESULTS_ENV = "FETALFT_RESULTS_DIR"
 CHECKPOINTS_ENV = "FETALFT_CHECKPOINT_DIR"
+#: Summaries a run's metrics.json may hold beside "test" (see :meth:`Study.run`).
+EXTRA_SCORES = ("val", "val_without_tta", "test_without_tta")
 
 
 def results_root(path: str | os.PathLike | None = None) -> Path:
@@ -54,6 +57,8 @@ class RunSpec:
 
     ``head_trainable`` None means the strategy's own choice; it is resolved to a bool here,
     so a spec that asks for the strategy's own head is the strategy's default run.
+    ``settings`` change the profile's recipe for this run (``profiles.SETTINGS``), such as
+    ``(("lr", 1e-4),)`` for one row of an ablation.
     """
 
     strategy: str
@@ -62,8 +67,11 @@ class RunSpec:
     train_fraction: float = 1.0
     head_trainable: bool | None = None
     random_bn: str = "eval"
+    settings: tuple[tuple[str, object], ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "settings", tuple(sorted(dict(self.settings).items())))
+        with_settings(get_profile("smoke"), self.settings)  # unknown keys fail here
         default_head = get_strategy(self.strategy).head_trainable
         if self.head_trainable is None:
             object.__setattr__(self, "head_trainable", default_head)
@@ -90,7 +98,7 @@ class RunSpec:
             name += "--head" if self.head_trainable else "--frozen-head"
         if self.random_bn != "eval":
             name += f"--random-bn-{self.random_bn}"
-        return name
+        return name + "".join(setting_suffix(key, value) for key, value in self.settings)
 
     def folder(self, root: Path, profile: Profile) -> Path:
         return root / profile.name / self.name / f"seed-{self.seed}"
@@ -103,12 +111,14 @@ def plan(
     train_fraction: float = 1.0,
     head_trainable: bool | None = None,
     random_bn: str = "eval",
+    settings: Iterable[tuple[str, object]] = (),
 ) -> list[RunSpec]:
     names = list(strategies) if strategies else list(STRATEGIES)
     for name in names:
         get_strategy(name)
+    settings = tuple(settings)
     return [
-        RunSpec(n, s, split, train_fraction, head_trainable, random_bn)
+        RunSpec(n, s, split, train_fraction, head_trainable, random_bn, settings)
         for s in seeds
         for n in names
     ]
@@ -135,7 +145,7 @@ class Study:
         self.precision = precision
         self.progress = progress
         self.records = hc18.load_records("training", self.data_dir)
-        self._scans: dict[str, Scan] = {}
+        self._scans: dict[tuple[str, object], Scan] = {}  # by name and network input size
 
     def _usable_weights(self, weights: str) -> str:
         """The weights to use; the smoke profile falls back to random ones when offline."""
@@ -155,13 +165,18 @@ class Study:
         limit = (self.profile.limits or {}).get(role)
         fraction = spec.train_fraction if role == "train" else 1.0
         records = select_records(self.records, role, spec.split, limit, fraction)
-        missing = [r for r in records if r.name not in self._scans]
-        for scan in load_scans(missing, self.profile.image_size, self.progress):
-            self._scans[scan.name] = scan
-        return [self._scans[r.name] for r in records]
+        size = self.recipe(spec).image_size
+        missing = [r for r in records if (r.name, size) not in self._scans]
+        for scan in load_scans(missing, size, self.progress):
+            self._scans[scan.name, size] = scan
+        return [self._scans[r.name, size] for r in records]
+
+    def recipe(self, spec: RunSpec) -> Profile:
+        """The profile with the run's own settings applied."""
+        return with_settings(self.profile, spec.settings)
 
     def config(self, spec: RunSpec) -> RunConfig:
-        p = self.profile
+        p = self.recipe(spec)
         return RunConfig(
             strategy=spec.strategy,
             seed=spec.seed,
@@ -169,6 +184,10 @@ class Study:
             image_size=p.image_size,
             batch_size=p.batch_size,
             lr=p.lr,
+            warmup_epochs=p.warmup_epochs,
+            loss=p.loss,
+            select_by=p.select_by,
+            tta=p.tta,
             head_trainable=spec.head_trainable,
             random_bn=spec.random_bn,
             encoder_weights=str(self.encoder_weights),
@@ -196,7 +215,17 @@ class Study:
         )
         history = trainer.fit()
         best_epoch = trainer.load_best()
-        per_image = evaluate(trainer.model, test, trainer.runtime, self.profile.batch_size)
+        recipe = self.recipe(spec)
+
+        def score(scans: list[Scan], tta: bool = recipe.tta) -> pd.DataFrame:
+            return evaluate(trainer.model, scans, trainer.runtime, recipe.batch_size, tta)
+
+        per_image = score(test)
+        # Validation at original size, for ablations (choices are made on validation only),
+        # and without flips too when the recipe flips, so one run shows what the flips add.
+        scored = {"val": score(val)}
+        if recipe.tta:
+            scored |= {"val_without_tta": score(val, False), "test_without_tta": score(test, False)}
         # An interrupted run's earlier processes count too (their training, not their loading).
         wall = trainer.carried_seconds + time.perf_counter() - started
         strategy = get_strategy(spec.strategy)
@@ -206,8 +235,14 @@ class Study:
             "paper_label": strategy.label,
             "seed": spec.seed,
             "profile": self.profile.name,
-            "image_size": self.profile.image_size,
-            "epochs": self.profile.epochs,
+            "image_size": recipe.image_size,
+            "epochs": recipe.epochs,
+            "lr": recipe.lr,
+            "warmup_epochs": recipe.warmup_epochs,
+            "loss": recipe.loss,
+            "select_by": recipe.select_by,
+            "tta": recipe.tta,
+            "settings": dict(spec.settings),
             "split": spec.split,
             "train_fraction": spec.train_fraction,
             "head_trainable": spec.head_trainable,
@@ -226,8 +261,10 @@ class Study:
             "total_parameters": count_parameters(trainer.model),
             "best_epoch": best_epoch,
             "best_val_dice": trainer.best_dice,
+            "best_val_hc_error_mm": hc_selection_error_mm(scored["val"]),
             "wall_seconds": wall,
             "test": summarize(per_image).to_dict(orient="index"),
+            **{key: summarize(table).to_dict(orient="index") for key, table in scored.items()},
         }
         environment = {
             **describe(trainer.runtime.device),
@@ -235,7 +272,7 @@ class Study:
             "wall_seconds": wall,
             "peak_memory_mb": peak_memory_mb(trainer.runtime.device),
             "config": trainer.config.as_dict(),
-            "profile": self.profile.as_dict(),
+            "profile": recipe.as_dict(),
         }
         with atomic_directory(folder) as tmp:
             write_csv_atomic(tmp / "per_image.csv", per_image)
@@ -266,5 +303,12 @@ def load_results(profile: str, results_dir: str | os.PathLike | None = None) -> 
         metrics = json.loads(path.read_text())
         test = metrics.pop("test")
         metrics.update({name: values["mean"] for name, values in test.items()})
+        # Runs since the cpu-hc profile also score validation, and without flips: prefixed.
+        for key in EXTRA_SCORES:
+            for name, values in metrics.pop(key, {}).items():
+                metrics[f"{key}_{name}"] = values["mean"]
+        metrics.pop("settings", None)  # the run's name says it
+        if isinstance(metrics.get("image_size"), list):  # (height, width) in JSON
+            metrics["image_size"] = tuple(metrics["image_size"])
         rows.append(metrics)
     return pd.DataFrame(rows)

@@ -3,10 +3,12 @@
 Protocol (the paper's, with its gaps filled and documented):
 
 - Adam at 1e-4, batch 10. The paper says the learning rate decays but its code keeps it
-  constant; fetalft uses cosine decay to zero over all training steps.
+  constant; fetalft uses cosine decay to zero over all training steps (after an optional
+  linear warm-up, ``warmup_epochs``).
 - BCE-with-logits loss (``loss="bce+dice"`` adds smp's Dice loss).
 - After each epoch the model is scored on the validation images; the epoch with the best
-  validation Dice is kept. The test images are never looked at during training.
+  validation Dice is kept (``select_by="hc"``: the smallest head-circumference error in mm,
+  at original resolution). The test images are never looked at during training.
 - A checkpoint after every epoch; an interrupted run resumes from it and, on a CPU with the
   same seed, ends with the same numbers as an uninterrupted one. Resuming with a different
   configuration is refused.
@@ -31,11 +33,13 @@ from tqdm.auto import tqdm
 from fetalft.batchnorm import recalibrate_folded_batchnorm
 from fetalft.data import Scan, ScanDataset, train_transform
 from fetalft.device import Runtime
-from fetalft.evaluate import predict_logits
+from fetalft.evaluate import evaluate, hc_selection_error_mm, predict_logits
 from fetalft.io import atomic_write
+from fetalft.profiles import ImageSize, image_shape
 from fetalft.strategies import FineTuned, get_strategy, prepare_model
 
 LOSSES = ("bce", "bce+dice")
+SELECTIONS = ("dice", "hc")
 
 
 class TrainingError(RuntimeError):
@@ -49,10 +53,13 @@ class RunConfig:
     strategy: str
     seed: int = 0
     epochs: int = 8
-    image_size: int = 256
+    image_size: ImageSize = 256  # an int squeezes to a square; (height, width) otherwise
     batch_size: int = 10
     lr: float = 1e-4
+    warmup_epochs: int = 0
     loss: str = "bce"
+    select_by: str = "dice"  # the validation score that picks the best epoch (SELECTIONS)
+    tta: bool = False  # flip test-time augmentation on validation and test
     head_trainable: bool | None = None  # None: the strategy's own choice
     random_bn: str = "eval"  # BatchNorm of frozen untrained parts (strategies.RANDOM_BN_MODES)
     encoder_weights: str | None = "imagenet"
@@ -63,6 +70,15 @@ class RunConfig:
         get_strategy(self.strategy)
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
+        if self.select_by not in SELECTIONS:
+            raise ValueError(
+                f"unknown select_by {self.select_by!r}; choose one of {', '.join(SELECTIONS)}"
+            )
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise ValueError(
+                f"warmup_epochs={self.warmup_epochs} must be at least 0 and fewer than the "
+                f"{self.epochs} epochs"
+            )
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -91,12 +107,31 @@ class _SumLoss(nn.Module):
         return sum(loss(logits, target) for loss in self.losses)
 
 
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 0
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """Cosine decay to zero over the steps after a linear warm-up (none by default).
+
+    Why a warm-up: at 1e-3 the randomly initialised decoder's first Adam steps are large
+    while its gradients are still noisy; ramping up over the first epoch avoids that.
+    """
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps - warmup_steps)
+    if warmup_steps == 0:
+        return cosine
+    warmup = torch.optim.lr_scheduler.LinearLR(
+        optimizer, start_factor=1 / warmup_steps, total_iters=warmup_steps
+    )
+    return torch.optim.lr_scheduler.SequentialLR(
+        optimizer, [warmup, cosine], milestones=[warmup_steps]
+    )
+
+
 def validation_dice(
-    model: nn.Module, scans: Sequence[Scan], runtime: Runtime, batch_size: int
+    model: nn.Module, scans: Sequence[Scan], runtime: Runtime, batch_size: int, tta: bool = False
 ) -> float:
     """Mean per-image Dice at training size: cheap enough to run after every epoch."""
     dices = []
-    for scan, logits in predict_logits(model, scans, runtime, batch_size):
+    for scan, logits in predict_logits(model, scans, runtime, batch_size, tta):
         pred, truth = logits > 0, scan.mask > 0
         total = pred.sum() + truth.sum()
         dices.append(1.0 if total == 0 else 2 * (pred & truth).sum() / total)
@@ -118,13 +153,13 @@ class Trainer:
             raise ValueError(
                 f"need training and validation images (got {len(train)} and {len(val)})"
             )
-        size = (config.image_size, config.image_size)
+        height, width = image_shape(config.image_size)
         for scan in (*train, *val):
-            if scan.image.shape[:2] != size:
+            if scan.image.shape[:2] != (height, width):
                 raise ValueError(
-                    f"scan {scan.name} is {scan.image.shape[1]}x{scan.image.shape[0]} but the run "
-                    f"is configured for {size[0]}x{size[1]}; load the scans at the config's "
-                    "image_size (fetalft.data.load_scans)."
+                    f"scan {scan.name} is {scan.image.shape[1]}x{scan.image.shape[0]} (W x H) but "
+                    f"the run is configured for {width}x{height}; load the scans at the "
+                    "config's image_size (fetalft.data.load_scans)."
                 )
         self.config = config
         self.train_scans, self.val_scans = list(train), list(val)
@@ -141,15 +176,19 @@ class Trainer:
         self.model.to(self.runtime.device, memory_format=torch.channels_last)
         self.optimizer = torch.optim.Adam(self.model.trainable_parameters(), lr=config.lr)
         self.steps_per_epoch = math.ceil(len(self.train_scans) / config.batch_size)
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            self.optimizer, T_max=config.epochs * self.steps_per_epoch
+        self.scheduler = make_scheduler(
+            self.optimizer,
+            total_steps=config.epochs * self.steps_per_epoch,
+            warmup_steps=config.warmup_epochs * self.steps_per_epoch,
         )
         self.scaler = self.runtime.grad_scaler()
         self.loss_fn = make_loss(config.loss)
         self.transform = train_transform()
         self.history: list[dict] = []
         self.epoch = 0
-        self.best_dice = -1.0
+        #: the best validation score so far, higher is better (Dice, or minus the HC error)
+        self.best_score = -math.inf
+        self.best_epoch = 0
         #: seconds spent in :meth:`fit` by this run so far, earlier processes included
         self.fit_seconds = 0.0
         #: the part of ``fit_seconds`` that earlier (interrupted) processes spent
@@ -173,7 +212,8 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "history": self.history,
-            "best_dice": self.best_dice,
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
             "fit_seconds": self.fit_seconds,
             "precision": self.runtime.precision,
         }
@@ -214,7 +254,7 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.history = state["history"]
         self.epoch = state["epoch"]
-        self.best_dice = state["best_dice"]
+        self.best_score, self.best_epoch = state["best_score"], state["best_epoch"]
         # Checkpoints written before fit_seconds was recorded: their training time is a floor.
         self.fit_seconds = state.get(
             "fit_seconds", sum(row["train_seconds"] for row in self.history)
@@ -278,25 +318,49 @@ class Trainer:
             started = time.perf_counter()
             train_loss = self.train_epoch()
             train_seconds = time.perf_counter() - started
-            dice = validation_dice(self.model, self.val_scans, self.runtime, self.config.batch_size)
+            scores = self.validate()
             self.fit_seconds += time.perf_counter() - started
             self.epoch += 1
             self.history.append(
                 {
                     "epoch": self.epoch,
                     "train_loss": train_loss,
-                    "val_dice": dice,
+                    **scores,
                     "lr": self.scheduler.get_last_lr()[0],
                     "train_seconds": train_seconds,
                     "images_per_second": len(self.train_scans) / train_seconds,
                 }
             )
-            epochs.set_postfix(loss=f"{train_loss:.4f}", val_dice=f"{dice:.4f}")
-            if dice > self.best_dice:
-                self.best_dice = dice
+            epochs.set_postfix(loss=f"{train_loss:.4f}", val_dice=f"{scores['val_dice']:.4f}")
+            score = (
+                scores["val_dice"]
+                if self.config.select_by == "dice"
+                else -scores["val_hc_error_mm"]
+            )
+            if score > self.best_score:
+                self.best_score, self.best_epoch = score, self.epoch
                 self.save_best()
             self.save_checkpoint()
         return pd.DataFrame(self.history)
+
+    def validate(self) -> dict[str, float]:
+        """This epoch's validation scores; with ``select_by="hc"`` also at original size."""
+        args = (self.model, self.val_scans, self.runtime, self.config.batch_size)
+        scores = {"val_dice": validation_dice(*args, tta=self.config.tta)}
+        if self.config.select_by == "hc":
+            per_image = evaluate(*args, tta=self.config.tta)
+            scores |= {
+                "val_dice_original": float(per_image["dice"].mean()),
+                "val_adf_mm": float(per_image["adf_mm"].mean()),
+                "val_failures": int(per_image["adf_mm"].isna().sum()),
+                "val_hc_error_mm": hc_selection_error_mm(per_image),
+            }
+        return scores
+
+    @property
+    def best_dice(self) -> float:
+        """Validation Dice (network size) of the best epoch."""
+        return next(row["val_dice"] for row in self.history if row["epoch"] == self.best_epoch)
 
     def load_best(self) -> int:
         """Put the best epoch's weights in the model; return that epoch."""

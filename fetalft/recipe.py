@@ -1,0 +1,201 @@
+"""Chapter 8: a recipe that measures heads, and what each of its parts is worth.
+
+The ``cpu-hc`` profile (:mod:`fetalft.profiles`) is the recipe. Each ablation run undoes
+one part of it (its settings are in its name; seed 0) and is compared with the recipe's
+own seed-0 run, on the validation images only: the test images choose nothing. Two parts
+need no run of their own: every run is scored with and without flips, and the epoch that
+validation Dice would have picked is read from the run's history, which scores each epoch
+both ways.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from fetalft import report
+from fetalft.book import project_root
+from fetalft.profiles import size_label
+
+PROFILE = "cpu-hc"
+RECIPE_RUN = "decoder-0-4"
+#: The labels that make up a recipe, and how a difference in each is said in the table.
+RECIPE_LABELS = {
+    "image_size": lambda v: f"input {size_label(v)}",
+    "lr": lambda v: f"learning rate {v:g}",
+    "warmup_epochs": lambda v: f"{v} warm-up epoch{'s' if v != 1 else ''}",
+    "loss": lambda v: f"loss {v}",
+    "select_by": lambda v: f"best epoch by validation {'HC error' if v == 'hc' else 'Dice'}",
+    "tta": lambda v: "flips averaged" if v else "no flips",
+    "head_trainable": lambda v: "head trained" if v else "head frozen at random",
+    "epochs": lambda v: f"{v} epochs",
+}
+
+
+def recipe_text(row: pd.Series) -> str:
+    """The recipe of one run in words, from its recorded labels."""
+    return ", ".join(say(row[label]) for label, say in RECIPE_LABELS.items())
+
+
+def changes(row: pd.Series, recipe: pd.Series) -> str:
+    """What an ablation run does differently from the recipe, in words."""
+    differ = [label for label in RECIPE_LABELS if row[label] != recipe[label]]
+    return "; ".join(RECIPE_LABELS[label](row[label]) for label in differ) or "the recipe"
+
+
+def _validation_row(change: str, dice: float, adf: float, failures: int, epoch, run) -> dict:
+    return {
+        "change": change,
+        "val Dice (%)": 100 * dice,
+        "val ADF (mm)": adf,
+        "failures": failures,
+        "best epoch": epoch,
+        "run": run,
+    }
+
+
+def ablation_table(
+    runs: pd.DataFrame, results_dir: str | os.PathLike | None = None, seed: int = 0
+) -> pd.DataFrame:
+    """One row per change to the recipe, scored on the validation images (``seed``).
+
+    ``runs`` is :func:`fetalft.report.load_runs` of the profile. Columns: the change, the
+    validation Dice and ADF at the chosen epoch (at original resolution), the images without
+    a measurable head, the chosen epoch, and the difference from the recipe. Empty when the
+    recipe's run is not finished.
+    """
+    runs = runs[(runs["seed"] == seed) & (runs["strategy"] == RECIPE_RUN)]
+    if RECIPE_RUN not in set(runs["run"]):
+        return pd.DataFrame()
+    recipe = runs[runs["run"] == RECIPE_RUN].iloc[0]
+    metrics = report.load_metrics(PROFILE, RECIPE_RUN, seed, results_dir)
+    rows = [
+        _validation_row(
+            "the recipe",
+            recipe["val_dice"],
+            recipe["val_adf_mm"],
+            metrics["val"]["adf_mm"]["n_nan"],
+            f"{recipe['best_epoch']} of {recipe['epochs']}",
+            RECIPE_RUN,
+        )
+    ]
+    if "val_without_tta" in metrics:
+        plain = metrics["val_without_tta"]
+        rows.append(
+            _validation_row(
+                "no flips (same weights)",
+                plain["dice"]["mean"],
+                plain["adf_mm"]["mean"],
+                plain["adf_mm"]["n_nan"],
+                f"{recipe['best_epoch']} of {recipe['epochs']}",
+                RECIPE_RUN,
+            )
+        )
+    history = report.load_history(PROFILE, RECIPE_RUN, seed, results_dir)
+    if recipe["select_by"] == "hc" and "val_adf_mm" in history:
+        by_dice = history.loc[history["val_dice"].idxmax()]
+        rows.append(
+            _validation_row(
+                "best epoch by validation Dice",
+                by_dice["val_dice_original"],
+                by_dice["val_adf_mm"],
+                int(by_dice["val_failures"]),
+                f"{int(by_dice['epoch'])} of {recipe['epochs']}",
+                RECIPE_RUN,
+            )
+        )
+    for _, row in runs[runs["run"] != RECIPE_RUN].iterrows():
+        failures = report.load_metrics(PROFILE, row["run"], seed, results_dir)["val"]
+        rows.append(
+            _validation_row(
+                changes(row, recipe),
+                row["val_dice"],
+                row["val_adf_mm"],
+                failures["adf_mm"]["n_nan"],
+                f"{row['best_epoch']} of {row['epochs']}",
+                row["run"],
+            )
+        )
+    table = pd.DataFrame(rows)
+    first = table.iloc[0]
+    table["Dice change"] = table["val Dice (%)"] - first["val Dice (%)"]
+    table["ADF change (mm)"] = table["val ADF (mm)"] - first["val ADF (mm)"]
+    return table
+
+
+def final_table(
+    cpu_hc_runs: pd.DataFrame,
+    cpu_runs: pd.DataFrame,
+    runs: tuple[str, ...] = ("decoder-0-4", "baseline"),
+    results_dir: str | os.PathLike | None = None,
+) -> pd.DataFrame:
+    """The recipe and the from-scratch U-Net on the test images, beside the paper's protocol.
+
+    One row per profile and run (mean ± sd over seeds; failures summed over seeds). The
+    ``cpu`` profile is the paper's protocol on a CPU (192 x 192, 8 epochs, 1e-4).
+    """
+    rows = []
+    for profile, table in ((PROFILE, cpu_hc_runs), ("cpu", cpu_runs)):
+        if table.empty:
+            continue
+        for run in runs:
+            group = table[table["run"] == run]
+            if group.empty:
+                continue
+            failures = sum(
+                report.load_metrics(profile, run, seed, results_dir)["test"]["adf_mm"]["n_nan"]
+                for seed in group["seed"]
+            )
+            rows.append(
+                {
+                    "profile": profile,
+                    "run": run,
+                    "input": size_label(group["image_size"].iloc[0]),
+                    "epochs": int(group["epochs"].iloc[0]),
+                    "seeds": ", ".join(map(str, sorted(group["seed"]))),
+                    "trainable": int(group["trainable_parameters"].iloc[0]),
+                    "Dice (%)": report.format_mean_sd(*_mean_sd(group["dice"]), scale=100),
+                    "ADF (mm)": report.format_mean_sd(*_mean_sd(group["adf_mm"])),
+                    "failures": failures,
+                    "minutes per run": group["wall_seconds"].mean() / 60,
+                    "dice": group["dice"].mean(),
+                    "adf_mm": group["adf_mm"].mean(),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _mean_sd(values: pd.Series) -> tuple[float, float]:
+    values = values.astype(float)
+    return values.mean(), values.std(ddof=1) if len(values) > 1 else float("nan")
+
+
+def worst_images(per_image: pd.DataFrame, n: int = 6) -> pd.DataFrame:
+    """The ``n`` test images with the largest HC error (a failure counts as the worst)."""
+    key = per_image["adf_mm"].fillna(float("inf"))
+    return per_image.loc[key.sort_values(ascending=False).index[:n]]
+
+
+def error_share(per_image: pd.DataFrame, n: int = 10) -> float:
+    """Share of the total absolute HC error carried by the ``n`` worst measured images."""
+    errors = per_image["adf_mm"].dropna().sort_values(ascending=False)
+    return float(errors.head(n).sum() / errors.sum())
+
+
+def committed_results() -> Path:
+    """The repository's ``results/`` folder: the committed study, whatever the profile.
+
+    Why not ``$FETALFT_RESULTS_DIR``: this chapter's runs take hours, so every reader and
+    every CI run shows the recorded ones rather than waiting for new ones.
+    """
+    root = project_root() or project_root(Path(__file__).parent)
+    return (root or Path.cwd()) / "results"
+
+
+def load_environment(run: str, seed: int, results_dir: str | os.PathLike | None = None) -> dict:
+    """A run's ``environment.json``: versions, device, wall time, peak memory."""
+    folder = report.run_folder(PROFILE, run, seed, results_dir)
+    return json.loads((folder / "environment.json").read_text())

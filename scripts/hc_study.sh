@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Chapter 8's study (profile cpu-hc): the recipe's three seeds first, then one ablation run
+# per change (each undoes one part of the recipe, seed 0), then the from-scratch U-Net in
+# the same profile. Every step skips finished runs, so run it
+# again after an interruption. Needs the same environment as scripts/cpu_study.sh.
+# Precision is fixed, not timed: "auto" times the CPU, and a busy machine can pick fp32.
+set -euo pipefail
+precision="${FETALFT_PRECISION:-bf16}"
+study() { python -m fetalft study --profile cpu-hc --precision "$precision" --quiet "$@"; }
+
+study --strategies decoder-0-4 --seeds 0 1 2
+study --strategies decoder-0-4 --seeds 0 --set lr=1e-4 --set warmup_epochs=0  # the paper's schedule
+study --strategies decoder-0-4 --seeds 0 --set image_size=320   # square, about as many pixels
+study --strategies decoder-0-4 --seeds 0 --set loss=bce         # without the Dice loss
+study --strategies decoder-0-4 --seeds 0 --frozen-head          # the head frozen at random
+study --strategies baseline --seeds 0                           # hours on a 2-core CPU

@@ -1,0 +1,93 @@
+"""Ship chapter 8's recipe model with the package: fp16 weights, SHA-256, model card.
+
+Picks the seed of ``results/cpu-hc/decoder-0-4`` with the smallest validation HC error
+(the test images choose nothing) and reads its ``best.pt`` from the checkpoint folder:
+
+    FETALFT_CHECKPOINT_DIR=~/fetalft-checkpoints python scripts/ship_model.py
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from fetalft import recipe, report
+from fetalft.profiles import size_label
+from fetalft.shipped import MODEL_DIR, write_shipped_model
+from fetalft.study import checkpoints_root
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CARD = """# Model card: fetalft decoder-0-4, chapter 8's recipe
+
+**What it is.** A U-Net with an ImageNet MobileNetV2 encoder (segmentation-models-pytorch),
+the encoder frozen, the decoder and the head fine-tuned: {trainable:,} trainable of
+{total:,} parameters. Stored in half precision; SHA-256 in `{name}.sha256`.
+
+**Intended use.** Teaching and research: reading the fetalft book, trying the commands,
+comparing methods. **Not for diagnosis** or any clinical decision.
+
+**Training data.** HC18 (van den Heuvel et al., 2018; Zenodo 10.5281/zenodo.1327317),
+{n_train} training and {n_val} validation images of the exam-level split (all scans of an
+exam on one side), licensed CC BY 4.0 by its authors. No test image was used to choose
+anything.
+
+**Recipe.** Profile `cpu-hc`: input {size} (height x width), {epochs} epochs, Adam at
+{lr:g} after {warmup} warm-up epoch(s), BCE + Dice loss, best epoch by validation HC error
+(epoch {best_epoch}), flip test-time augmentation. Seed {seed}, the one with the smallest
+validation HC error of the seeds trained. Trained on {hardware} ({precision}) in
+{minutes:.0f} minutes.
+
+**Test results** (the {n_test} test images of the exam-level split, original resolution):
+Dice {dice:.2f}%, mean absolute HC difference {adf:.2f} mm, {failures} image(s) without a
+measurable head. Scored on 200 of the 999 HC18 training images, not the challenge's hidden
+test set.
+
+**Limits.** One hospital's scans (Radboud UMC), 2D standard planes of the head only;
+expect worse on other machines or planes. Use `python -m fetalft predict IMAGE --pixel-size S`
+with the scan's true pixel size.
+"""
+
+
+def main() -> int:
+    runs = report.load_runs(recipe.PROFILE, ROOT / "results")
+    seeds = runs[runs["run"] == recipe.RECIPE_RUN]
+    if seeds.empty:
+        print("no finished decoder-0-4 runs in results/cpu-hc; run scripts/hc_study.sh first")
+        return 2
+    row = seeds.loc[seeds["best_val_hc_error_mm"].idxmin()]
+    seed = int(row["seed"])
+    best = report.checkpoint_path(checkpoints_root(), recipe.PROFILE, recipe.RECIPE_RUN, seed)
+    metrics = report.load_metrics(recipe.PROFILE, recipe.RECIPE_RUN, seed, ROOT / "results")
+    card = CARD.format(
+        name="decoder-0-4_cpu-hc.pt",
+        trainable=metrics["trainable_parameters"],
+        total=metrics["total_parameters"],
+        n_train=metrics["n_train"],
+        n_val=metrics["n_val"],
+        n_test=metrics["n_test"],
+        size=size_label(tuple(metrics["image_size"])),
+        epochs=metrics["epochs"],
+        lr=metrics["lr"],
+        warmup=metrics["warmup_epochs"],
+        best_epoch=metrics["best_epoch"],
+        seed=seed,
+        hardware=metrics["hardware"],
+        precision=metrics["precision"],
+        minutes=metrics["wall_seconds"] / 60,
+        dice=100 * metrics["test"]["dice"]["mean"],
+        adf=metrics["test"]["adf_mm"]["mean"],
+        failures=metrics["test"]["adf_mm"]["n_nan"],
+    )
+    path = write_shipped_model(best, card, MODEL_DIR)
+    print(
+        json.dumps(
+            {"seed": seed, "model": str(path.relative_to(ROOT)), "bytes": path.stat().st_size}
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
