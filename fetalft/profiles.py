@@ -6,6 +6,8 @@ images) so a result can always be labelled with the profile that made it.
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from dataclasses import asdict, dataclass, field, replace
 
@@ -18,8 +20,8 @@ ImageSize = int | tuple[int, int]
 
 def image_shape(size: ImageSize) -> tuple[int, int]:
     """``(height, width)`` of a network input: an int means a square, as in the paper."""
-    if isinstance(size, int):
-        return size, size
+    if isinstance(size, numbers.Integral):  # numpy integers too (a column of load_runs)
+        return int(size), int(size)
     height, width = size
     return int(height), int(width)
 
@@ -172,7 +174,7 @@ def _parse_value(key: str, value: str) -> object:
         return number
     if key == "lr":
         number = float(value)
-        if not number > 0:
+        if not (number > 0 and math.isfinite(number)):
             raise ValueError(value)
         return number
     if key == "tta":
@@ -186,11 +188,11 @@ def _parse_value(key: str, value: str) -> object:
 
 
 def setting_suffix(key: str, value: object) -> str:
-    """The part of a run's folder name that says what it changed: ``--lr-1e-04``."""
+    """The part of a run's folder name that says what it changed: ``--lr-0.0001``."""
     if key == "image_size":
         shown = "x".join(map(str, image_shape(value)))  # type: ignore[arg-type]
     elif key == "lr":
-        shown = f"{value:.0e}"
+        shown = f"{value:g}"  # exact to 6 digits: 2.5e-4 and 3e-4 never share a folder
     elif key == "tta":
         shown = "on" if value else "off"
     else:

@@ -505,6 +505,65 @@ def test_rescore_of_an_unknown_run_names_it_in_one_line(tmp_path: Path, capsys) 
 def test_unknown_profile_for_the_default_checkpoint_is_one_line(
     scan: hc18.Record, monkeypatch, capsys
 ) -> None:
-    monkeypatch.setenv("FETALFT_PROFILE", "huge")
-    assert main(["predict", str(scan.image_path), "--pixel-size", "0.1"]) == 2
+    args = ["predict", str(scan.image_path), "--pixel-size", "0.1", "--profile", "huge"]
+    assert main(args) == 2
     assert "unknown profile 'huge'" in capsys.readouterr().err
+
+
+# -- study --set KEY=VALUE --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        ("lr=abc", "setting 'lr=abc': lr must be a positive number (1e-4)"),
+        ("tta=yes", "setting 'tta=yes': tta must be on or off"),
+        ("image_size=256x", "setting 'image_size=256x': image_size must be an int for a square"),
+        (
+            "foo=1",
+            "setting 'foo=1' is not KEY=VALUE with KEY one of image_size, epochs, lr, "
+            "warmup_epochs, loss, select_by, tta",
+        ),
+    ],
+)
+def test_study_refuses_a_bad_setting_in_one_line(
+    setting: str, expected: str, monkeypatch, capsys
+) -> None:
+    from fetalft import study
+
+    monkeypatch.setattr(study, "Study", RecordingStudy)
+    RecordingStudy.specs = []
+    args = ["study", "--profile", "smoke", "--strategies", "decoder-4", "--seeds", "0"]
+    assert main([*args, "--set", "lr=1e-3", "--set", setting]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ")
+    assert expected in err
+    assert RecordingStudy.specs == []  # nothing was started
+
+
+def test_study_passes_its_settings_to_every_run(monkeypatch, capsys) -> None:
+    from fetalft import study
+
+    monkeypatch.setattr(study, "Study", RecordingStudy)
+    args = ["study", "--profile", "cpu-hc", "--strategies", "decoder-0-4", "baseline"]
+    args += ["--seeds", "0", "--set", "tta=off", "--set", "lr=1e-4", "--set", "image_size=256x384"]
+    assert main(args) == 0
+    settings = (("image_size", (256, 384)), ("lr", 1e-4), ("tta", False))
+    assert [(s.strategy, s.settings) for s in RecordingStudy.specs] == [
+        ("decoder-0-4", settings),
+        ("baseline", settings),
+    ]
+    assert RecordingStudy.specs[0].name == "decoder-0-4--image-size-256x384--lr-0.0001--tta-off"
+    assert main(args[:8]) == 0  # no --set: the profile's own recipe
+    assert [s.settings for s in RecordingStudy.specs] == [(), ()]
+
+
+def test_study_help_lists_the_settings_and_their_values(capsys) -> None:
+    from fetalft.profiles import SETTINGS
+
+    with pytest.raises(SystemExit):
+        main(["study", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps the help text
+    assert "--set KEY=VALUE" in out
+    for key, choices in SETTINGS.items():
+        assert f"{key}: {choices}" in out

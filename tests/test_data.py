@@ -19,6 +19,7 @@ from fetalft.data import (
     dataset_dir,
     eval_transform,
     load_scans,
+    resize,
     select_records,
     train_transform,
 )
@@ -262,3 +263,57 @@ def test_other_profiles_insist_on_real_data(no_hc18: Path, profile: str) -> None
 @pytest.mark.parametrize("profile", ["smoke", "cpu"])
 def test_dataset_dir_uses_available_data(synthetic_hc18: Path, profile: str) -> None:
     assert dataset_dir(get_profile(profile), synthetic_hc18) == (synthetic_hc18, False)
+
+
+# -- non-square network input: (height, width) -------------------------------------------------
+
+WIDE = (64, 96)
+
+
+def test_resize_to_height_and_width() -> None:
+    image = np.random.default_rng(0).integers(0, 256, (540, 800), dtype=np.uint8)
+    resized = resize(image, (256, 384))
+    assert resized.shape == (256, 384)
+    # OpenCV takes (width, height)
+    expected = cv2.resize(image, (384, 256), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(resized, expected)
+    assert resize(image, (384, 256)).shape == (384, 256)  # height first, always
+    # an int squeezes to a square, as before
+    np.testing.assert_array_equal(
+        resize(image, 192), cv2.resize(image, (192, 192), interpolation=cv2.INTER_AREA)
+    )
+    mask = (image > 127).astype(np.float32)
+    nearest = resize(mask, (64, 96), cv2.INTER_NEAREST)
+    np.testing.assert_array_equal(
+        nearest, cv2.resize(mask, (96, 64), interpolation=cv2.INTER_NEAREST)
+    )
+
+
+def test_load_scans_at_height_by_width(mixed_size_scans) -> None:
+    scans = load_scans([record for _, record in mixed_size_scans], WIDE, progress=False)
+    for (truth, _), scan in zip(mixed_size_scans, scans, strict=True):
+        assert scan.image.shape == scan.mask.shape == WIDE
+        assert scan.original_shape == truth.image.shape
+        assert set(np.unique(scan.mask)) == {0, 1}
+        np.testing.assert_array_equal(
+            scan.image, cv2.resize(truth.image, (96, 64), interpolation=cv2.INTER_AREA)
+        )
+        height, width = truth.image.shape
+        assert scan.mask.mean() == pytest.approx(truth.ellipse.area / (height * width), abs=0.03)
+        # the head's centre lands where the scan's proportions put it: x scaled by 96 / W
+        # and y by 64 / H (pixel centres at (i + 0.5) * scale - 0.5)
+        rows, cols = np.nonzero(scan.mask)
+        assert cols.mean() == pytest.approx((truth.ellipse.cx + 0.5) * 96 / width - 0.5, abs=0.6)
+        assert rows.mean() == pytest.approx((truth.ellipse.cy + 0.5) * 64 / height - 0.5, abs=0.6)
+
+
+def test_non_square_scans_keep_their_shape_through_the_transforms(mixed_size_scans) -> None:
+    scans = load_scans([record for _, record in mixed_size_scans], WIDE, progress=False)
+    for transform in (train_transform(), eval_transform()):
+        transform.set_random_seed(0)
+        dataset = ScanDataset(scans, transform)
+        for i in range(len(scans)):
+            image, target = dataset[i]
+            assert image.shape == (3, *WIDE) and target.shape == (1, *WIDE)
+    image, target = ScanDataset(scans, eval_transform())[0]
+    np.testing.assert_array_equal(target[0].numpy(), scans[0].mask)

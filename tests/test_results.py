@@ -14,6 +14,8 @@ import pytest
 
 from fetalft.evaluate import PROTOCOLS
 from fetalft.metrics import CHALLENGE_METRICS, SEGMENTATION_METRICS
+from fetalft.profiles import PROFILES, SETTINGS, with_settings
+from fetalft.study import RunSpec
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 RUN_FILES = ("metrics.json", "per_image.csv", "history.csv", "environment.json")
@@ -54,12 +56,97 @@ def test_committed_run_is_complete_and_consistent(folder: Path) -> None:
 
     history = pd.read_csv(folder / "history.csv")
     assert list(history["epoch"]) == list(range(1, metrics["epochs"] + 1))
-    assert history["val_dice"].max() == pytest.approx(metrics["best_val_dice"])
-    assert history.loc[history["val_dice"].idxmax(), "epoch"] == metrics["best_epoch"]
+    # the kept epoch is the best on validation by the run's own criterion (runs before the
+    # cpu-hc profile have no select_by: they chose by Dice)
+    if metrics.get("select_by", "dice") == "hc":
+        best = history.loc[history["val_hc_error_mm"].idxmin()]
+        assert best["epoch"] == metrics["best_epoch"]
+        assert best["val_dice"] == pytest.approx(metrics["best_val_dice"])
+        assert best["val_hc_error_mm"] == pytest.approx(metrics["best_val_hc_error_mm"], rel=1e-6)
+    else:
+        assert metrics.get("select_by", "dice") == "dice"
+        assert history["val_dice"].max() == pytest.approx(metrics["best_val_dice"])
+        assert history.loc[history["val_dice"].idxmax(), "epoch"] == metrics["best_epoch"]
 
     environment = strict((folder / "environment.json").read_text())
     assert environment["precision"] == metrics["precision"]
     assert environment["hardware"] == metrics["hardware"]
+
+
+def as_json(value: object) -> object:
+    """``value`` as metrics.json holds it (tuples become lists)."""
+    return json.loads(json.dumps(value))
+
+
+hc_folders = sorted(p.parent for p in (RESULTS / "cpu-hc").glob("*/seed-*/metrics.json"))
+
+
+@pytest.mark.skipif(not hc_folders, reason="no cpu-hc runs under results/ yet")
+@pytest.mark.parametrize("folder", hc_folders, ids=lambda p: str(p.relative_to(RESULTS)))
+def test_cpu_hc_run_is_labelled_with_its_recipe(folder: Path) -> None:
+    """A cpu-hc run: its recipe is the profile's with the run's settings applied (none for
+    the final configuration), recorded in its name, in metrics.json and in environment.json
+    (profile and training config); its validation and test are scored as the recipe says."""
+    metrics = strict((folder / "metrics.json").read_text())
+    environment = strict((folder / "environment.json").read_text())
+    assert metrics["profile"] == "cpu-hc"
+    settings = {
+        key: tuple(value) if isinstance(value, list) else value
+        for key, value in metrics["settings"].items()
+    }
+    assert set(settings) <= set(SETTINGS)
+    recipe = with_settings(PROFILES["cpu-hc"], tuple(settings.items()))
+    # the folder's name is the run's: strategy, variant and its settings
+    spec = RunSpec(
+        metrics["strategy"],
+        metrics["seed"],
+        metrics["split"],
+        metrics["train_fraction"],
+        metrics["head_trainable"],
+        metrics["random_bn"],
+        tuple(settings.items()),
+    )
+    assert spec.name == metrics["run"] == folder.parent.name
+    for key in SETTINGS:
+        assert metrics[key] == as_json(getattr(recipe, key)), key
+    if "image_size" not in settings:
+        assert metrics["image_size"] == [256, 384]
+    if "tta" not in settings:
+        assert metrics["tta"] is True
+    if "select_by" not in settings:
+        assert metrics["select_by"] == "hc"
+    assert isinstance(metrics["tta"], bool)
+
+    profile = environment["profile"]
+    assert profile["name"] == "cpu-hc"
+    for key in (*SETTINGS, "batch_size"):
+        assert profile[key] == as_json(getattr(recipe, key)), key
+    config = environment["config"]
+    for key in ("image_size", "epochs", "lr", "warmup_epochs", "loss", "select_by", "tta"):
+        assert config[key] == metrics[key], key
+    assert (config["strategy"], config["seed"]) == (metrics["strategy"], metrics["seed"])
+
+    # validation is scored for the ablation tables; without flips too when the recipe flips
+    expected = {"test", "val"} | ({"val_without_tta", "test_without_tta"} if recipe.tta else set())
+    present = {
+        key for key in ("test", "val", "val_without_tta", "test_without_tta") if key in metrics
+    }
+    assert present == expected
+    for key in expected:
+        assert {"dice", "adf_mm"} <= set(metrics[key]), key
+    assert metrics["val"]["dice"]["n"] == metrics["n_val"]
+    if recipe.tta:
+        assert metrics["test_without_tta"]["dice"]["n"] == metrics["n_test"]
+    assert metrics["best_val_hc_error_mm"] > 0
+
+    history = pd.read_csv(folder / "history.csv")
+    if recipe.select_by == "hc":
+        assert {"val_dice_original", "val_adf_mm", "val_failures", "val_hc_error_mm"} <= set(
+            history.columns
+        )
+        best = history.set_index("epoch").loc[metrics["best_epoch"]]
+        assert best["val_dice_original"] == pytest.approx(metrics["val"]["dice"]["mean"], rel=1e-6)
+        assert best["val_failures"] == metrics["val"]["adf_mm"]["n_nan"]
 
 
 scoring_files = sorted(RESULTS.rglob("seed-*/scoring.json"))

@@ -165,13 +165,13 @@ def test_variant_run_end_to_end(study_env: dict, monkeypatch: pytest.MonkeyPatch
     validated, evaluated, loaded = [], [], {}
     real_dice, real_evaluate = training.validation_dice, study.evaluate
 
-    def spy_dice(model, scans, *args):
+    def spy_dice(model, scans, *args, **kwargs):
         validated.extend(s.name for s in scans)
-        return real_dice(model, scans, *args)
+        return real_dice(model, scans, *args, **kwargs)
 
-    def spy_evaluate(model, scans, *args):
+    def spy_evaluate(model, scans, *args, **kwargs):
         evaluated.append([s.name for s in scans])
-        return real_evaluate(model, scans, *args)
+        return real_evaluate(model, scans, *args, **kwargs)
 
     monkeypatch.setattr(training, "validation_dice", spy_dice)
     monkeypatch.setattr(study, "evaluate", spy_evaluate)
@@ -203,7 +203,9 @@ def test_variant_run_end_to_end(study_env: dict, monkeypatch: pytest.MonkeyPatch
     }
     assert loaded == expected
     assert metrics["n_train"] == len(expected["train"])
-    assert evaluated == [expected["test"]]  # the test set is scored exactly once
+    # after training, the test set is scored exactly once, and validation once (for the
+    # ablation tables; by then the epoch is chosen)
+    assert evaluated == [expected["test"], expected["val"]]
     assert set(validated) == set(expected["val"])  # validation alone picks the epoch
     assert not set(expected["test"]) & (set(expected["train"]) | set(expected["val"]))
 
@@ -317,7 +319,7 @@ def test_test_metrics_are_those_of_the_best_epoch_not_the_last(
     from fetalft.predict import Predictor
 
     scores = iter([0.9, 0.1])
-    monkeypatch.setattr(training, "validation_dice", lambda *args: next(scores))
+    monkeypatch.setattr(training, "validation_dice", lambda *args, **kwargs: next(scores))
     epoch_states = []
     real_save = training.Trainer.save_checkpoint
 
@@ -361,3 +363,212 @@ def test_test_metrics_are_those_of_the_best_epoch_not_the_last(
     assert not np.allclose(
         recorded["pixel_accuracy"].to_numpy(), from_last["pixel_accuracy"].to_numpy()
     )
+
+
+# -- run settings: one recipe change per run, named in its folder ------------------------------
+
+
+def test_default_run_names_are_unchanged() -> None:
+    assert RunSpec("decoder-0-4", 0).name == "decoder-0-4"
+    assert RunSpec("decoder-0-4", 0).settings == ()
+    assert [s.name for s in plan(["decoder-0-4", "baseline"], [0])] == ["decoder-0-4", "baseline"]
+
+
+def test_settings_in_any_order_give_the_same_run() -> None:
+    one = RunSpec("decoder-0-4", 1, settings=(("tta", False), ("lr", 1e-4)))
+    other = RunSpec("decoder-0-4", 1, settings=[("lr", 1e-4), ("tta", False)])
+    assert one == other and hash(one) == hash(other)
+    assert one.name == other.name == "decoder-0-4--lr-0.0001--tta-off"
+    assert one.folder(Path("r"), TINY) == Path("r/tiny/decoder-0-4--lr-0.0001--tta-off/seed-1")
+    specs = plan(["decoder-0-4"], [0, 1], settings=[("tta", False), ("lr", 1e-4)])
+    assert [s.name for s in specs] == [one.name] * 2
+    assert [s.seed for s in specs] == [0, 1]
+    head = RunSpec("decoder-4", 0, head_trainable=True, settings=(("image_size", (256, 384)),))
+    assert head.name == "decoder-4--head--image-size-256x384"
+
+
+def test_unknown_settings_are_refused_by_the_spec() -> None:
+    with pytest.raises(ValueError, match="unknown setting 'foo'"):
+        RunSpec("decoder-0-4", 0, settings=(("foo", 1),))
+    with pytest.raises(ValueError, match="unknown setting 'seeds'"):
+        plan(["decoder-0-4"], [0], settings=[("seeds", (0, 1))])
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("lr=1.6e-4", "lr=2e-4"), ("lr=2.5e-4", "lr=3e-4"), ("lr=1.2e-3", "lr=1e-3")],
+)
+def test_different_settings_never_share_a_folder(first: str, second: str) -> None:
+    """Like train fractions (whole percentages), a setting the name cannot tell apart from
+    another must be refused, or the second run would be skipped as "already finished"."""
+    from fetalft.profiles import parse_setting
+
+    specs = []
+    for text in (first, second):
+        try:
+            specs.append(RunSpec("decoder-0-4", 0, settings=(parse_setting(text),)))
+        except ValueError:
+            return  # refused: fine
+    assert specs[0].name != specs[1].name
+
+
+def test_study_recipe_and_config_apply_the_settings(study_env: dict) -> None:
+    runner = Study("smoke", encoder_weights="random", progress=False)
+    settings = (("image_size", (64, 96)), ("warmup_epochs", 1), ("epochs", 3))
+    spec = RunSpec("decoder-0-4", 0, settings=settings)
+    recipe = runner.recipe(spec)
+    assert recipe.name == "smoke" and recipe.image_size == (64, 96) and recipe.warmup_epochs == 1
+    assert runner.profile.image_size == 64  # the study's profile is untouched
+    config = runner.config(spec)
+    assert (config.image_size, config.warmup_epochs, config.epochs) == ((64, 96), 1, 3)
+    assert (config.lr, config.loss, config.select_by, config.tta) == (1e-4, "bce", "dice", False)
+    hc = Study("cpu-hc", encoder_weights="random", progress=False)
+    config = hc.config(RunSpec("decoder-0-4", 0))
+    assert (config.image_size, config.lr, config.warmup_epochs) == ((256, 384), 1e-3, 1)
+    assert (config.loss, config.select_by, config.tta) == ("bce+dice", "hc", True)
+    assert hc.config(RunSpec("decoder-0-4", 0, settings=(("tta", False),))).tta is False
+
+
+HC_SETTINGS = (("image_size", (64, 96)), ("tta", True), ("select_by", "hc"), ("epochs", 2))
+
+
+@pytest.fixture(scope="module")
+def hc_run(synthetic_hc18: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A smoke-profile run on the synthetic scans with the cpu-hc recipe's new settings:
+    64 x 96 input, flips, epochs chosen by HC error, two epochs."""
+    root = tmp_path_factory.mktemp("hc-study")
+    runner = Study(
+        "smoke",
+        data_dir=synthetic_hc18,
+        results_dir=root / "results",
+        checkpoint_dir=root / "checkpoints",
+        encoder_weights="random",
+        precision="fp32",
+        progress=False,
+    )
+    spec = RunSpec("decoder-0-4", 0, settings=HC_SETTINGS)
+    folder = runner.run(spec)
+    return {"runner": runner, "spec": spec, "folder": folder, "root": root}
+
+
+def test_a_run_with_settings_records_its_recipe(hc_run: dict) -> None:
+    folder, spec = hc_run["folder"], hc_run["spec"]
+    name = "decoder-0-4--epochs-2--image-size-64x96--select-by-hc--tta-on"
+    assert spec.name == name
+    assert folder == hc_run["root"] / "results" / "smoke" / name / "seed-0"
+    assert {p.name for p in folder.iterdir()} == RUN_FILES
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert (metrics["run"], metrics["profile"], metrics["strategy"]) == (
+        name,
+        "smoke",
+        "decoder-0-4",
+    )
+    assert metrics["image_size"] == [64, 96]
+    assert metrics["epochs"] == 2
+    assert metrics["tta"] is True and metrics["select_by"] == "hc"
+    assert (metrics["lr"], metrics["warmup_epochs"], metrics["loss"]) == (1e-4, 0, "bce")
+    assert metrics["settings"] == {
+        "epochs": 2,
+        "image_size": [64, 96],
+        "select_by": "hc",
+        "tta": True,
+    }
+    environment = json.loads((folder / "environment.json").read_text())
+    assert environment["profile"]["name"] == "smoke"
+    assert environment["profile"]["image_size"] == [64, 96]
+    assert environment["profile"]["tta"] is True
+    assert environment["config"]["image_size"] == [64, 96]
+    assert environment["config"]["select_by"] == "hc" and environment["config"]["tta"] is True
+
+
+def test_a_run_with_settings_scores_validation_and_test_with_and_without_flips(
+    hc_run: dict,
+) -> None:
+    import numpy as np
+    import torch
+
+    from fetalft.evaluate import evaluate, hc_selection_error_mm
+    from fetalft.metrics import summarize
+    from fetalft.predict import Predictor
+
+    folder, spec, runner = hc_run["folder"], hc_run["spec"], hc_run["runner"]
+    metrics = json.loads((folder / "metrics.json").read_text())
+    for key in ("test", "val", "val_without_tta", "test_without_tta"):
+        assert {"dice", "adf_mm"} <= set(metrics[key]), key
+        assert set(metrics[key]["dice"]) == {"mean", "sd", "n", "n_nan"}
+    n_val, n_test = metrics["n_val"], metrics["n_test"]
+    assert metrics["val"]["dice"]["n"] == metrics["val_without_tta"]["dice"]["n"] == n_val
+    assert metrics["test_without_tta"]["dice"]["n"] == n_test == 4
+
+    def same(summary: dict, table) -> None:
+        expected = summarize(table).to_dict(orient="index")
+        assert set(summary) == set(expected)
+        for metric, values in summary.items():
+            written = {k: float("nan") if v is None else v for k, v in values.items()}
+            assert written == pytest.approx(expected[metric], rel=1e-9, nan_ok=True), metric
+
+    per_image = pd.read_csv(folder / "per_image.csv")
+    same(metrics["test"], per_image)
+
+    # the epoch is the one with the smallest validation HC error, failures counted
+    history = pd.read_csv(folder / "history.csv").set_index("epoch")
+    assert list(history.index) == [1, 2]
+    for column in ("val_dice", "val_dice_original", "val_adf_mm", "val_failures"):
+        assert column in history
+    best = metrics["best_epoch"]
+    assert best == history["val_hc_error_mm"].idxmin()
+    assert metrics["best_val_dice"] == pytest.approx(history.loc[best, "val_dice"], rel=1e-12)
+    assert metrics["best_val_hc_error_mm"] == pytest.approx(
+        history.loc[best, "val_hc_error_mm"], rel=1e-9
+    )
+
+    # scored again, independently, from the kept weights: with flips and without
+    best_path = spec.folder(hc_run["root"] / "checkpoints", runner.profile) / "best.pt"
+    assert torch.load(best_path, weights_only=False)["epoch"] == best
+    predictor = Predictor.from_checkpoint(best_path, precision="fp32")
+    assert predictor.tta is True and predictor.image_size == (64, 96)
+    model, rt = predictor.model, predictor.runtime
+    test, val = runner.scans(spec, "test"), runner.scans(spec, "val")
+    assert {s.image.shape for s in test + val} == {(64, 96)}
+    flipped_test = evaluate(model, test, rt, 4, tta=True)
+    numeric = [c for c in per_image.columns if c not in ("name", "measurable")]
+    np.testing.assert_allclose(
+        per_image[numeric].to_numpy(float), flipped_test[numeric].to_numpy(float), rtol=1e-9
+    )
+    plain_test = evaluate(model, test, rt, 4, tta=False)
+    same(metrics["test_without_tta"], plain_test)
+    # the flips change the answer, so the comparisons above tell the two apart
+    assert not np.allclose(plain_test["pixel_accuracy"], flipped_test["pixel_accuracy"])
+    flipped_val = evaluate(model, val, rt, 4, tta=True)
+    same(metrics["val"], flipped_val)
+    same(metrics["val_without_tta"], evaluate(model, val, rt, 4, tta=False))
+    assert hc_selection_error_mm(flipped_val) == pytest.approx(
+        metrics["best_val_hc_error_mm"], rel=1e-9
+    )
+    assert metrics["val"]["dice"]["mean"] == pytest.approx(
+        history.loc[best, "val_dice_original"], rel=1e-9
+    )
+
+
+def test_load_results_flattens_the_extra_summaries(hc_run: dict) -> None:
+    folder = hc_run["folder"]
+    metrics = json.loads((folder / "metrics.json").read_text())
+    table = load_results("smoke", hc_run["root"] / "results")
+    assert len(table) == 1
+    row = table.iloc[0]
+    for key in ("val", "val_without_tta", "test_without_tta"):
+        for metric in ("dice", "adf_mm", "iou"):
+            column = f"{key}_{metric}"
+            assert column in table.columns
+            expected = metrics[key][metric]["mean"]
+            if expected is None:
+                assert pd.isna(row[column])
+            else:
+                assert row[column] == pytest.approx(expected, rel=1e-12)
+    assert row["dice"] == pytest.approx(metrics["test"]["dice"]["mean"], rel=1e-12)
+    assert row["image_size"] == (64, 96) and isinstance(row["image_size"], tuple)
+    assert table["tta"].dtype == bool and table["tta"].tolist() == [True]
+    assert row["select_by"] == "hc"
+    assert row["best_val_hc_error_mm"] == pytest.approx(metrics["best_val_hc_error_mm"])
+    assert "settings" not in table.columns
+    assert not {"val", "val_without_tta", "test_without_tta", "test"} & set(table.columns)

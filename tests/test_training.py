@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -216,7 +218,8 @@ def test_best_epoch_is_chosen_on_validation(
     scores = iter([0.2, 0.9, 0.5])
     seen: list[list[str]] = []
 
-    def fake_dice(model, val, runtime, batch_size):
+    def fake_dice(model, val, runtime, batch_size, tta=False):
+        assert tta is False  # the config's default: no flips
         seen.append([s.name for s in val])
         return next(scores)
 
@@ -388,3 +391,285 @@ def test_validation_dice_thresholds_unsure_logits_at_zero(scans, margin: float) 
     assert 0.3 < expected < 0.95
     shifted = validation_dice(UnsureOracle(val, margin, shift=3), val, runtime, 2)
     assert shifted == pytest.approx(expected)
+
+
+# -- learning-rate schedule: linear warm-up, then cosine decay to zero ----------------------
+
+
+def scheduled_lrs(total: int, warmup: int, lr: float = 1e-3) -> list[float]:
+    """The learning rate of each of ``total`` optimizer steps, and the one after the last."""
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.Adam([weight], lr=lr)
+    scheduler = training.make_scheduler(optimizer, total, warmup)
+    lrs = []
+    for _ in range(total):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return [*lrs, optimizer.param_groups[0]["lr"]]
+
+
+def closed_form_lr(step: int, total: int, warmup: int, lr: float = 1e-3) -> float:
+    """Warm-up: torch's LinearLR factor ``s + (1 - s) * k / W`` with ``s = 1/W``, i.e. lr/W at
+    step 0 rising in equal steps to lr at step W; then ``lr * (1 + cos(pi * t / (T - W))) / 2``
+    with ``t = step - W``, which is lr at t = 0 and 0 after the last step."""
+    if step < warmup:
+        start = 1 / warmup
+        return lr * (start + (1 - start) * step / warmup)
+    return lr * (1 + math.cos(math.pi * (step - warmup) / (total - warmup))) / 2
+
+
+@pytest.mark.parametrize(("warmup", "total"), [(1, 5), (2, 6), (3, 10), (12, 144)])
+def test_scheduler_warms_up_linearly_then_decays_as_a_cosine(warmup: int, total: int) -> None:
+    lrs = scheduled_lrs(total, warmup)
+    expected = [closed_form_lr(k, total, warmup) for k in range(total + 1)]
+    assert lrs == pytest.approx(expected, rel=0, abs=1e-12)
+    assert lrs[0] == pytest.approx(1e-3 / warmup, abs=1e-12)
+    assert max(lrs) == pytest.approx(1e-3, abs=1e-12)  # reached at step W, never exceeded
+    assert lrs[warmup] == pytest.approx(1e-3, abs=1e-12)
+    assert lrs[-1] == pytest.approx(0, abs=1e-12)
+    assert lrs[: warmup + 1] == sorted(lrs[: warmup + 1])  # up, then down
+    assert lrs[warmup:] == sorted(lrs[warmup:], reverse=True)
+
+
+@pytest.mark.parametrize("total", [1, 6, 96])
+def test_scheduler_without_warm_up_is_the_plain_cosine_of_before(total: int) -> None:
+    lrs = scheduled_lrs(total, 0)
+    expected = [1e-3 * (1 + math.cos(math.pi * k / total)) / 2 for k in range(total + 1)]
+    assert lrs == pytest.approx(expected, rel=0, abs=1e-12)
+    # exactly what the code before warm-up built: CosineAnnealingLR over all steps
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.Adam([weight], lr=1e-3)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    before = []
+    for _ in range(total):
+        before.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        cosine.step()
+    assert lrs == [*before, optimizer.param_groups[0]["lr"]]
+
+
+def test_trainer_warms_up_for_one_epoch_then_decays(scans, tmp_path: Path) -> None:
+    """Three epochs of two steps, the first epoch warming up: steps at lr/2, 3lr/4, then the
+    cosine over the remaining four steps; the history records the rate after each epoch."""
+    lr = 1e-4
+    t = trainer(scans, tmp_path, warmup_epochs=1, lr=lr)
+    assert t.steps_per_epoch == 2
+    used = []
+    loss_fn = t.loss_fn
+
+    def recording(logits, masks):
+        used.append(t.optimizer.param_groups[0]["lr"])
+        return loss_fn(logits, masks)
+
+    t.loss_fn = recording
+    history = t.fit()
+    total, warmup = 6, 2
+    expected_steps = [lr / 2, 3 * lr / 4, lr, lr * (1 + math.cos(math.pi / 4)) / 2, lr / 2]
+    expected_steps.append(lr * (1 + math.cos(3 * math.pi / 4)) / 2)
+    assert used == pytest.approx(expected_steps, rel=0, abs=1e-12)
+    assert used == pytest.approx(
+        [closed_form_lr(k, total, warmup, lr) for k in range(6)], abs=1e-12
+    )
+    # after epoch e the next step is step 2e: lr, lr/2, 0
+    assert list(history["lr"]) == pytest.approx([lr, lr / 2, 0.0], rel=0, abs=1e-12)
+
+
+def test_run_config_validates_selection_and_warm_up() -> None:
+    with pytest.raises(ValueError, match=r"unknown select_by 'x'; choose one of dice, hc"):
+        RunConfig("decoder-4", select_by="x")
+    with pytest.raises(ValueError, match=r"warmup_epochs=8 .*8 epochs"):
+        RunConfig("decoder-4", epochs=8, warmup_epochs=8)
+    with pytest.raises(ValueError, match=r"warmup_epochs=9 .*8 epochs"):
+        RunConfig("decoder-4", epochs=8, warmup_epochs=9)
+    with pytest.raises(ValueError, match=r"warmup_epochs=-1"):
+        RunConfig("decoder-4", epochs=8, warmup_epochs=-1)
+    assert RunConfig("decoder-4", epochs=8, warmup_epochs=7).warmup_epochs == 7
+    assert RunConfig("decoder-4", select_by="hc").select_by == "hc"
+
+
+# -- choosing the best epoch by the validation HC error ------------------------------------
+
+
+def per_image_frame(adf_mm: list[float], dice: float) -> pd.DataFrame:
+    """A validation table as evaluate() returns it: every head's reference HC is 180 mm."""
+    return pd.DataFrame(
+        {
+            "name": [f"{i:03d}_HC" for i in range(len(adf_mm))],
+            "dice": dice,
+            "adf_mm": adf_mm,
+            "hc_true_mm": 180.0,
+        }
+    )
+
+
+#: Epoch 1 has the smallest ADF of measured heads (0.5 mm) and the best Dice, but misses a
+#: head, which costs its whole 180 mm: its selection error is (180 + 0.5) / 2 = 90.25 mm.
+#: Epoch 2's is (1.5 + 0.5) / 2 = 1.0 mm, epoch 3's (3 + 1) / 2 = 2.0 mm: epoch 2 is best.
+HC_EPOCHS = [
+    {"dice": 0.9, "dice_original": 0.91, "adf": [float("nan"), 0.5], "error": 90.25, "fails": 1},
+    {"dice": 0.5, "dice_original": 0.52, "adf": [1.5, 0.5], "error": 1.0, "fails": 0},
+    {"dice": 0.8, "dice_original": 0.83, "adf": [3.0, 1.0], "error": 2.0, "fails": 0},
+]
+
+
+def fake_validation(monkeypatch: pytest.MonkeyPatch, calls: list) -> None:
+    """Validation Dice and per-image tables of HC_EPOCHS, epoch after epoch."""
+    dices = iter(e["dice"] for e in HC_EPOCHS)
+    tables = iter(per_image_frame(e["adf"], e["dice_original"]) for e in HC_EPOCHS)
+
+    def fake_dice(model, val, runtime, batch_size, tta=False):
+        calls.append(("dice", [s.name for s in val], tta))
+        return next(dices)
+
+    def fake_evaluate(model, val, runtime, batch_size=10, tta=False):
+        calls.append(("evaluate", [s.name for s in val], tta))
+        return next(tables)
+
+    monkeypatch.setattr(training, "validation_dice", fake_dice)
+    monkeypatch.setattr(training, "evaluate", fake_evaluate)
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_select_by_hc_keeps_the_epoch_with_the_smallest_hc_error(
+    scans, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tta: bool
+) -> None:
+    calls: list = []
+    fake_validation(monkeypatch, calls)
+    t = trainer(scans, tmp_path, select_by="hc", tta=tta)
+    states = []
+    save = t.save_checkpoint
+    t.save_checkpoint = lambda: (states.append(snapshot(t.model)), save())[1]
+    history = t.fit()
+    val_names = [s.name for s in scans["val"]]
+    # each epoch: Dice at network size, then the table at original size, both with the flips
+    assert calls == [("dice", val_names, tta), ("evaluate", val_names, tta)] * 3
+    assert list(history["val_dice"]) == [0.9, 0.5, 0.8]
+    assert list(history["val_dice_original"]) == [0.91, 0.52, 0.83]
+    assert list(history["val_adf_mm"]) == [0.5, 1.0, 2.0]  # measured heads only
+    assert list(history["val_failures"]) == [1, 0, 0]
+    assert list(history["val_hc_error_mm"]) == pytest.approx([90.25, 1.0, 2.0], abs=1e-12)
+    assert t.best_epoch == 2
+    assert t.best_score == pytest.approx(-1.0, abs=1e-12)
+    assert t.best_dice == 0.5  # the chosen epoch's Dice, not the best Dice (0.9)
+    assert t.load_best() == 2
+    assert states_equal(snapshot(t.model), states[1])
+
+
+def test_select_by_dice_never_scores_at_original_size(
+    scans, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list = []
+    fake_validation(monkeypatch, calls)
+    t = trainer(scans, tmp_path, tta=True)
+    history = t.fit()
+    assert [c[0] for c in calls] == ["dice"] * 3
+    assert all(c[2] is True for c in calls)
+    assert "val_hc_error_mm" not in history.columns
+    assert (t.best_epoch, t.best_dice, t.best_score) == (1, 0.9, 0.9)
+    assert t.load_best() == 1
+
+
+def test_resume_keeps_the_best_hc_epoch(
+    scans, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Interrupted in epoch 3, after epoch 2 (the best so far) was saved: the resumed run must
+    compare epoch 3 (2.0 mm) with epoch 2 (1.0 mm), not with nothing."""
+    calls: list = []
+    fake_validation(monkeypatch, calls)
+    first = trainer(scans, tmp_path, select_by="hc")
+    interrupt_at_step(first, 5)  # first step of epoch 3
+    with pytest.raises(Interrupt):
+        first.fit()
+    saved = torch.load(first.last_path, weights_only=False)
+    assert (saved["epoch"], saved["best_epoch"]) == (2, 2)
+    assert saved["best_score"] == pytest.approx(-1.0, abs=1e-12)
+    best_before = first.best_path.read_bytes()
+
+    second = trainer(scans, tmp_path, select_by="hc")
+    history = second.fit()  # the fakes go on with epoch 3
+    assert list(history["epoch"]) == [1, 2, 3]
+    assert list(history["val_hc_error_mm"]) == pytest.approx([90.25, 1.0, 2.0], abs=1e-12)
+    assert second.best_epoch == 2
+    assert second.best_score == pytest.approx(-1.0, abs=1e-12)
+    assert second.best_dice == 0.5
+    assert second.best_path.read_bytes() == best_before  # epoch 3 did not overwrite it
+    assert second.load_best() == 2
+
+
+def test_select_by_hc_end_to_end_matches_an_independent_scoring(scans, tmp_path: Path) -> None:
+    """No fakes, flips on: the history's HC error of the kept epoch is what evaluate() and
+    hc_selection_error_mm give for the kept weights, and no epoch has a smaller one."""
+    from fetalft.evaluate import evaluate, hc_selection_error_mm
+
+    t = trainer(scans, tmp_path, epochs=2, select_by="hc", tta=True, lr=1e-2)
+    history = t.fit().set_index("epoch")
+    assert {"val_dice", "val_dice_original", "val_adf_mm", "val_failures"} <= set(history)
+    errors = history["val_hc_error_mm"]
+    assert t.best_epoch == errors.idxmin()  # ties keep the earlier epoch
+    assert t.load_best() == t.best_epoch
+    per_image = evaluate(t.model, scans["val"], t.runtime, 4, tta=True)
+    assert hc_selection_error_mm(per_image) == pytest.approx(errors[t.best_epoch], rel=1e-9)
+    assert int(per_image["adf_mm"].isna().sum()) == history.loc[t.best_epoch, "val_failures"]
+    dice = validation_dice(t.model, scans["val"], t.runtime, 4, tta=True)
+    assert dice == pytest.approx(history.loc[t.best_epoch, "val_dice"], rel=1e-9)
+    assert t.best_dice == history.loc[t.best_epoch, "val_dice"]
+
+
+# -- non-square network input: (height, width) ----------------------------------------------
+
+
+WIDE = (64, 96)
+
+
+@pytest.fixture(scope="module")
+def wide_scans(synthetic_hc18: Path) -> dict[str, list]:
+    """Eight training and the validation scans at 64 x 96 (height x width)."""
+    records = hc18.load_records("training", synthetic_hc18)
+    return {
+        "train": load_scans(select_records(records, "train", limit=8), WIDE, progress=False),
+        "val": load_scans(select_records(records, "val"), WIDE, progress=False),
+    }
+
+
+def test_a_trainer_trains_on_non_square_scans(wide_scans, tmp_path: Path) -> None:
+    assert all(s.image.shape == WIDE == s.mask.shape for s in wide_scans["train"])
+    t = Trainer(
+        config(image_size=WIDE, epochs=1),
+        wide_scans["train"],
+        wide_scans["val"],
+        tmp_path,
+        progress=False,
+    )
+    history = t.fit()
+    assert list(history["epoch"]) == [1]
+    assert np.isfinite(history["train_loss"]).all()
+    assert 0 <= history.loc[0, "val_dice"] <= 1
+    from fetalft.evaluate import predict_logits
+
+    shapes = {logits.shape for _, logits in predict_logits(t.model, wide_scans["val"], t.runtime)}
+    assert shapes == {WIDE}
+    assert torch.load(t.best_path, weights_only=False)["config"]["image_size"] == WIDE
+
+
+def test_a_non_square_run_refuses_square_scans_naming_both_sizes(
+    synthetic_hc18: Path, wide_scans, tmp_path: Path
+) -> None:
+    records = hc18.load_records("training", synthetic_hc18)
+    square = load_scans(select_records(records, "train", limit=2), 64, progress=False)
+    with pytest.raises(ValueError) as info:
+        Trainer(config(image_size=WIDE), square, wide_scans["val"], tmp_path, progress=False)
+    message = str(info.value)
+    assert "is 64x64" in message  # the scan's size
+    assert "configured for 96x64" in message  # the run's, width x height as the scan's
+    assert "W x H" in message
+    assert square[0].name in message
+    # and the transposed shape is refused too: 96 x 64 is not 64 x 96
+    with pytest.raises(ValueError, match="configured for 64x96"):
+        Trainer(
+            config(image_size=(96, 64)),
+            wide_scans["train"],
+            wide_scans["val"],
+            tmp_path,
+            progress=False,
+        )
