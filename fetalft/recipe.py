@@ -67,6 +67,8 @@ def ablation_table(
     a measurable head, the chosen epoch, and the difference from the recipe. Empty when the
     recipe's run is not finished.
     """
+    if runs.empty:
+        return pd.DataFrame()
     runs = runs[(runs["seed"] == seed) & (runs["strategy"] == RECIPE_RUN)]
     if RECIPE_RUN not in set(runs["run"]):
         return pd.DataFrame()

@@ -46,7 +46,7 @@ def shipped_checkpoint(path: str | os.PathLike = MODEL_FILE) -> Path:
             f"the shipped model {path.name} is not installed; reinstall fetalft, or pass "
             "--checkpoint with a best.pt from a study run."
         )
-    expected = checksum.read_text().split()[0]
+    expected = (checksum.read_text().split() or [""])[0]
     if sha256(path) != expected:
         raise ShippedModelError(
             f"{path} does not match its SHA-256 in {checksum.name} (a damaged or replaced "

@@ -1,0 +1,499 @@
+"""fetalft.recipe (chapter 8) on hand-made run folders: known numbers in, known tables out.
+
+Every run folder is written by hand as :meth:`fetalft.study.Study.run` writes it
+(``metrics.json`` with "test", "val", "val_without_tta" summaries, ``history.csv`` with the
+original-resolution validation columns, ``per_image.csv``, ``environment.json``), so no
+model is trained and every expected number below is worked out by hand in a comment.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from fetalft import recipe, report
+from fetalft.io import write_csv_atomic, write_json_atomic
+
+NAN = float("nan")
+REPO_RESULTS = Path(__file__).resolve().parents[1] / "results"
+FROZEN_HEAD = "decoder-0-4--frozen-head"
+PAPER_SCHEDULE = "decoder-0-4--lr-0.0001--warmup-epochs-0"
+SQUARE = "decoder-0-4--image-size-320"
+
+#: The cpu-hc recipe as a run records it (image_size is a list in JSON).
+RECIPE = {
+    "image_size": [256, 384],
+    "epochs": 5,
+    "lr": 1e-3,
+    "warmup_epochs": 1,
+    "loss": "bce+dice",
+    "select_by": "hc",
+    "tta": True,
+    "head_trainable": True,
+}
+
+
+def summary(dice: float, adf_mm: float, failures: int, n: int = 80) -> dict:
+    """A metrics.json summary of Dice and ADF over ``n`` images, ``failures`` without a head."""
+    return {
+        "dice": {"mean": dice, "sd": 0.02, "n": n, "n_nan": 0},
+        "adf_mm": {"mean": adf_mm, "sd": 1.5, "n": n - failures, "n_nan": failures},
+    }
+
+
+def write_run(
+    results: Path,
+    profile: str,
+    run: str,
+    seed: int,
+    *,
+    test: dict,
+    strategy: str = "decoder-0-4",
+    best_epoch: int = 4,
+    wall_seconds: float = 3600.0,
+    history: pd.DataFrame | None = None,
+    per_image: pd.DataFrame | None = None,
+    environment: dict | None = None,
+    **labels: object,
+) -> Path:
+    """A finished run folder; ``labels`` and extra summaries ("val", ...) go into metrics.json."""
+    metrics = {
+        "run": run,
+        "strategy": strategy,
+        "paper_label": "decoder 0-4" if strategy == "decoder-0-4" else "baseline",
+        "seed": seed,
+        "profile": profile,
+        "split": "exam",
+        "train_fraction": 1.0,
+        "random_bn": "eval",
+        "data": "HC18",
+        "n_train": 719,
+        "n_val": 80,
+        "n_test": 200,
+        "weights": "file:mobilenet_v2.pth",
+        "precision": "bf16-autocast",
+        "hardware": "CPU: AMD EPYC, 2 threads",
+        "trainable_parameters": 4_405_073 if strategy == "decoder-0-4" else 31_037_633,
+        "total_parameters": 6_628_945 if strategy == "decoder-0-4" else 31_037_633,
+        "best_epoch": best_epoch,
+        "best_val_dice": 0.97,
+        "wall_seconds": wall_seconds,
+        **labels,
+        "test": test,
+    }
+    folder = results / profile / run / f"seed-{seed}"
+    write_json_atomic(folder / "metrics.json", metrics)
+    if history is not None:
+        write_csv_atomic(folder / "history.csv", history)
+    if per_image is not None:
+        write_csv_atomic(folder / "per_image.csv", per_image)
+    write_json_atomic(
+        folder / "environment.json",
+        environment or {"wall_seconds": wall_seconds, "peak_memory_mb": 1500.0},
+    )
+    return folder
+
+
+#: The recipe's seed-0 history: validation Dice (network size) is best at epoch 3, the
+#: validation HC error (failures counted) at epoch 4, which the run therefore kept.
+RECIPE_HISTORY = pd.DataFrame(
+    {
+        "epoch": [1, 2, 3, 4, 5],
+        "train_loss": [0.50, 0.30, 0.20, 0.15, 0.12],
+        "val_dice": [0.9400, 0.9650, 0.9730, 0.9720, 0.9725],
+        "val_dice_original": [0.9380, 0.9640, 0.9701, 0.9712, 0.9708],
+        "val_adf_mm": [4.00, 2.60, 2.45, 2.10, 2.20],
+        "val_failures": [3, 1, 2, 1, 1],
+        "val_hc_error_mm": [9.0, 3.2, 4.1, 2.7, 2.9],
+        "lr": [1e-3, 9e-4, 6e-4, 3e-4, 0.0],
+        "train_seconds": [600.0] * 5,
+        "images_per_second": [1.2] * 5,
+    }
+)
+
+#: A seed's test images: a failure (no head), then errors 9.1 and 7.2 mm are the worst.
+PER_IMAGE = pd.DataFrame(
+    {
+        "name": [f"{i:03d}_HC" for i in range(8)],
+        "dice": [0.97, 0.40, 0.93, 0.98, 0.95, 0.96, 0.90, 0.975],
+        "df_mm": [1.5, NAN, -7.2, 0.3, 4.4, -2.0, 9.1, -0.8],
+        "adf_mm": [1.5, NAN, 7.2, 0.3, 4.4, 2.0, 9.1, 0.8],
+    }
+)
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
+    """cpu-hc: the recipe (3 seeds), three ablations (seed 0), the baseline; cpu: the paper's
+    protocol (old-style runs without recipe labels), decoder-0-4 (3 seeds), baseline (2)."""
+    root = tmp_path / "results"
+    # recipe, seed 0: validation with flips (the HC-best epoch 4 of the history) and without
+    write_run(
+        root,
+        "cpu-hc",
+        "decoder-0-4",
+        0,
+        test=summary(0.97, 2.0, 0, 200),
+        val=summary(0.9712, 2.10, 1),
+        val_without_tta=summary(0.9690, 2.35, 2),
+        test_without_tta=summary(0.9680, 2.30, 1, 200),
+        history=RECIPE_HISTORY,
+        per_image=PER_IMAGE,
+        environment={"wall_seconds": 3000.0, "peak_memory_mb": 2048.0, "device": "cpu"},
+        wall_seconds=3000.0,
+        **RECIPE,
+    )
+    for seed, dice, adf, failures, wall in ((1, 0.96, 2.5, 2, 3600.0), (2, 0.98, 3.0, 1, 4200.0)):
+        write_run(
+            root,
+            "cpu-hc",
+            "decoder-0-4",
+            seed,
+            test=summary(dice, adf, failures, 200),
+            val=summary(0.95, 3.0, 4),  # other seeds never enter the ablation
+            history=RECIPE_HISTORY,
+            wall_seconds=wall,
+            **RECIPE,
+        )
+    write_run(
+        root,
+        "cpu-hc",
+        PAPER_SCHEDULE,
+        0,
+        test=summary(0.96, 2.9, 0, 200),
+        val=summary(0.9655, 2.80, 3),
+        best_epoch=5,
+        **{**RECIPE, "lr": 1e-4, "warmup_epochs": 0},
+    )
+    write_run(
+        root,
+        "cpu-hc",
+        FROZEN_HEAD,
+        0,
+        test=summary(0.965, 2.6, 0, 200),
+        val=summary(0.9698, 2.25, 0),
+        best_epoch=3,
+        **{**RECIPE, "head_trainable": False},
+    )
+    write_run(
+        root,
+        "cpu-hc",
+        SQUARE,
+        0,
+        test=summary(0.962, 2.7, 0, 200),
+        val=summary(0.9660, 2.50, 1),
+        best_epoch=4,
+        **{**RECIPE, "image_size": 320},
+    )
+    write_run(
+        root,
+        "cpu-hc",
+        "baseline",
+        0,
+        strategy="baseline",
+        test=summary(0.965, 2.8, 1, 200),
+        val=summary(0.9800, 1.90, 0),  # a different strategy: never an ablation row
+        wall_seconds=7200.0,
+        **RECIPE,
+    )
+    # the paper's protocol on a CPU, written as its committed runs are (no recipe labels)
+    cpu = {"image_size": 192, "epochs": 8, "head_trainable": True}
+    for seed, dice, adf, failures, wall in (
+        (0, 0.96, 3.4, 1, 150.0),
+        (1, 0.95, 3.9, 0, 165.0),
+        (2, 0.955, 4.4, 0, 180.0),
+    ):
+        test = summary(dice, adf, failures, 200)
+        write_run(root, "cpu", "decoder-0-4", seed, test=test, wall_seconds=wall, **cpu)
+    for seed, dice, adf, failures, wall in ((0, 0.97, 2.9, 0, 600.0), (1, 0.96, 3.0, 2, 660.0)):
+        test = summary(dice, adf, failures, 200)
+        write_run(
+            root, "cpu", "baseline", seed, test=test, strategy="baseline", wall_seconds=wall, **cpu
+        )
+    return root
+
+
+def cpu_hc(results: Path) -> pd.DataFrame:
+    return report.load_runs("cpu-hc", results)
+
+
+# --------------------------------------------------------------------------- ablation
+
+
+def test_ablation_table_rows_are_the_recipe_its_free_ablations_and_one_per_run(
+    results: Path,
+) -> None:
+    table = recipe.ablation_table(cpu_hc(results), results)
+    assert list(table.columns) == [
+        "change",
+        "val Dice (%)",
+        "val ADF (mm)",
+        "failures",
+        "best epoch",
+        "run",
+        "Dice change",
+        "ADF change (mm)",
+    ]
+    # the recipe itself, then the two parts that need no run of their own, in this order
+    assert table["change"].tolist()[:3] == [
+        "the recipe",
+        "no flips (same weights)",
+        "best epoch by validation Dice",
+    ]
+    assert table["run"].tolist()[:3] == ["decoder-0-4"] * 3
+    # one row per seed-0 ablation run, none for the baseline or the recipe's other seeds
+    assert len(table) == 6
+    assert sorted(table["run"].tolist()[3:]) == sorted([FROZEN_HEAD, PAPER_SCHEDULE, SQUARE])
+
+
+def test_ablation_changes_name_exactly_what_differs_from_the_recipe(results: Path) -> None:
+    table = recipe.ablation_table(cpu_hc(results), results).set_index("run")
+    assert table.loc[PAPER_SCHEDULE, "change"] == "learning rate 0.0001; 0 warm-up epochs"
+    assert table.loc[FROZEN_HEAD, "change"] == "head frozen at random"
+    assert table.loc[SQUARE, "change"] == "input 320 x 320"
+
+
+def expected_rows() -> dict[str, tuple[float, float, int, str]]:
+    """Validation Dice (%), ADF (mm), failures and best epoch of each row, by hand.
+
+    The recipe: its "val" summary (97.12 %, 2.10 mm, 1 failure) at its kept epoch 4 of 5.
+    No flips: its "val_without_tta" summary, same epoch. Best epoch by Dice: history row 3
+    (val_dice 0.9730 is the largest), whose original-resolution columns are 97.01 %,
+    2.45 mm, 2 failures. Each ablation: its own "val" summary and best epoch.
+    """
+    return {
+        "the recipe": (97.12, 2.10, 1, "4 of 5"),
+        "no flips (same weights)": (96.90, 2.35, 2, "4 of 5"),
+        "best epoch by validation Dice": (97.01, 2.45, 2, "3 of 5"),
+        "head frozen at random": (96.98, 2.25, 0, "3 of 5"),
+        "learning rate 0.0001; 0 warm-up epochs": (96.55, 2.80, 3, "5 of 5"),
+        "input 320 x 320": (96.60, 2.50, 1, "4 of 5"),
+    }
+
+
+def test_ablation_values_failures_and_best_epochs(results: Path) -> None:
+    table = recipe.ablation_table(cpu_hc(results), results).set_index("change")
+    expected = expected_rows()
+    assert set(table.index) == set(expected)
+    for change, (dice, adf, failures, epoch) in expected.items():
+        row = table.loc[change]
+        assert row["val Dice (%)"] == pytest.approx(dice, abs=1e-9), change
+        assert row["val ADF (mm)"] == pytest.approx(adf, abs=1e-9), change
+        assert row["failures"] == failures, change
+        assert row["best epoch"] == epoch, change
+
+
+def test_ablation_changes_are_relative_to_the_recipe_row(results: Path) -> None:
+    """Dice change in points and ADF change in mm, each row minus the recipe (97.12, 2.10)."""
+    table = recipe.ablation_table(cpu_hc(results), results).set_index("change")
+    expected = {
+        "the recipe": (0.0, 0.0),
+        "no flips (same weights)": (-0.22, 0.25),  # 96.90 - 97.12, 2.35 - 2.10
+        "best epoch by validation Dice": (-0.11, 0.35),  # 97.01 - 97.12, 2.45 - 2.10
+        "head frozen at random": (-0.14, 0.15),  # 96.98 - 97.12, 2.25 - 2.10
+        "learning rate 0.0001; 0 warm-up epochs": (-0.57, 0.70),  # 96.55 - 97.12, 2.80 - 2.10
+        "input 320 x 320": (-0.52, 0.40),  # 96.60 - 97.12, 2.50 - 2.10
+    }
+    for change, (dice, adf) in expected.items():
+        assert table.loc[change, "Dice change"] == pytest.approx(dice, abs=1e-9), change
+        assert table.loc[change, "ADF change (mm)"] == pytest.approx(adf, abs=1e-9), change
+
+
+def test_ablation_table_reads_only_the_asked_seed(results: Path) -> None:
+    """Seed 1 has a recipe run (scored with flips only) and no ablation runs."""
+    table = recipe.ablation_table(cpu_hc(results), results, seed=1)
+    assert table["change"].tolist() == ["the recipe", "best epoch by validation Dice"]
+    assert table.iloc[0]["val Dice (%)"] == pytest.approx(95.0, abs=1e-9)
+    assert table.iloc[0]["failures"] == 4
+
+
+def test_ablation_table_is_empty_without_the_recipe_run(results: Path) -> None:
+    runs = cpu_hc(results)
+    runs = runs[~((runs["run"] == "decoder-0-4") & (runs["seed"] == 0))]
+    assert recipe.ablation_table(runs, results).empty
+
+
+def test_ablation_table_is_empty_when_the_profile_has_no_runs(tmp_path: Path) -> None:
+    """Before the study (no results/cpu-hc at all), chapter 8 calls this on load_runs' empty
+    frame, which has no columns."""
+    runs = report.load_runs("cpu-hc", tmp_path)
+    assert runs.empty
+    assert recipe.ablation_table(runs, tmp_path).empty
+
+
+def test_changes_says_each_label_in_words() -> None:
+    recipe_row = pd.Series({**RECIPE, "image_size": (256, 384)}, dtype=object)
+    assert recipe.changes(recipe_row, recipe_row) == "the recipe"
+    other = pd.Series(
+        {
+            **RECIPE,
+            "image_size": 192,
+            "warmup_epochs": 1,
+            "loss": "bce",
+            "select_by": "dice",
+            "tta": False,
+            "epochs": 8,
+        },
+        dtype=object,
+    )
+    assert recipe.changes(other, recipe_row) == (
+        "input 192 x 192; loss bce; best epoch by validation Dice; no flips; 8 epochs"
+    )
+    two_warmups = pd.Series({**RECIPE, "image_size": (256, 384), "warmup_epochs": 2}, dtype=object)
+    assert recipe.changes(two_warmups, recipe_row) == "2 warm-up epochs"
+
+
+def test_recipe_text_lists_the_whole_recipe(results: Path) -> None:
+    row = cpu_hc(results).query("run == 'decoder-0-4' and seed == 0").iloc[0]
+    assert recipe.recipe_text(row) == (
+        "input 256 x 384, learning rate 0.001, 1 warm-up epoch, loss bce+dice, "
+        "best epoch by validation HC error, flips averaged, head trained, 5 epochs"
+    )
+
+
+# --------------------------------------------------------------------------- final table
+
+
+FINAL_COLUMNS = [
+    "profile",
+    "run",
+    "input",
+    "epochs",
+    "seeds",
+    "trainable",
+    "Dice (%)",
+    "ADF (mm)",
+    "failures",
+    "minutes per run",
+    "dice",
+    "adf_mm",
+]
+
+
+def test_final_table_gives_mean_sd_over_seeds_for_both_profiles(results: Path) -> None:
+    table = recipe.final_table(
+        cpu_hc(results), report.load_runs("cpu", results), results_dir=results
+    )
+    assert list(table.columns) == FINAL_COLUMNS
+    assert list(zip(table["profile"], table["run"], strict=True)) == [
+        ("cpu-hc", "decoder-0-4"),
+        ("cpu-hc", "baseline"),
+        ("cpu", "decoder-0-4"),
+        ("cpu", "baseline"),
+    ]
+    rows = table.set_index(["profile", "run"])
+    # cpu-hc decoder-0-4: Dice 0.97, 0.96, 0.98 -> 97.00 +- 1.00; ADF 2.0, 2.5, 3.0 -> 2.50 +-
+    # 0.50; failures 0 + 2 + 1 = 3; wall 3000, 3600, 4200 s -> 60 minutes
+    ours = rows.loc[("cpu-hc", "decoder-0-4")]
+    assert ours["input"] == "256 x 384"
+    assert ours["epochs"] == 5
+    assert ours["seeds"] == "0, 1, 2"
+    assert ours["trainable"] == 4_405_073
+    assert ours["Dice (%)"] == "97.00 ± 1.00"
+    assert ours["ADF (mm)"] == "2.50 ± 0.50"
+    assert ours["failures"] == 3
+    assert ours["minutes per run"] == pytest.approx(60.0, abs=1e-9)
+    assert ours["dice"] == pytest.approx(0.97, abs=1e-12)
+    assert ours["adf_mm"] == pytest.approx(2.5, abs=1e-12)
+    # cpu-hc baseline: one seed, no sd; 7200 s
+    base = rows.loc[("cpu-hc", "baseline")]
+    assert (base["seeds"], base["Dice (%)"], base["ADF (mm)"]) == (
+        "0",
+        "96.50 (1 seed)",
+        "2.80 (1 seed)",
+    )
+    assert (base["failures"], base["trainable"]) == (1, 31_037_633)
+    assert base["minutes per run"] == pytest.approx(120.0, abs=1e-9)
+    # cpu decoder-0-4: Dice 0.96, 0.95, 0.955 -> 95.50 +- 0.50; ADF 3.4, 3.9, 4.4 -> 3.90 +-
+    # 0.50; failures 1 + 0 + 0; wall 150, 165, 180 s -> 2.75 minutes
+    paper = rows.loc[("cpu", "decoder-0-4")]
+    assert (paper["input"], paper["epochs"]) == ("192 x 192", 8)
+    assert (paper["Dice (%)"], paper["ADF (mm)"]) == ("95.50 ± 0.50", "3.90 ± 0.50")
+    assert paper["failures"] == 1
+    assert paper["minutes per run"] == pytest.approx(2.75, abs=1e-9)
+    # cpu baseline: Dice 0.97, 0.96 -> 96.50 +- 0.71 (sd sqrt(0.00005)); ADF 2.9, 3.0 ->
+    # 2.95 +- 0.07; failures 0 + 2; wall 600, 660 s -> 10.5 minutes
+    scratch = rows.loc[("cpu", "baseline")]
+    assert (scratch["seeds"], scratch["Dice (%)"], scratch["ADF (mm)"]) == (
+        "0, 1",
+        "96.50 ± 0.71",
+        "2.95 ± 0.07",
+    )
+    assert scratch["failures"] == 2
+    assert scratch["minutes per run"] == pytest.approx(10.5, abs=1e-9)
+
+
+def test_final_table_leaves_out_a_profile_without_runs(results: Path, tmp_path: Path) -> None:
+    table = recipe.final_table(
+        cpu_hc(results), report.load_runs("cpu", tmp_path / "none"), results_dir=results
+    )
+    assert table["profile"].tolist() == ["cpu-hc", "cpu-hc"]
+    assert recipe.final_table(
+        report.load_runs("cpu-hc", tmp_path / "none"),
+        report.load_runs("cpu", tmp_path / "none"),
+        results_dir=tmp_path / "none",
+    ).empty
+
+
+# --------------------------------------------------------------------------- test images
+
+
+def test_worst_images_puts_a_failure_first_then_the_largest_errors() -> None:
+    worst = recipe.worst_images(PER_IMAGE, n=3)
+    assert worst["name"].tolist() == ["001_HC", "006_HC", "002_HC"]  # no head, 9.1, 7.2 mm
+    assert list(worst.columns) == list(PER_IMAGE.columns)  # whole rows, for the pictures
+    assert worst["df_mm"].tolist()[1:] == [9.1, -7.2]
+    # default n = 6: then 4.4, 2.0, 1.5 mm
+    assert recipe.worst_images(PER_IMAGE)["name"].tolist() == [
+        "001_HC",
+        "006_HC",
+        "002_HC",
+        "004_HC",
+        "005_HC",
+        "000_HC",
+    ]
+
+
+def test_error_share_of_the_worst_measured_images() -> None:
+    # measured errors 1.5, 7.2, 0.3, 4.4, 2.0, 9.1, 0.8 sum to 25.3 mm; the failure is left out
+    assert recipe.error_share(PER_IMAGE, n=2) == pytest.approx((9.1 + 7.2) / 25.3, abs=1e-12)
+    assert recipe.error_share(PER_IMAGE, n=1) == pytest.approx(9.1 / 25.3, abs=1e-12)
+    assert recipe.error_share(PER_IMAGE) == pytest.approx(1.0, abs=1e-12)  # 10 > 7 measured
+
+
+def test_per_image_of_the_recipe_reads_back_for_the_chapter(results: Path) -> None:
+    per_image = report.load_per_image("cpu-hc", "decoder-0-4", [0], results)
+    assert recipe.error_share(per_image, n=2) == pytest.approx(16.3 / 25.3, abs=1e-12)
+    assert math.isnan(recipe.worst_images(per_image, n=1)["adf_mm"].iloc[0])
+
+
+# --------------------------------------------------------------------------- files
+
+
+def test_committed_results_is_the_repository_results_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert recipe.committed_results().resolve() == REPO_RESULTS
+    monkeypatch.chdir(tmp_path)  # outside the clone: found from the package's own location
+    assert recipe.committed_results().resolve() == REPO_RESULTS
+    assert (REPO_RESULTS / "cpu").is_dir()  # the committed study, whatever $FETALFT_RESULTS_DIR
+
+
+def test_committed_results_ignores_the_results_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FETALFT_RESULTS_DIR", str(tmp_path))
+    assert recipe.committed_results().resolve() == REPO_RESULTS
+
+
+def test_load_environment_reads_the_runs_environment_json(results: Path) -> None:
+    assert recipe.load_environment("decoder-0-4", 0, results) == {
+        "wall_seconds": 3000.0,
+        "peak_memory_mb": 2048.0,
+        "device": "cpu",
+    }
+    with pytest.raises(FileNotFoundError):
+        recipe.load_environment("decoder-0-4", 7, results)
