@@ -21,11 +21,14 @@ Rules of the table:
 
 The key point the table makes: the paper scored 200 of the 999 training images, split at the
 image level (exams with several scans fall on both sides), never the hidden test set, so its
-numbers cannot rank against challenge results.
+numbers cannot rank against challenge results. What a reader can do instead
+(:func:`what_to_do`): upload the book's submission file, already in the challenge's format, to
+the challenge server, the only place a model is scored on the hidden test set.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, fields
 
 import pandas as pd
@@ -38,6 +41,10 @@ TEST_SETS = (CHALLENGE, OWN_SPLIT)
 SCORING = {CHALLENGE: "challenge", OWN_SPLIT: "own split", FETALFT_SPLIT: "own split"}
 
 NOT_STATED = "not stated"
+
+CHALLENGE_SERVER = "https://hc18.grand-challenge.org/"
+SUBMISSION_FILE = "results/cpu/submission.csv"
+SUBMIT_COMMAND = "python -m fetalft submit --profile cpu --output results/cpu/submission.csv"
 
 REFERENCE_MD = "the fetalft team's reference sheet (docs/reference.md, not in this repository)"
 ARXIV = "https://arxiv.org/abs/2307.09067"
@@ -300,6 +307,20 @@ def study_rows(
     )
 
 
+def scored_on(test_set: str, test_images: float | None) -> str:
+    """The "scored on" cell: the test set, with its number of images said once.
+
+    The count is added in brackets unless the label already states it (the challenge's
+    label says "335 hidden images", fetalft's split "200 test images").
+    """
+    if test_images is None or pd.isna(test_images):
+        return test_set
+    n = int(test_images)
+    if re.search(rf"(?<![\d.]){n}(?![\d.])", test_set):
+        return test_set
+    return f"{test_set} ({n} test images)"
+
+
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
     """The table for the page: numbers formatted, missing ones as "not stated"."""
 
@@ -309,8 +330,10 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(
         {
             "method": table["label"],
-            "scored on": table["test_set"]
-            + table["test_images"].map(lambda n: "" if pd.isna(n) else f", {int(n)} images"),
+            "scored on": [
+                scored_on(s, n)
+                for s, n in zip(table["test_set"], table["test_images"], strict=True)
+            ],
             "scoring": table["scoring"],
             "trainable params (M)": [
                 fmt(p, 2)
@@ -381,4 +404,20 @@ def claim_check(table: pd.DataFrame | None = None) -> str:
             f"{ours['test_set'].iloc[0]}: free of the image-level leak, but still not the hidden "
             f"test set, so they do not rank against challenge results either."
         )
+    sentences.append(what_to_do(n_hidden))
     return " ".join(sentences)
+
+
+def what_to_do(n_hidden: int = 335) -> str:
+    """What a reader can do to rank a model against challenge results (Markdown).
+
+    The book's submission file is already in the challenge's format; only the challenge
+    server scores the hidden test images.
+    """
+    return (
+        f"What a reader can do: the book's submission file, `{SUBMISSION_FILE}` (written by the "
+        f"head-circumference chapter, or by `{SUBMIT_COMMAND}`), holds one fitted ellipse per "
+        f"hidden test image ({n_hidden} rows) in the challenge's format, ready to upload to the "
+        f"[HC18 challenge server]({CHALLENGE_SERVER}). The score the server returns is the only "
+        f"one that ranks against the challenge results in this table."
+    )

@@ -167,3 +167,32 @@ def test_study_rows_take_the_chosen_runs_means() -> None:
     assert ours.loc["decoder-0-4", "dice_pct"] == pytest.approx(95.91)
     assert ours.loc["baseline", "adf_mm"] == pytest.approx(2.93)
     assert sota.study_rows(pd.DataFrame()).empty
+
+
+def test_scored_on_states_the_image_count_once(table, ours) -> None:
+    both = sota.with_fetalft(table, ours)
+    shown = sota.display_table(both)
+    for cell, n in zip(shown["scored on"], both["test_images"], strict=True):
+        assert "images), " not in cell, cell  # the old "(335 hidden images), 335 images"
+        if pd.notna(n):
+            assert len(re.findall(rf"(?<![\d.]){int(n)}(?![\d.])", cell)) == 1, cell
+    challenge = shown.loc[both["test_set"] == sota.CHALLENGE, "scored on"]
+    assert (challenge == sota.CHALLENGE).all()  # "335 hidden images" already says it
+    assert sota.scored_on(sota.OWN_SPLIT, 200) == f"{sota.OWN_SPLIT} (200 test images)"
+    assert sota.scored_on(sota.OWN_SPLIT, float("nan")) == sota.OWN_SPLIT
+
+
+def test_claim_check_tells_the_reader_how_to_rank_against_the_challenge(table) -> None:
+    text = sota.claim_check(table)
+    assert sota.SUBMISSION_FILE in text
+    assert "python -m fetalft submit" in text
+    assert f"]({sota.CHALLENGE_SERVER})" in text  # a Markdown link on the page
+    assert sota.CHALLENGE_SERVER == "https://hc18.grand-challenge.org/"
+    assert "challenge's format" in text and "only one that ranks" in text
+    # the file it names is the committed one, in the challenge's format
+    from fetalft.submission import COLUMNS, read_submission
+
+    submission = read_submission(Path(__file__).resolve().parents[1] / sota.SUBMISSION_FILE)
+    assert tuple(submission.columns) == tuple(COLUMNS)
+    assert len(submission) == 335
+    assert f"--output {sota.SUBMISSION_FILE}" in sota.SUBMIT_COMMAND
