@@ -39,6 +39,8 @@ from fetalft.profiles import Profile, get_profile
 from fetalft.study import CHECKPOINTS_ENV, RESULTS_ENV
 
 SMOKE_NOTE = "smoke profile: a handful of tiny images and one epoch; the numbers measure nothing"
+#: Characters per printed line that fit the book's page width (a 1280-pixel-wide window).
+PRINT_WIDTH = 76
 
 
 def in_colab() -> bool:
@@ -122,11 +124,25 @@ class BookSetup:
         return pd.DataFrame({"setting": list(rows), "value": list(rows.values())})
 
     def __str__(self) -> str:
+        import textwrap
+
         table = self.summary()
         width = max(map(len, table["setting"]))
-        lines = [
-            f"{s:<{width}}  {v}" for s, v in zip(table["setting"], table["value"], strict=True)
-        ]
+        # long values wrap under themselves, a long word (a file name) goes on a line of its
+        # own: a printed line never runs past the page
+        indent = " " * (width + 2)
+        lines = []
+        for s, v in zip(table["setting"], table["value"], strict=True):
+            line = textwrap.fill(
+                f"{s:<{width}}  {v}",
+                PRINT_WIDTH,
+                subsequent_indent=indent,
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+            if max(map(len, line.splitlines())) > PRINT_WIDTH:
+                line = f"{s}\n    {v}"
+            lines.append(line)
         if self.profile.name == "smoke":
             lines.append(f"NOTE: {SMOKE_NOTE}.")
         return "\n".join(lines)
@@ -166,7 +182,7 @@ def ensure_data(profile: Profile, download: bool = True) -> tuple[Path, bool]:
             return dataset_dir(profile)
     from fetalft.download import download as fetch
 
-    print(f"HC18 not found in {hc18.data_dir()}: downloading it from Zenodo (about 50 MB).")
+    print(f"HC18 not found in {hc18.data_dir()}: downloading it from Zenodo (about 170 MB).")
     return fetch(), False
 
 
@@ -354,8 +370,9 @@ def split_summary() -> tuple[pd.DataFrame, pd.Series]:
     """Images per role of the committed exam and leaky splits, and the leak of each.
 
     Returns ``counts`` (index: split kind, columns: train/val/test) and ``siblings`` (test
-    images whose exam also has an image in training or validation, the paper's 799
-    "training" images), both for the real HC18 training set.
+    images whose exam also has an image among the training images, the ones the network
+    learns from), both for the real HC18 training set. In the leaky split, 57 of the 200
+    test images have a sibling in training, and one more a sibling in validation only.
     """
     from fetalft.split import ROLES, SPLIT_KINDS, committed_splits
 
@@ -364,11 +381,11 @@ def split_summary() -> tuple[pd.DataFrame, pd.Series]:
     for kind in SPLIT_KINDS:
         column = f"{kind}_split"
         counts[kind] = table[column].value_counts().reindex(list(ROLES), fill_value=0)
-        seen_exams = set(table.loc[table[column] != "test", "exam"])
+        seen_exams = set(table.loc[table[column] == "train", "exam"])
         test = table[table[column] == "test"]
         siblings[kind] = int(test["exam"].isin(seen_exams).sum())
     return pd.DataFrame(counts).T, pd.Series(
-        siblings, name="test images with a sibling in train or val"
+        siblings, name="test images with a sibling in training"
     )
 
 
@@ -376,14 +393,6 @@ def exam_sizes(records: Sequence[hc18.Record]) -> pd.Series:
     """How many exams hold 1, 2, 3... scans."""
     per_exam = pd.Series([r.exam for r in records]).value_counts()
     return per_exam.value_counts().sort_index().rename_axis("scans per exam").rename("exams")
-
-
-def augmentation_example(record: hc18.Record, size: int):
-    """One record at training size, as ``(image, mask)`` for :func:`plots.augmentation_grid`."""
-    from fetalft.data import load_scan
-
-    scan = load_scan(record, size)
-    return scan.image, scan.mask
 
 
 def strategy_table(head_trainable: bool | None = None) -> pd.DataFrame:
@@ -398,8 +407,7 @@ def strategy_table(head_trainable: bool | None = None) -> pd.DataFrame:
             "trains (paper's words)": table["paper_label"],
             "trainable": table["trainable"].map("{:,}".format),
             "frozen": table["frozen"].map("{:,}".format),
-            "trainable (paper)": table["paper_trainable_M"].map(lambda m: f"{m:g}M"),
-            "trainable (here)": (table["trainable"] / 1e6).map(lambda m: f"{m:.3g}M"),
+            "paper's trainable": table["paper_trainable_M"].map(lambda m: f"{m:g}M"),
         }
     )
 
@@ -412,24 +420,27 @@ def encoder_table() -> pd.DataFrame:
     return table.assign(total_diff_M=table["total_M"] - table["paper_total_M"])
 
 
-def predictor_for(book: BookSetup, runs: pd.DataFrame | None = None):
-    """A :class:`fetalft.predict.Predictor` from the best finished run (chosen on validation).
+def predictor_for(book: BookSetup, runs: pd.DataFrame | None = None, run: str | None = None):
+    """A :class:`fetalft.predict.Predictor` from the finished run with the best validation
+    Dice (of ``run``'s seeds when given, e.g. the best strategy's; of every main run if not).
 
-    ``None`` when no run of the profile has left a checkpoint.
+    ``None`` when no such run of the profile has left a checkpoint.
     """
     from fetalft.predict import Predictor
     from fetalft.report import best_checkpoint, load_runs
 
     runs = load_runs(book.profile.name, book.results_dir) if runs is None else runs
+    if run is not None and not runs.empty:
+        runs = runs[runs["run"] == run]
     choice = best_checkpoint(runs, book.checkpoint_dir, book.profile.name)
     if choice is None:
         return None
     row, top = choice.row, choice.best_on_validation
-    print(f"model: {row.run}, seed {row.seed} (best validation Dice {row.best_val_dice:.3f})")
+    print(f"model: {row.run}, seed {row.seed} (validation Dice {100 * row.best_val_dice:.2f}%)")
     if not choice.is_best:
         print(
             f"(the best on validation, {top.run} seed {top.seed} with "
-            f"{top.best_val_dice:.3f}, left no checkpoint on this machine)"
+            f"{100 * top.best_val_dice:.2f}%, left no checkpoint on this machine)"
         )
     return Predictor.from_checkpoint(choice.path)
 
@@ -514,19 +525,21 @@ def challenge_summary(per_image: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def show_table(table: pd.DataFrame, empty: str, caption: str | None = None):
-    """Display ``table`` (titled ``caption``), or print ``empty`` when there is nothing yet."""
+def show_table(
+    table: pd.DataFrame, empty: str, caption: str | None = None, highlight: Iterable[str] = ()
+):
+    """Display ``table`` titled ``caption`` (its rows named in ``highlight`` highlighted,
+    see :func:`fetalft.report.style_table`), or print ``empty`` when there is nothing yet."""
     from IPython.display import display
+
+    from fetalft.report import style_table
 
     if table is None or table.empty:
         print(empty)
-    elif caption is None and not isinstance(table.index, pd.RangeIndex):
-        display(table)  # pandas' own rendering keeps a multi-level index readable
+    elif caption is None and not highlight and not isinstance(table.index, pd.RangeIndex):
+        display(table)  # nothing to add: pandas' own rendering of the frame
     else:
-        style = table.style.format(precision=2)
-        if isinstance(table.index, pd.RangeIndex):  # row numbers say nothing: leave them out
-            style = style.hide(axis="index")
-        display(style.set_caption(caption) if caption else style)
+        display(style_table(table, caption, highlight))
 
 
 def prediction_items(book: BookSetup, per_image: pd.DataFrame, n: int = 3) -> dict[str, list]:
@@ -578,15 +591,3 @@ def submission_items(
             }
         )
     return items
-
-
-def border_case_scan(
-    records: Sequence[hc18.Record], quick: bool = False, sample: int = 20
-) -> tuple[list[BorderCase], int]:
-    """:func:`find_border_cases` over every record, or (``quick``, the smoke profile) over
-    the known border cases plus the first ``sample`` records."""
-    if not quick:
-        return find_border_cases(records)
-    known = named_records(records, BORDER_CASE_NAMES)
-    rest = [r for r in records if r not in known][:sample]
-    return find_border_cases(known + rest)

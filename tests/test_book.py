@@ -104,7 +104,7 @@ def test_badges_and_install_cells_point_at_the_pinned_ref() -> None:
 def test_sync_rejects_a_moving_branch() -> None:
     sync = load_sync_script()
     with pytest.raises(ValueError, match="moving branch"):
-        sync.repository({"repository": {"url": "https://github.com/x/y", "branch": "main"}})
+        sync.repository({"repository": {"url": "https://github.com/x/y", "branch": "master"}})
 
 
 # --------------------------------------------------------------------------- the build
