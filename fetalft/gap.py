@@ -43,17 +43,18 @@ def has_frozen_random_layers(strategy: str) -> bool:
     return bool(frozen_untrained_parts(s, build_model(s.architecture, None)))
 
 
-def _mean_dice(runs: pd.DataFrame, run: str) -> tuple[float, int]:
-    """Mean test Dice (points) over a run's seeds, and how many seeds."""
-    dice = runs.loc[runs["run"] == run, "dice"]
-    return float(dice.mean() * 100), len(dice)
+def _mean_dice(runs: pd.DataFrame, run: str) -> tuple[float, str]:
+    """Mean test Dice (points) over a run's seeds, and those seeds (``"0, 1, 2"``)."""
+    rows = runs.loc[runs["run"] == run]
+    return float(rows["dice"].mean() * 100), ", ".join(map(str, sorted(set(rows["seed"]))))
 
 
 def gap_table(runs: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
     """One row per strategy of the paper's table, in its order, Dice in points.
 
     ``runs`` from :func:`fetalft.report.load_runs`, ``scores`` from
-    :func:`fetalft.rescore.load_scores`. Columns: ``paper``, ``ours`` and ``seeds``, one
+    :func:`fetalft.rescore.load_scores`. Columns: ``paper``, ``ours`` and ``seeds`` (the
+    seeds behind ours, ``"0, 1, 2"``), one
     column per factor of :data:`FACTORS` (NaN: not measured), ``explained`` (ours plus the
     measured factors), ``remaining`` (paper minus explained), ``not measured`` (the factors
     left out of the sum), ``head`` and ``head change``.
@@ -115,9 +116,18 @@ def _scoring_change(scores: pd.DataFrame, run: str) -> float:
 
 
 def gap_caption(table: pd.DataFrame) -> str:
-    """The caption of :func:`format_gap_table`: units and the seeds behind "ours"."""
-    seeds = ", ".join(str(n) for n in sorted(set(table["seeds"]))) if not table.empty else "0"
-    return f"test Dice (points); ours is the mean over {seeds} seeds per row"
+    """The caption of :func:`format_gap_table`: units and the seeds behind each column."""
+    if table.empty:
+        return "test Dice (points)"
+    groups = table.groupby("seeds").groups
+    if len(groups) == 1:
+        ours = f"seeds {next(iter(groups))}"
+    else:
+        ours = "; ".join(f"seeds {seeds} for {', '.join(rows)}" for seeds, rows in groups.items())
+    return (
+        f"Test Dice (points). ours: mean over {ours}. leak and random BN: differences of "
+        "means against ours; scoring: over the re-scored seeds of section 7."
+    )
 
 
 def format_gap_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -194,7 +204,8 @@ def remaining_differences(runs: pd.DataFrame) -> str:
         f"for {epochs} epochs (the paper: 512 px, 20 epochs), with the encoder weights "
         f"{weights or 'from smp'} (the paper: smp's ImageNet download), a cosine learning-rate decay and the best validation "
         "epoch (the authors: constant 1e-4 and the last epoch), ImageNet input normalisation "
-        "(the authors: pixels / 255), three seeds (the paper: four repeats on a GPU), and "
+        f"(the authors: pixels / 255), {len(set(runs['seed']))} seeds (the paper: four "
+        "repeats on a GPU), and "
         "the frozen pretrained encoder's BatchNorm in eval mode (the authors': in training "
         "mode, measured only in the short real runs of section 5)."
     )

@@ -54,7 +54,7 @@ def test_every_factor_measured_adds_up_by_hand() -> None:
     )
     scores = scores_frame("decoder-0-2", original=0.65, authors=0.665)  # scoring +1.50
     row = gap.gap_table(runs, scores).loc["decoder-0-2"]
-    assert row["ours"] == pytest.approx(65.0) and row["seeds"] == 2
+    assert row["ours"] == pytest.approx(65.0) and row["seeds"] == "0, 1"
     assert row["leak"] == pytest.approx(1.0)
     assert row["scoring"] == pytest.approx(1.5)
     assert row["random BatchNorm"] == pytest.approx(27.0)
@@ -89,7 +89,13 @@ def test_a_strategy_without_frozen_random_layers_has_nothing_to_normalise() -> N
     shown = gap.format_gap_table(table).loc["decoder-0-4"]
     assert shown["random BN"] == "none frozen"
     assert shown["head"] == "trains"
-    assert gap.gap_caption(table) == "test Dice (points); ours is the mean over 2 seeds per row"
+    assert gap.gap_caption(table).startswith("Test Dice (points). ours: mean over seeds 0, 1.")
+
+
+def test_the_caption_names_the_seeds_of_each_row_when_they_differ() -> None:
+    runs = runs_frame({"decoder-0-4": [0.96, 0.97], "baseline": [0.97]})
+    caption = gap.gap_caption(gap.gap_table(runs, pd.DataFrame()))
+    assert "ours: mean over seeds 0 for baseline; seeds 0, 1 for decoder-0-4." in caption
 
 
 def test_rows_follow_the_papers_order_and_only_runs_made() -> None:

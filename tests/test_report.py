@@ -218,13 +218,23 @@ def summary(results: Path) -> pd.DataFrame:
 
 def test_results_table_shows_mean_sd_over_seeds(summary: pd.DataFrame) -> None:
     table = report.results_table(summary, metrics=("dice", "adf_mm", "iou")).set_index("run")
-    assert list(table.columns) == ["trains", "trainable", "seeds", "Dice (%)", "abs. HC error (mm)"]
+    assert list(table.columns) == ["trainable", "seeds", "Dice (%)", "abs. HC error (mm)"]
     assert table.loc["decoder-0-4", "Dice (%)"] == "93.00 ± 3.61"
     assert table.loc["decoder-0-4", "abs. HC error (mm)"] == "2.00 ± 1.00"
     assert table.loc["decoder-0-4", "trainable"] == "4,400,000"
-    assert table.loc["decoder-0-4", "seeds"] == 3
+    assert table.loc["decoder-0-4", "seeds"] == "0, 1, 2"
     assert table.loc["decoder-4", "Dice (%)"] == "40.00 (1 seed)"
     assert table.loc["decoder-4", "abs. HC error (mm)"] == "n/a"
+
+
+def test_results_table_names_shared_seeds_once_in_its_caption(summary: pd.DataFrame) -> None:
+    same = summary[summary["run"] == "decoder-0-4"]
+    assert "seeds" not in report.results_table(same).columns
+    caption = report.results_caption(same, best="decoder-0-4")
+    assert caption == (
+        "Test metrics, mean ± sd over seeds 0, 1, 2; each seed's value is its mean over 3 "
+        "test images. Highlighted: decoder-0-4, the best strategy on validation."
+    )
 
 
 def test_comparison_table_sets_our_default_runs_beside_the_paper(summary: pd.DataFrame) -> None:
@@ -236,11 +246,26 @@ def test_comparison_table_sets_our_default_runs_beside_the_paper(summary: pd.Dat
     assert ours["paper Dice"] == "96.28 ± 0.38"
     assert ours["our Dice"] == "93.00 ± 3.61"
     assert ours["our seeds"] == 3
-    assert ours["our trainable"] == "4.4M"
+    assert ours["our trainable"] == "4.40M"
     # decoder-4's default run, not its leaky variant (Dice 50)
     assert table.loc["decoder-4", "our Dice"] == "40.00 (1 seed)"
     assert table.loc["baseline", "our Dice"] == "not run yet"
     assert table.loc["baseline", "our seeds"] == 0
+
+
+def test_comparison_display_pairs_the_paper_with_ours(summary: pd.DataFrame) -> None:
+    summary = summary.assign(pixel_accuracy_mean=0.95, pixel_accuracy_sd=NAN, iou_mean=0.9)
+    summary = summary.assign(iou_sd=NAN)
+    table = report.comparison_display(report.comparison_table(summary))
+    assert list(table.index) == list(STRATEGIES)
+    assert list(table.columns.get_level_values(1)) == ["paper", "ours"] * 2
+    ours = table.loc["decoder-0-4"]
+    assert ours[("Dice (%)", "paper")] == "96.28 ± 0.38"
+    assert ours[("Dice (%)", "ours")] == "93.00 ± 3.61"
+    assert ours[("'mIoU' = fg IoU (%)", "ours")] == "90.00 (1 seed)"
+    wide = report.comparison_display(report.comparison_table(summary), trainable=True)
+    assert wide.loc["decoder-0-4", ("trainable", "ours")] == "4.40M"
+    assert "seeds 0, 1, 2, scored per image" in report.comparison_caption(summary)
 
 
 def test_metric_definitions_are_in_percent(summary: pd.DataFrame) -> None:
@@ -382,6 +407,7 @@ def test_variant_table_sets_each_variant_beside_its_default(results: Path) -> No
     table = report.variant_table(summary, metrics=("dice",))
     assert table.to_dict("records") == [
         {
+            "run": "decoder-4--head",
             "strategy": "decoder-4",
             "variant": "head",
             "default run": "decoder-4",
@@ -392,6 +418,7 @@ def test_variant_table_sets_each_variant_beside_its_default(results: Path) -> No
             "variant seeds": 1,
         },
         {
+            "run": "decoder-0-4--leaky",
             "strategy": "decoder-0-4",
             "variant": "leaky",
             "default run": "decoder-0-4",
@@ -625,3 +652,118 @@ def test_paper_data_efficiency_reads_like_ours_with_the_papers_numbers() -> None
     assert table["baseline"].tolist() == [95.56, 94.75, 91.26, 88.9]
     assert table["decoder-0-4"].tolist() == [96.28, 95.66, 94.02, 92.19]
     assert table.index.names == ["train_fraction", "training_images"]
+
+
+# --------------------------------------------------------------------------- display
+
+
+def test_style_table_highlights_named_rows_keeps_values_on_one_line_and_captions() -> None:
+    table = pd.DataFrame({"run": ["baseline", "decoder-0-4"], "Dice (%)": ["1 ± 2", "3 ± 4"]})
+    html = report.style_table(table, "the caption", highlight=["decoder-0-4"]).to_html()
+    assert "<caption>the caption</caption>" in html
+    assert "white-space: nowrap" in html
+    assert report._keep_on_one_line("95.91 ± 0.34") and report._keep_on_one_line(3.5)
+    assert not report._keep_on_one_line("not measured")
+    assert html.count(report.HIGHLIGHT.split(";")[0]) == 1  # one CSS rule for the row's cells
+    assert 'class="dataframe fetalft-table"' in html
+    assert ">0</th>" not in html  # row numbers hidden
+    multi = pd.DataFrame(
+        {"x": [1.234, 2.0]},
+        index=pd.MultiIndex.from_tuples([("leaky split", "a"), ("head", "b")]),
+    )
+    styled = report.style_table(multi, highlight=["b"]).to_html()
+    assert "1.23" in styled and report.HIGHLIGHT.split(";")[0] in styled
+
+
+def test_variant_display_groups_kinds_and_keeps_the_change(results: Path) -> None:
+    for seed in (0, 1):
+        write_run(results, RunSpec("decoder-0-4", seed), test={"dice": 0.9, "adf_mm": 3.0})
+        write_run(
+            results,
+            RunSpec("decoder-0-4", seed, split="leaky"),
+            test={"dice": 0.91, "adf_mm": 2.5},
+        )
+    write_run(results, RunSpec("decoder-0-4", 0, train_fraction=0.1), test={"dice": 0.8})
+    variants = report.variant_table(report.summarize_runs(report.load_runs(PROFILE, results)))
+    table = report.variant_display(variants)
+    assert table.index.names == ["change", "run"]
+    row = table.loc[("leaky split", "decoder-0-4")]
+    assert row["seeds"] == "2 / 2"
+    assert (row["Dice (%)"], row["change (points)"]) == ("91.00 ± 0.00", "+1.00")
+    assert (row["abs. HC error (mm)"], row["change (mm)"]) == ("2.50 ± 0.00", "-0.50")
+    assert ("10% of training images", "decoder-0-4") in table.index
+    leaky = variants[variants["variant"] == "leaky"]
+    assert list(report.variant_display(leaky).index) == ["decoder-0-4"]
+    assert report.variant_caption(leaky).startswith("Each run with one change (leaky split)")
+
+
+def test_leak_table_is_in_percent_and_mm_per_run_and_group(results: Path) -> None:
+    per_image = pd.DataFrame(
+        {"name": ["014_2HC", "008_HC"], "dice": [0.9, 0.5], "adf_mm": [1.0, 10.0]}
+    )
+    write_run(results, RunSpec("decoder-0-4", 0, split="leaky"), per_image=per_image)
+    table = report.leak_table(PROFILE, ["decoder-0-4--leaky"], results)
+    row = table.loc[("decoder-0-4--leaky", "sibling in training")]
+    assert (row["images"], row["Dice (%)"], row["abs. HC error (mm)"]) == (1, 90.0, 1.0)
+    assert report.leak_table(PROFILE, [], results).empty
+
+
+def test_paired_table_gives_each_metric_in_its_unit(results: Path) -> None:
+    write_run(results, RunSpec("decoder-0-4", 0), per_image=scores([0.9, 0.8]))
+    write_run(results, RunSpec("baseline", 0), per_image=scores([0.8, 0.7]))
+    comparisons = report.paired_comparisons(PROFILE, "decoder-0-4", "baseline", ("dice",), results)
+    row = report.paired_table([*comparisons, "a sentence"]).loc["Dice (%)"]
+    assert (row["decoder-0-4"], row["baseline"]) == ("85.00", "75.00")
+    assert (row["difference"], row["95% CI"]) == ("+10.00 points", "[+10.00, +10.00]")
+    assert (row["images"], row["seeds"]) == (2, "0")
+
+
+def test_efficiency_display_labels_rows_by_images_and_share() -> None:
+    table = report.efficiency_display(report.paper_data_efficiency())
+    assert list(table.index) == ["799 (100%)", "399 (50%)", "239 (30%)", "79 (10%)"]
+
+
+def test_rerun_display_puts_machine_and_precision_in_one_cell(results: Path, tmp_path) -> None:
+    reruns = tmp_path / "reruns"
+    hardware = "CPU: Intel(R) Xeon(R) Processor, 2 threads"
+    write_run(results, RunSpec("encoder", 0), test={"dice": 0.8, "adf_mm": 5.0}, precision="bf16")
+    write_run(reruns, RunSpec("encoder", 0), test={"dice": 0.7, "adf_mm": 6.5}, hardware=hardware)
+    table = report.rerun_display(
+        report.rerun_comparison(
+            report.load_runs(PROFILE, results), report.load_runs(PROFILE, reruns)
+        )
+    )
+    row = table.loc[("encoder", 0)]
+    assert row[("study", "machine, precision")] == "test CPU, bf16"
+    assert row[("re-run", "machine, precision")] == "Intel Xeon, 2 threads, fp32"
+    assert row[("change", "Dice (%)")] == "-10.00"
+
+
+def test_labels_table_lists_every_label_and_the_seeds(results: Path) -> None:
+    for seed in (0, 1):
+        write_run(results, RunSpec("decoder-0-4", seed), precision=["fp32", "bf16"][seed])
+    table = report.labels_table(report.load_runs(PROFILE, results)).set_index("label")["value"]
+    assert table["precision"] == "fp32 | bf16"
+    assert table["test images"] == "3"
+    assert table["seeds"] == "0, 1"
+
+
+def test_short_run_tables_split_what_ran_from_the_dice_in_percent() -> None:
+    accuracy = pd.DataFrame(
+        {
+            "setting": ["decoder-0-4, 2 epochs", "decoder-0-4, 2 epochs"],
+            "weights": ["file:w.pth", "file:w.pth"],
+            "repeats": [1, 3],
+            "Dice: authors": [float("nan"), 0.82],
+            "Dice: fetalft": [0.8178, 0.8185],
+        },
+        index=pd.Index(
+            ["CPU: AMD EPYC, 2 threads", "CPU: Intel(R) Xeon(R) Processor, 2 threads"],
+            name="benchmark machine",
+        ),
+    )
+    setup, dice = report.short_run_tables(accuracy)
+    assert list(setup.index) == ["1", "2"]  # shown, not hidden like row numbers
+    assert list(setup["machine"]) == ["AMD EPYC, 2 threads", "Intel Xeon, 2 threads"]
+    assert list(dice.columns) == ["authors", "fetalft"]
+    assert dice.loc["2", "fetalft"] == pytest.approx(81.8)
