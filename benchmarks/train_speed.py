@@ -46,12 +46,11 @@ from fetalft.data import (
 from fetalft.device import Runtime
 from fetalft.environment import describe, peak_memory_mb
 from fetalft.models import build_model, default_encoder_weights, weights_source
+from fetalft.paper import TRAIN_IMAGES as PAPER_TRAIN_IMAGES
 from fetalft.speed import ACCURACY_ARMS
 from fetalft.strategies import get_strategy, model_parts, prepare_model, trainable_parts
 from fetalft.synthetic import write_synthetic_hc18
 from fetalft.training import validation_dice
-
-PAPER_TRAIN_IMAGES = 799
 
 
 class AuthorsDataset(torch.utils.data.Dataset):

@@ -3,7 +3,8 @@
 Commands: download, study, rescore, strategies, params, split, predict, submit, export.
 
 Exit codes: 0 done; 2 a usage error or bad input (a one-line ``error: ...`` on stderr that
-names the file or option and what to do); 3 ``predict`` found no head; 130 ``study`` or
+names the file or option and what to do); 3 ``predict`` measured no plausible head (the
+reason is printed; see :func:`fetalft.biometry.implausibility`); 130 ``study`` or
 ``download`` interrupted with Ctrl-C. Anything unexpected keeps its traceback (exit 1).
 """
 
@@ -96,9 +97,8 @@ def _study(args: argparse.Namespace) -> int:
 
 def _rescore(args: argparse.Namespace) -> int:
     from fetalft.profiles import get_profile
-    from fetalft.report import load_runs
-    from fetalft.rescore import rescore_runs, scoring_root
-    from fetalft.study import results_root
+    from fetalft.rescore import rescore_runs
+    from fetalft.runfiles import load_runs, results_root, scoring_root
 
     with _user_input():
         profile = get_profile(args.profile)
@@ -111,13 +111,13 @@ def _rescore(args: argparse.Namespace) -> int:
             )
     written, skipped = rescore_runs(
         profile,
-        args.runs,
-        args.results_dir,
-        args.checkpoint_dir,
-        args.data_dir,
+        runs=args.runs,
+        results_dir=args.results_dir,
+        checkpoint_dir=args.checkpoint_dir,
+        data_dir=args.data_dir,
         progress=not args.quiet,
     )
-    where = scoring_root(profile.name, args.results_dir)
+    where = scoring_root(profile.name, results_dir=args.results_dir)
     print(
         f"{len(written)} runs scored under every protocol, in {where}"
         if written
@@ -168,16 +168,19 @@ def _default_checkpoint(profile_name: str | None) -> str:
     """The best-on-validation finished run's ``best.pt`` of the profile, or a clear error."""
     from fetalft.predict import CheckpointError
     from fetalft.profiles import get_profile
-    from fetalft.report import best_checkpoint, load_runs
-    from fetalft.study import checkpoints_root
+    from fetalft.report import best_checkpoint
+    from fetalft.runfiles import checkpoints_root, load_runs
 
     with _user_input():
         profile = get_profile(profile_name).name
-    choice = best_checkpoint(load_runs(profile), checkpoints_root(), profile)
+    runs = load_runs(profile)
+    if "data" in runs:  # a model of synthetic scans measures nothing real: never by default
+        runs = runs[runs["data"] != "synthetic"]
+    choice = best_checkpoint(runs, checkpoints_root(), profile)
     if choice is None:
         raise CheckpointError(
-            f"no finished {profile}-profile run with a best.pt under {checkpoints_root()}; "
-            "train one (python -m fetalft study) or pass --checkpoint."
+            f"no finished {profile}-profile run on HC18 with a best.pt under "
+            f"{checkpoints_root()}; train one (python -m fetalft study) or pass --checkpoint."
         )
     row = choice.row
     print(
@@ -226,16 +229,16 @@ def _export(args: argparse.Namespace) -> int:
 
 def _submit(args: argparse.Namespace) -> int:
     from fetalft import hc18
-    from fetalft.book import predict_test_set, submission_with_fallback
-    from fetalft.predict import Predictor
-    from fetalft.submission import SubmissionError, write_submission
+    from fetalft.predict import Predictor, predict_test_set
+    from fetalft.submission import SubmissionError, submission_with_fallback, write_submission
 
     checkpoint = _model_checkpoint(args)
     records = hc18.load_records("test", hc18.find_data_dir(args.data_dir))
     measured = predict_test_set(Predictor.from_checkpoint(checkpoint), records)
     if records and not any(m.measurable for m, _ in measured.values()):
         raise SubmissionError(
-            f"the model {checkpoint} found no head in any of the {len(records)} test images, "
+            f"the model {checkpoint} measured no plausible head in any of the {len(records)} "
+            "test images, "
             f"so every row would be the same made-up circle; nothing written to {args.output}. "
             "Pass --checkpoint with the best.pt of a trained run (check it with predict)."
         )
@@ -245,9 +248,11 @@ def _submit(args: argparse.Namespace) -> int:
     print(f"{len(table)} rows written to {args.output} and checked against the challenge format")
     if fallbacks:
         print(
-            f"no head found in {len(fallbacks)} image(s), given a centred circle of the median "
-            f"training HC instead: {', '.join(fallbacks)}"
+            f"no plausible head in {len(fallbacks)} image(s), given a centred circle of the "
+            "median training HC instead:"
         )
+        for filename, reason in fallbacks.items():
+            print(f"  {filename}: {reason}")
     return 0
 
 
@@ -262,6 +267,11 @@ PROFILE_HELP = "default: $FETALFT_PROFILE, else paper on a GPU and cpu otherwise
 DATA_DIR_HELP = (
     "the HC18 folder (default: $FETALFT_DATA_DIR, else fetalft/hc18 in the user's cache folder)"
 )
+TRAINING_DATA_DIR_HELP = (
+    DATA_DIR_HELP + "; a folder given without HC18 is an error. 'synthetic' uses generated "
+    "look-alike scans (for trying the commands; the smoke profile also uses them, with a "
+    "warning, when no folder is configured at all)"
+)
 CHECKPOINT_PROFILE_HELP = (
     "take the checkpoint of this profile's best finished run instead of the shipped model"
 )
@@ -269,7 +279,7 @@ CHECKPOINT_PROFILE_HELP = (
 
 def _folder_arguments(parser: argparse.ArgumentParser) -> None:
     """Where data, results and checkpoints are, and ``--quiet``: study and rescore."""
-    parser.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
+    parser.add_argument("--data-dir", default=None, help=TRAINING_DATA_DIR_HELP)
     parser.add_argument(
         "--results-dir", default=None, help="default: $FETALFT_RESULTS_DIR, else results"
     )
@@ -376,8 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         choices=PRECISIONS,
         default="auto",
-        help="auto: fp16 autocast on a GPU; on a CPU bf16 autocast if a timed step is faster, "
-        "else fp32 (default: auto)",
+        help="auto: fp16 autocast on a GPU; on a CPU bf16 autocast where its features say it "
+        "trains faster (AMX, or AVX512-BF16 on AMD), else fp32 (default: auto)",
     )
     p.add_argument(
         "--encoder-weights",
@@ -408,15 +418,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_split)
 
     low, high = PIXEL_SIZE_RANGE_MM
+    from fetalft.biometry import (
+        FIELD_OF_VIEW_MM,
+        HADLOCK_FITTED_WEEKS,
+        HADLOCK_HC_RANGE_MM,
+        HC_RANGE_MM,
+    )
+
+    (ga_low, ga_high), weeks = HADLOCK_HC_RANGE_MM, HADLOCK_FITTED_WEEKS
+    (hc_low, hc_high), fov_high = HC_RANGE_MM, FIELD_OF_VIEW_MM[1]
     p = commands.add_parser(
         "predict",
         help="head circumference of one image",
-        epilog="exit codes: 0 head measured; 3 no head found (nothing measured, the overlay is "
-        "still written); 2 bad input, such as a pixel size outside the range, an unreadable "
+        epilog="exit codes: 0 head measured (the gestational age is given only for HCs of "
+        f"{ga_low:.0f}-{ga_high:.0f} mm, the {weeks[0]:.0f}-{weeks[1]:.0f} weeks Hadlock's "
+        "formula was fitted on); 3 not measurable: no head, or one that is not plausible (HC "
+        f"outside {hc_low:.0f}-{hc_high:.0f} mm, a sliver, too small or large for the image, "
+        f"mostly out of view, or an image over {fov_high:.0f} mm across at this pixel size), "
+        "the reason printed and the overlay still written (refused ellipse in red); 2 bad input, such as a pixel size outside the range, an unreadable "
         "image or checkpoint (one line on stderr saying what to do) or a usage error; "
         "1 an unexpected error, with its traceback.",
     )
-    p.add_argument("image", help="the scan, a greyscale PNG such as HC18's")
+    p.add_argument(
+        "image",
+        help="the scan, a greyscale PNG such as HC18's (16-bit PNGs are scaled by the bit "
+        "depth their brightest pixel needs, so a 12-bit scan keeps its contrast)",
+    )
     p.add_argument(
         "--pixel-size",
         type=float,

@@ -9,10 +9,12 @@ resolution, and convert to millimetres with the image's pixel size.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import pandas as pd
 from scipy import ndimage
 from skimage import measure
 
@@ -105,6 +107,36 @@ def hadlock_ga_weeks(hc_mm: float) -> float:
     return 8.96 + 0.540 * hc_cm + 0.0003 * hc_cm**3
 
 
+#: Hadlock et al. fitted their formula on 361 fetuses of 14 to 42 menstrual weeks
+#: ("Estimating fetal age: computer-assisted analysis of multiple fetal growth parameters",
+#: Radiology 1984;152:497-501, abstract). Outside it the cubic is an extrapolation, so no age
+#: is given; the head circumference still is.
+HADLOCK_FITTED_WEEKS = (14.0, 42.0)
+
+
+def _hc_at_weeks(weeks: float) -> float:
+    """The HC (mm) at which :func:`hadlock_ga_weeks` gives ``weeks`` (the cubic's real root)."""
+    roots = np.roots([0.0003, 0.0, 0.540, 8.96 - weeks])
+    return float(10 * roots[np.abs(roots.imag) < 1e-9].real.max())
+
+
+#: The head circumferences whose Hadlock age lies in :data:`HADLOCK_FITTED_WEEKS`
+#: (about 89.4-357.7 mm).
+HADLOCK_HC_RANGE_MM = tuple(_hc_at_weeks(w) for w in HADLOCK_FITTED_WEEKS)
+
+
+def ga_problem(hc_mm: float) -> str:
+    """Why no gestational age is given for ``hc_mm`` ("" when Hadlock's formula applies)."""
+    low, high = HADLOCK_HC_RANGE_MM
+    if low <= hc_mm <= high:
+        return ""
+    first, last = HADLOCK_FITTED_WEEKS
+    return (
+        f"HC {hc_mm:.1f} mm is outside {low:.1f}-{high:.1f} mm, the heads of {first:.0f}-"
+        f"{last:.0f} weeks that Hadlock's formula was fitted on"
+    )
+
+
 @dataclass(frozen=True)
 class Measurement:
     """A head measurement, or the reason there is none (``measurable`` is False)."""
@@ -120,16 +152,29 @@ class Measurement:
 
     @property
     def hc_mm(self) -> float:
-        """Head circumference in mm; NaN when not measurable (never an invented number)."""
-        return self.ellipse_mm.perimeter if self.ellipse_px else math.nan
+        """Head circumference in mm; NaN when not measurable (never an invented number).
+
+        A refused measurement may keep its ellipse (to draw what was refused), never its HC.
+        """
+        return self.ellipse_mm.perimeter if self.ellipse_px and self.measurable else math.nan
+
+    @property
+    def ga_problem(self) -> str:
+        """Why there is no gestational age ("" when there is one)."""
+        if not self.measurable:
+            return "no head circumference"
+        return ga_problem(self.hc_mm)
 
     @property
     def ga_weeks(self) -> float:
-        return hadlock_ga_weeks(self.hc_mm) if self.measurable else math.nan
+        """Hadlock's age in weeks; NaN when not measurable or outside the fitted range."""
+        return math.nan if self.ga_problem else hadlock_ga_weeks(self.hc_mm)
 
     def __str__(self) -> str:
         if not self.measurable:
             return f"not measurable: {self.reason}"
+        if self.ga_problem:
+            return f"HC {self.hc_mm:.1f} mm; no gestational age: {self.ga_problem}"
         return f"HC {self.hc_mm:.1f} mm, gestational age {self.ga_weeks:.1f} weeks (Hadlock)"
 
 
@@ -166,3 +211,130 @@ def measure_head(mask: np.ndarray, pixel_size_mm: float) -> Measurement:
             False, reason=f"mask is not elliptical (ellipse fit Dice {agreement:.2f})"
         )
     return Measurement(True, ellipse, float(pixel_size_mm))
+
+
+# --------------------------------------------------------------------------- plausibility
+# measure_head finds an ellipse; the rules below decide whether it is reported as a head.
+# They apply where a measurement leaves fetalft (predict, submit), not to the study's
+# scores (fetalft.evaluate), which count only what measure_head refuses. Every expert
+# ellipse of HC18's 999 training images passes every rule (tests/test_real_data.py); the
+# HC18 figures quoted are measured there (fitted ellipses, CSV pixel sizes and HCs).
+
+#: Head circumference (mm). HC18's expert HCs span 44.3-346.4 mm (its SOURCE.md; first to
+#: third trimester). Below 30 mm, about 10 weeks, a head is not measured as an HC; 400 mm is
+#: 42 mm above the largest head Hadlock's formula was fitted on (357.7 mm, 42 weeks), room
+#: for a large head at term. A judgement with margins on both sides, not a clinical limit.
+HC_RANGE_MM = (30.0, 400.0)
+#: Short over long semi-axis. HC18's expert ellipses span 0.66-0.96; in utero the cephalic
+#: index (the same ratio, in percent) averages 78.3 with 74-83 one SD either side (Hadlock et
+#: al., AJR 1981;137:83-85), so 0.6 is about four SDs below the mean. When this bound was
+#: chosen (2026-12-02), the 237 committed test predictions flatter than it had missed the
+#: expert's HC by a median of 33 mm.
+MIN_AXIS_RATIO = 0.6
+#: Ellipse area over image area. HC18's heads cover 3.5-57.5% of their image. Under 1% the
+#: head would be a few dozen pixels across; over 80% it fills the frame and its outline is
+#: mostly guessed.
+IMAGE_SHARE_RANGE = (0.01, 0.8)
+#: The share of the fitted outline inside the image for a reported HC. HC18's most cut
+#: expert ellipse (one of its four that leave the image) keeps 89% in view. measure_head's
+#: own floor (MIN_VISIBLE_OUTLINE, 50%) is what the study scores; a reported HC needs more.
+MIN_REPORTED_OUTLINE = 0.8
+#: The image's longer side in mm (pixels times pixel size). HC18's images are 39.5-314.6 mm
+#: wide. An obstetric scan images at most a few tens of centimetres deep; 400 mm and more is a
+#: wrong pixel size (a 4000-pixel scan at 0.2 mm, an 800-pixel one at 1 mm), and under 20 mm
+#: no measurable head (30 mm around, about 10 mm across) fits with its surroundings.
+FIELD_OF_VIEW_MM = (20.0, 400.0)
+
+
+def image_problem(image: np.ndarray) -> str:
+    """Why ``image`` cannot be a scan ("" if it may be): one uniform grey level, such as an
+    all-white picture, on which a network can still draw a confident ellipse."""
+    low, high = int(image.min()), int(image.max())
+    if low == high:
+        return f"every pixel of the image is grey level {low}: there is no scan to measure"
+    return ""
+
+
+def field_of_view_problem(shape: tuple[int, int], pixel_size_mm: float) -> str:
+    """Why an image of ``shape`` (H, W) cannot have pixels of ``pixel_size_mm`` ("" if it can)."""
+    longer = max(shape[:2]) * pixel_size_mm
+    low, high = FIELD_OF_VIEW_MM
+    if low <= longer <= high:
+        return ""
+    return (
+        f"a {shape[1]}x{shape[0]}-pixel image at {pixel_size_mm:g} mm per pixel would be "
+        f"{longer:.0f} mm across, outside the {low:.0f}-{high:.0f} mm of an obstetric scan; "
+        "check the pixel size"
+    )
+
+
+def implausibility(ellipse_px: Ellipse, shape: tuple[int, int], pixel_size_mm: float) -> str:
+    """Why ``ellipse_px`` (pixels, in an image of ``shape``) is not a head ("" if it may be).
+
+    The rules, in order: the field of view, the ellipse's axis ratio, its share of the image,
+    the share of its outline in view, and the head circumference.
+    """
+    if problem := field_of_view_problem(shape, pixel_size_mm):
+        return problem
+    height, width = shape[:2]
+    ratio = ellipse_px.b / ellipse_px.a
+    if ratio < MIN_AXIS_RATIO:
+        return (
+            f"the ellipse's short axis is {ratio:.2f} of its long axis, flatter than a head "
+            f"(at least {MIN_AXIS_RATIO})"
+        )
+    share = ellipse_px.area / (height * width)
+    low, high = IMAGE_SHARE_RANGE
+    if not low <= share <= high:
+        return f"the ellipse covers {share:.1%} of the image, outside {low:.0%}-{high:.0%}"
+    x, y = ellipse_px.points(360).T
+    visible = float(np.mean((x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)))
+    if visible < MIN_REPORTED_OUTLINE:
+        return (
+            f"only {visible:.1%} of the head outline is in the image "
+            f"(at least {MIN_REPORTED_OUTLINE:.0%})"
+        )
+    hc = ellipse_px.scaled(pixel_size_mm).perimeter
+    low, high = HC_RANGE_MM
+    if not low <= hc <= high:
+        return f"HC {hc:.1f} mm is outside {low:.0f}-{high:.0f} mm, the range of real heads"
+    return ""
+
+
+def plausible(measurement: Measurement, shape: tuple[int, int]) -> Measurement:
+    """``measurement`` if it passes every rule; else a refusal that keeps the ellipse."""
+    if not measurement.measurable:
+        return measurement
+    problem = implausibility(measurement.ellipse_px, shape, measurement.pixel_size_mm)
+    if not problem:
+        return measurement
+    return Measurement(False, measurement.ellipse_px, measurement.pixel_size_mm, problem)
+
+
+def measure_plausible_head(mask: np.ndarray, pixel_size_mm: float) -> Measurement:
+    """:func:`measure_head` followed by :func:`plausible`: what predict and submit report."""
+    if problem := field_of_view_problem(mask.shape, pixel_size_mm):
+        return Measurement(False, pixel_size_mm=pixel_size_mm, reason=problem)
+    return plausible(measure_head(mask, pixel_size_mm), mask.shape)
+
+
+#: The reason given for a per-image row that measure_head already refused (not recorded).
+UNMEASURED = "no measurable ellipse (refused when scored; the reason was not recorded)"
+
+
+def refusal_reasons(per_image: pd.DataFrame, shapes: Mapping[str, tuple[int, int]]) -> pd.Series:
+    """Why predict and submit would refuse each row of a per-image table ("" if they would not).
+
+    ``per_image`` is :func:`fetalft.evaluate.evaluate`'s table (``name``, ``measurable``,
+    ``pixel_size_mm`` and the fitted ellipse ``pred_*``); ``shapes`` maps each name to its
+    image's (H, W), which the table does not hold. The study's scores are unchanged by
+    this: it is a column for the book's per-image tables, and an audit of committed runs.
+    """
+    reasons = []
+    for row in per_image.itertuples(index=False):
+        if not row.measurable:
+            reasons.append(UNMEASURED)
+            continue
+        ellipse = Ellipse(row.pred_cx, row.pred_cy, row.pred_a, row.pred_b, row.pred_angle)
+        reasons.append(implausibility(ellipse, shapes[row.name], row.pixel_size_mm))
+    return pd.Series(reasons, index=per_image.index, name="refusal_reason", dtype=str)

@@ -16,12 +16,22 @@ Where results go:
 - the smoke profile otherwise writes into a fresh temporary folder per notebook, so CI
   always really trains and never reads stale results or dirties the repository;
 - else ``results/`` and ``checkpoints/`` of the repository when the notebook runs inside
-  a clone (found by its ``_config.yml``), or of the working folder (Colab: ``/content``).
+  a clone (found by its ``_config.yml``), or of the working folder. In Colab the install
+  cell works from a clone of the repository, so that is the clone's.
+
+**Google Drive** (Colab): ``setup(drive=True)``, or ``$FETALFT_DRIVE=1``, mounts the reader's
+Drive and keeps HC18, the runs and the checkpoints in ``MyDrive/fetalft/`` (``hc18/``,
+``results/``, ``checkpoints/``), so a runtime reset loses nothing; the environment variables
+above, when set, still win.
+
+**The committed study.** The results chapters (5-7) show the study recorded in the
+repository (:data:`COMMITTED_PROFILE` in its ``results/``) to every reader, whatever their
+profile, and the reader's own runs beside it when there are any (:meth:`BookSetup.shown_study`,
+:meth:`BookSetup.own_study`). Only the smoke profile (CI) shows its own tiny study instead.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import tempfile
@@ -34,18 +44,76 @@ import pandas as pd
 
 from fetalft import hc18
 from fetalft.device import Runtime
+from fetalft.hc18 import DATA_DIR_ENV
 from fetalft.models import default_encoder_weights, weights_source
-from fetalft.profiles import Profile, get_profile
-from fetalft.study import CHECKPOINTS_ENV, RESULTS_ENV
+from fetalft.predict import predict_test_set  # noqa: F401 - chapter 6 calls chapter.*
+from fetalft.profiles import Profile, get_profile, size_label
+from fetalft.runfiles import CHECKPOINTS_ENV, RESULTS_ENV
+from fetalft.submission import fallback_ellipse_mm, submission_with_fallback  # noqa: F401
 
 SMOKE_NOTE = "smoke profile: a handful of tiny images and one epoch; the numbers measure nothing"
 #: Characters per printed line that fit the book's page width (a 1280-pixel-wide window).
 PRINT_WIDTH = 76
 
 
+#: ``1``/``true``/``yes``: :func:`setup` keeps data and runs on Google Drive (Colab).
+DRIVE_ENV = "FETALFT_DRIVE"
+#: Where Colab mounts Google Drive, and fetalft's folder in it.
+DRIVE_MOUNT = Path("/content/drive")
+DRIVE_FOLDER = Path("MyDrive") / "fetalft"
+#: The profile of the study committed in the repository's ``results/`` (chapters 5-7 show it).
+COMMITTED_PROFILE = "cpu"
+
+
 def in_colab() -> bool:
     """True inside Google Colab."""
     return "google.colab" in sys.modules
+
+
+def drive_requested(drive: bool | None = None) -> bool:
+    """``drive`` if given, else whether ``$FETALFT_DRIVE`` says yes."""
+    if drive is not None:
+        return bool(drive)
+    value = os.environ.get(DRIVE_ENV, "").strip().lower()
+    if value in ("", "0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise ValueError(f"{DRIVE_ENV}={value!r}: use 1 (keep data and runs on Google Drive) or 0")
+
+
+def drive_folders(mount: str | os.PathLike = DRIVE_MOUNT) -> dict[str, Path]:
+    """The environment variable of each folder fetalft keeps on Drive, and its folder."""
+    base = Path(mount) / DRIVE_FOLDER
+    return {
+        DATA_DIR_ENV: base / "hc18",
+        RESULTS_ENV: base / "results",
+        CHECKPOINTS_ENV: base / "checkpoints",
+    }
+
+
+def use_drive(mount: str | os.PathLike | None = None) -> dict[str, Path]:
+    """Mount Google Drive and point HC18, the runs and the checkpoints at it.
+
+    Why: a Colab runtime forgets ``/content`` when it is reset or times out, and with it the
+    downloaded HC18 and hours of training. Study runs resume from their last epoch, so on
+    Drive an interrupted run continues in the next session. Each variable already set is
+    left as it is (an explicit choice wins). Returns the folder of each variable.
+    """
+    if not in_colab():
+        raise RuntimeError(
+            "drive=True (or FETALFT_DRIVE=1) mounts Google Drive, which only works in Colab; "
+            f"elsewhere set {DATA_DIR_ENV}, {RESULTS_ENV} and {CHECKPOINTS_ENV} instead."
+        )
+    from google.colab import drive
+
+    mount = Path(mount or DRIVE_MOUNT)
+    drive.mount(str(mount))
+    folders = {}
+    for env, folder in drive_folders(mount).items():
+        folders[env] = Path(os.environ.setdefault(env, str(folder))).expanduser()
+        folders[env].mkdir(parents=True, exist_ok=True)
+    return folders
 
 
 def project_root(start: str | os.PathLike | None = None) -> Path | None:
@@ -96,6 +164,7 @@ class BookSetup:
     results_dir: Path
     checkpoint_dir: Path
     colab: bool = False
+    drive: bool = False
     _study: object = field(default=None, repr=False)
 
     @property
@@ -110,7 +179,7 @@ class BookSetup:
         """The configuration as a two-column table."""
         rows = {
             "profile": f"{self.profile.name}: {self.profile.description}",
-            "image size": f"{self.profile.image_size} x {self.profile.image_size}",
+            "image size": size_label(self.profile.image_size),
             "epochs, batch, lr": f"{self.profile.epochs}, {self.profile.batch_size}, {self.profile.lr:g}",
             "seeds": ", ".join(map(str, self.profile.seeds)),
             "data": f"{self.data_label} in {shown_path(self.data_dir)}",
@@ -119,7 +188,8 @@ class BookSetup:
             "encoder weights": self.weights_label,
             "results": shown_path(self.results_dir),
             "checkpoints": shown_path(self.checkpoint_dir),
-            "running in": "Google Colab" if self.colab else "local Python",
+            "running in": ("Google Colab" if self.colab else "local Python")
+            + (", data and runs on Google Drive" if self.drive else ""),
         }
         return pd.DataFrame({"setting": list(rows), "value": list(rows.values())})
 
@@ -166,6 +236,72 @@ class BookSetup:
     def records(self, subset: hc18.Subset = "training") -> list[hc18.Record]:
         return hc18.load_records(subset, self.data_dir)
 
+    def own_runs(self) -> ShownStudy:
+        """The runs this setup trains and writes: its profile in its results folder."""
+        return ShownStudy(self.profile, self.results_dir, committed=False)
+
+    def shown_study(self) -> ShownStudy:
+        """The study the results chapters show: the committed one, for every reader.
+
+        A Colab reader (``paper`` profile, no runs yet) and a local one see the same recorded
+        study. Only the smoke profile (CI) shows its own tiny study, made in a scratch folder
+        by the chapter itself, and a copy of fetalft without the repository's ``results/``
+        (a plain pip install) shows the reader's own runs.
+        """
+        if self.profile.name == "smoke":
+            return self.own_runs()
+        return committed_study() or self.own_runs()
+
+    def own_study(self) -> ShownStudy | None:
+        """The reader's own finished runs, to show beside :meth:`shown_study` (``None`` when
+        there are none, or when they are the shown study itself)."""
+        own, shown = self.own_runs(), self.shown_study()
+        if own.same_as(shown) or own.runs().empty:
+            return None
+        return own
+
+
+@dataclass(frozen=True)
+class ShownStudy:
+    """A study's profile and results folder, and whether it is the one committed with the book."""
+
+    profile: Profile
+    results_dir: Path
+    committed: bool
+
+    def runs(self) -> pd.DataFrame:
+        """Its finished runs (:func:`fetalft.runfiles.load_runs`)."""
+        from fetalft.runfiles import load_runs
+
+        return load_runs(self.profile.name, self.results_dir)
+
+    def same_as(self, other: ShownStudy) -> bool:
+        return self.profile.name == other.profile.name and (
+            Path(self.results_dir).resolve() == Path(other.results_dir).resolve()
+        )
+
+    def describe(self, runs: pd.DataFrame | None = None) -> str:
+        """One sentence for the page: whose runs, profile, how many, on which machines."""
+        runs = self.runs() if runs is None else runs
+        whose = "the study committed with the book" if self.committed else "your own runs"
+        where = shown_path(Path(self.results_dir) / self.profile.name)
+        if runs.empty:
+            return f"Shown: {whose}, {self.profile.name} profile: no finished runs in {where}."
+        machines = sorted(runs["hardware"].dropna().astype(str).unique())
+        return (
+            f"Shown: {whose}, {self.profile.name} profile, {len(runs)} finished runs in "
+            f"{where}, made on {'; '.join(machines) or 'an unrecorded machine'}."
+        )
+
+
+def committed_study(root: str | os.PathLike | None = None) -> ShownStudy | None:
+    """The study recorded in the repository's ``results/`` (:data:`COMMITTED_PROFILE`), or
+    ``None`` outside a clone (a plain pip install carries no results)."""
+    root = Path(root) if root else project_root() or project_root(Path(__file__).parent)
+    if root is None or not (root / "results" / COMMITTED_PROFILE).is_dir():
+        return None
+    return ShownStudy(get_profile(COMMITTED_PROFILE), root / "results", committed=True)
+
 
 def ensure_data(profile: Profile, download: bool = True) -> tuple[Path, bool]:
     """The data folder and whether it is synthetic; fetch HC18 only when needed.
@@ -187,10 +323,21 @@ def ensure_data(profile: Profile, download: bool = True) -> tuple[Path, bool]:
 
 
 def setup(
-    profile: str | Profile | None = None, *, download: bool = True, show: bool = True
+    profile: str | Profile | None = None,
+    *,
+    download: bool = True,
+    show: bool = True,
+    drive: bool | None = None,
 ) -> BookSetup:
-    """Profile, data, device, precision, weights and output folders for one chapter."""
+    """Profile, data, device, precision, weights and output folders for one chapter.
+
+    ``drive=True`` (default: ``$FETALFT_DRIVE``) keeps HC18, runs and checkpoints on Google
+    Drive in Colab (:func:`use_drive`), so that a runtime reset loses nothing.
+    """
     profile = profile if isinstance(profile, Profile) else get_profile(profile or None)
+    on_drive = drive_requested(drive)
+    if on_drive:
+        use_drive()
     data_dir, synthetic = ensure_data(profile, download)
     scratch = None
     if profile.name == "smoke" and not (
@@ -206,6 +353,7 @@ def setup(
         results_dir=_work_dir(RESULTS_ENV, "results", profile, scratch),
         checkpoint_dir=_work_dir(CHECKPOINTS_ENV, "checkpoints", profile, scratch),
         colab=in_colab(),
+        drive=on_drive,
     )
     if show:
         print(book)
@@ -242,7 +390,7 @@ def records_table(records: Sequence[hc18.Record]) -> pd.DataFrame:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BorderCase:
     """An annotation whose ellipse leaves the image, so filling its outline fails."""
 
@@ -265,7 +413,14 @@ def fill_check(record: hc18.Record) -> BorderCase:
     filled = binary_fill_holes(outline > 0).astype(np.uint8)
     ellipse_mask = ellipse_from_outline(outline, str(record.annotation_path)).to_mask(outline.shape)
     fraction = float(filled.sum()) / max(1.0, float(ellipse_mask.sum()))
-    return BorderCase(record, image, outline, filled, ellipse_mask, fraction)
+    return BorderCase(
+        record=record,
+        image=image,
+        outline=outline,
+        hole_filled=filled,
+        ellipse_mask=ellipse_mask,
+        fill_fraction=fraction,
+    )
 
 
 def find_border_cases(
@@ -281,58 +436,9 @@ def find_border_cases(
     return cases, len(checked)
 
 
-# --------------------------------------------------------------------------- submission
-
-
-def fallback_ellipse_mm(image_shape: tuple[int, int], pixel_size_mm: float, hc_mm: float):
-    """A stand-in for an image where no head was found: a circle of perimeter ``hc_mm``
-    at the image centre. Used only so the file has a row; counted and reported."""
-    from fetalft.ellipse import Ellipse
-
-    height, width = image_shape
-    radius = hc_mm / (2 * math.pi)
-    return Ellipse(
-        (width - 1) / 2 * pixel_size_mm, (height - 1) / 2 * pixel_size_mm, radius, radius, 0.0
-    )
-
-
-def predict_test_set(predictor, records: Sequence[hc18.Record], progress: bool = True):
-    """Measure every test record with ``predictor``; returns ``{filename: Measurement}``."""
-    from tqdm.auto import tqdm
-
-    measurements = {}
-    for record in tqdm(records, desc="measuring test images", disable=not progress):
-        image = hc18.read_gray(record.image_path)
-        _, measurement = predictor.measure(image, record.pixel_size_mm)
-        measurements[record.image_path.name] = (measurement, image.shape)
-    return measurements
-
-
-def submission_with_fallback(
-    measured: dict, records: Sequence[hc18.Record], fallback_hc_mm: float
-) -> tuple[pd.DataFrame, list[str]]:
-    """The submission table for ``predict_test_set``'s output.
-
-    The challenge needs an ellipse for every image; where the model found no head, the row
-    holds :func:`fallback_ellipse_mm` and its file name is returned in the second value.
-    """
-    from fetalft.biometry import Measurement
-    from fetalft.submission import submission_table
-
-    pixel_sizes = {r.image_path.name: r.pixel_size_mm for r in records}
-    fixed, fallbacks = {}, []
-    for filename, (measurement, shape) in measured.items():
-        if not measurement.measurable:
-            fallbacks.append(filename)
-            pixel = pixel_sizes[filename]
-            ellipse_mm = fallback_ellipse_mm(shape, pixel, fallback_hc_mm)
-            measurement = Measurement(True, ellipse_mm.scaled(1 / pixel), pixel)
-        fixed[filename] = measurement
-    return submission_table(fixed), fallbacks
-
-
 # --------------------------------------------------------------------------- chapters
-# Small helpers the chapters call, so no notebook holds logic of its own.
+# Plumbing the chapters share (records, figures' inputs, the model to use); the code a chapter
+# teaches is on its page.
 
 #: The four HC18 annotations whose ellipse leaves the image (hole filling fails on them).
 BORDER_CASE_NAMES = ("186_HC", "346_HC", "628_2HC", "787_HC")
@@ -389,12 +495,6 @@ def split_summary() -> tuple[pd.DataFrame, pd.Series]:
     )
 
 
-def exam_sizes(records: Sequence[hc18.Record]) -> pd.Series:
-    """How many exams hold 1, 2, 3... scans."""
-    per_exam = pd.Series([r.exam for r in records]).value_counts()
-    return per_exam.value_counts().sort_index().rename_axis("scans per exam").rename("exams")
-
-
 def strategy_table(head_trainable: bool | None = None) -> pd.DataFrame:
     """The registry with exact counts and the paper's figure, formatted for reading."""
     from fetalft.strategies import registry_table
@@ -412,14 +512,6 @@ def strategy_table(head_trainable: bool | None = None) -> pd.DataFrame:
     )
 
 
-def encoder_table() -> pd.DataFrame:
-    """:func:`fetalft.models.parameter_table` with the difference to the paper's totals."""
-    from fetalft.models import parameter_table
-
-    table = parameter_table()
-    return table.assign(total_diff_M=table["total_M"] - table["paper_total_M"])
-
-
 def predictor_for(book: BookSetup, runs: pd.DataFrame | None = None, run: str | None = None):
     """A :class:`fetalft.predict.Predictor` from the finished run with the best validation
     Dice (of ``run``'s seeds when given, e.g. the best strategy's; of every main run if not).
@@ -427,7 +519,8 @@ def predictor_for(book: BookSetup, runs: pd.DataFrame | None = None, run: str | 
     ``None`` when no such run of the profile has left a checkpoint.
     """
     from fetalft.predict import Predictor
-    from fetalft.report import best_checkpoint, load_runs
+    from fetalft.report import best_checkpoint
+    from fetalft.runfiles import load_runs
 
     runs = load_runs(book.profile.name, book.results_dir) if runs is None else runs
     if run is not None and not runs.empty:
@@ -445,7 +538,7 @@ def predictor_for(book: BookSetup, runs: pd.DataFrame | None = None, run: str | 
     return Predictor.from_checkpoint(choice.path)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MeasurementSteps:
     """Every intermediate of measuring one scan: what :func:`plots.mask_to_measurement` draws."""
 
@@ -462,22 +555,20 @@ class MeasurementSteps:
         m = self.measurement
         if not m.measurable:
             return f"{self.record.name}: {m}"
-        return (
-            f"{self.record.name}: HC {m.hc_mm:.1f} mm (expert {self.record.hc_mm:.1f} mm), "
-            f"GA {m.ga_weeks:.1f} wk"
-        )
+        age = "no GA (outside Hadlock's weeks)" if m.ga_problem else f"GA {m.ga_weeks:.1f} wk"
+        return f"{self.record.name}: HC {m.hc_mm:.1f} mm (expert {self.record.hc_mm:.1f} mm), {age}"
 
     def figure(self):
         from fetalft import plots
 
         return plots.mask_to_measurement(
-            self.image,
-            self.mask,
-            self.blob,
-            self.points,
-            self.measurement.ellipse_px,
-            self.truth,
-            self.text,
+            image=self.image,
+            mask=self.mask,
+            blob=self.blob,
+            points=self.points,
+            ellipse=self.measurement.ellipse_px,
+            truth=self.truth,
+            text=self.text,
         )
 
 
@@ -490,13 +581,13 @@ def measurement_steps(record: hc18.Record, predictor=None) -> MeasurementSteps:
     mask = predictor.mask(image) if predictor is not None else truth.to_mask(image.shape)
     blob = largest_component(mask)
     return MeasurementSteps(
-        record,
-        image,
-        mask,
-        blob,
-        boundary_points(blob),
-        measure_head(mask, record.pixel_size_mm),
-        truth,
+        record=record,
+        image=image,
+        mask=mask,
+        blob=blob,
+        points=boundary_points(blob),
+        measurement=measure_head(mask, record.pixel_size_mm),
+        truth=truth,
     )
 
 
@@ -511,60 +602,21 @@ def expert_hc_check(records: Sequence[hc18.Record]) -> pd.DataFrame:
     return table.assign(difference_mm=table["hc_fitted_mm"] - table["hc_csv_mm"])
 
 
-def challenge_summary(per_image: pd.DataFrame) -> pd.DataFrame:
-    """The HC18 challenge metrics of a run's test images: mean, sd and failures."""
-    from fetalft.metrics import CHALLENGE_METRICS, summarize
-    from fetalft.report import METRIC_LABELS, PERCENT_METRICS
-
-    table = summarize(per_image, CHALLENGE_METRICS)
-    for metric in table.index.intersection(PERCENT_METRICS):
-        table.loc[metric, ["mean", "sd"]] *= 100
-    table = table.rename(columns={"n": "images", "n_nan": "no head found"})
-    return table.rename(
-        index={**METRIC_LABELS, "df_mm": "DF: HC error (mm)", "adf_mm": "ADF: abs. HC error (mm)"}
-    )
-
-
-def show_table(
-    table: pd.DataFrame, empty: str, caption: str | None = None, highlight: Iterable[str] = ()
-):
-    """Display ``table`` titled ``caption`` (its rows named in ``highlight`` highlighted,
-    see :func:`fetalft.report.style_table`), or print ``empty`` when there is nothing yet."""
-    from IPython.display import display
-
-    from fetalft.report import style_table
-
-    if table is None or table.empty:
-        print(empty)
-    elif caption is None and not highlight and not isinstance(table.index, pd.RangeIndex):
-        display(table)  # nothing to add: pandas' own rendering of the frame
-    else:
-        display(style_table(table, caption, highlight))
-
-
-def prediction_items(book: BookSetup, per_image: pd.DataFrame, n: int = 3) -> dict[str, list]:
-    """The ``n`` worst and ``n`` best test images of a run (by Dice, seeds kept apart), as
-    items for :func:`fetalft.plots.example_predictions`."""
+def prediction_items(data_dir: str | os.PathLike, rows: pd.DataFrame) -> list[dict]:
+    """Rows of a run's ``per_image.csv`` as items for :func:`fetalft.plots.example_predictions`:
+    the image, the expert's ellipse, the ellipse fitted to the network's mask, and a title
+    with the image's Dice and HC error."""
     from fetalft.widgets import predicted_ellipse, reference_view
 
-    ordered = per_image.sort_values("dice", ignore_index=True)
-    picks = {"worst": ordered.head(n), "best": ordered.tail(n).iloc[::-1]}
-    items = {}
-    for label, rows in picks.items():
-        items[label] = []
-        for _, row in rows.iterrows():
-            image, truth = reference_view(str(book.data_dir), row["name"])
-            hc = row["hc_pred_mm"]
-            error = f"HC error {row['df_mm']:+.1f} mm" if pd.notna(hc) else "no head found"
-            items[label].append(
-                {
-                    "image": image,
-                    "truth": truth,
-                    "pred": predicted_ellipse(row),
-                    "title": f"{row['name']} (seed {row['seed']}): Dice "
-                    f"{100 * row['dice']:.1f}%, {error}",
-                }
-            )
+    items = []
+    for _, row in rows.iterrows():
+        image, truth = reference_view(str(data_dir), row["name"])
+        measured = pd.notna(row["hc_pred_mm"])
+        error = f"HC error {row['df_mm']:+.1f} mm" if measured else "no head found"
+        title = f"{row['name']} (seed {row['seed']}): Dice {100 * row['dice']:.1f}%, {error}"
+        items.append(
+            {"image": image, "truth": truth, "pred": predicted_ellipse(row), "title": title}
+        )
     return items
 
 

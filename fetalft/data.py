@@ -141,6 +141,11 @@ class ScanDataset(torch.utils.data.Dataset):
         return out["image"], out["mask"][None].float()
 
 
+#: The data folder that asks for synthetic scans: ``--data-dir synthetic`` or
+#: ``FETALFT_DATA_DIR=synthetic``.
+SYNTHETIC = "synthetic"
+
+
 def smoke_data_dir() -> Path:
     """A synthetic HC18 in a temporary folder, for machines with neither data nor network."""
     root = Path(tempfile.gettempdir()) / "fetalft-synthetic-hc18"
@@ -152,14 +157,30 @@ def smoke_data_dir() -> Path:
 def dataset_dir(profile: Profile, data_dir: str | os.PathLike | None = None) -> tuple[Path, bool]:
     """The folder to train from, and whether it is synthetic.
 
-    The smoke profile falls back to synthetic scans when HC18 is not available and says
-    so; every other profile insists on the real data.
+    Synthetic scans only when asked for (``synthetic`` as the data folder), or in the smoke
+    profile when no data folder is configured at all and the default one holds no HC18;
+    said loudly either way. A folder that is given (argument or ``$FETALFT_DATA_DIR``) must
+    hold HC18: a typo must not turn a run into one on fake scans.
     """
+    given = data_dir if data_dir is not None else os.environ.get(hc18.DATA_DIR_ENV) or None
+    if given is not None and str(given) == SYNTHETIC:
+        root = smoke_data_dir()
+        print(f"WARNING: synthetic scans, as asked ({root}): not HC18, the numbers mean nothing.")
+        return root, True
     try:
         return hc18.find_data_dir(data_dir), False
-    except hc18.DatasetNotFoundError:
+    except hc18.DatasetNotFoundError as error:
+        if given is not None:
+            raise hc18.DatasetNotFoundError(
+                f"{error} To train on synthetic scans instead, ask for them: --data-dir "
+                f"{SYNTHETIC} (or {hc18.DATA_DIR_ENV}={SYNTHETIC})."
+            ) from None
         if profile.name != "smoke":
             raise
         root = smoke_data_dir()
-        print(f"HC18 not found: the smoke profile uses synthetic scans in {root} (not real data).")
+        print(
+            f"WARNING: HC18 not found in {hc18.data_dir()} and no data folder configured: the "
+            f"smoke profile uses synthetic scans in {root} (not real data; the numbers mean "
+            f"nothing). Set {hc18.DATA_DIR_ENV} to a folder with HC18 to use it."
+        )
         return root, True

@@ -1,75 +1,65 @@
 """Device and precision: the fast path on every machine, and a switch back to plain fp32.
 
 On CUDA, fp16 autocast with a gradient scaler (the T4 has fp16 tensor cores). On a CPU,
-bf16 autocast only where it is measured to be faster: CPU flags do not tell. On the 2-core
-AMD EPYC of session 2 (AVX512-BF16) bf16 trained the whole-decoder strategy 2.5x faster than
-fp32; on the 2-core Intel Xeon of session 3, with the same flag and no AMX, 1.5x slower
-(``benchmarks/results/strategy_speed.json``). Both paths use channels_last memory, which
-oneDNN and cuDNN convolutions prefer.
+bf16 autocast where this kind of CPU was measured to train faster with it, decided from the
+CPU's features and never by timing: a timing taken while another job ran once picked fp32
+for a run and changed its numbers. Both paths use channels_last memory, which oneDNN and
+cuDNN convolutions prefer.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
-from torch import nn
 
-#: "auto": the fastest measured path; "fp32": plain fp32; "bf16": bf16 autocast regardless.
+#: "auto": the fast path for this machine; "fp32": plain fp32; "bf16": bf16 autocast regardless.
 PRECISIONS = ("auto", "fp32", "bf16")
 PRECISION_LABELS = {None: "fp32", torch.float16: "fp16-autocast", torch.bfloat16: "bf16-autocast"}
+CPUINFO = Path("/proc/cpuinfo")
 
 
-def cpu_has_bf16() -> bool:
-    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+def cpu_features(cpuinfo: str | None = None) -> tuple[str, frozenset[str]]:
+    """The CPU's vendor (``vendor_id``) and feature flags, from Linux's ``/proc/cpuinfo``.
 
-
-def conv_step_seconds(rounds: int = 5) -> dict[torch.dtype | None, float]:
-    """Best time of a training step of a small U-Net decoder block, in fp32 and in bf16.
-
-    3x3 convolutions, BatchNorm and ReLU at batch 10, forward and backward: the work that
-    dominates training a decoder, small enough to time in about a second. The two precisions
-    alternate and the minimum is kept, so a busy moment of the machine hits both alike.
+    Empty on other systems (and there ``auto`` means fp32 on a CPU). ``cpuinfo`` is the
+    file's text, for tests.
     """
-    torch.manual_seed(0)
-    block = nn.Sequential(
-        nn.Conv2d(64, 32, 3, padding=1),
-        nn.BatchNorm2d(32),
-        nn.ReLU(),
-        nn.Conv2d(32, 32, 3, padding=1),
-    ).to(memory_format=torch.channels_last)
-    x = torch.randn(10, 64, 48, 48).to(memory_format=torch.channels_last)
+    if cpuinfo is None:
+        try:
+            cpuinfo = CPUINFO.read_text()
+        except OSError:
+            return "", frozenset()
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())  # the first processor speaks for all
+    return fields.get("vendor_id", ""), frozenset(fields.get("flags", "").split())
 
-    def step(dtype: torch.dtype | None) -> float:
-        started = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype is not None):
-            out = block(x)
-        out.float().square().mean().backward()
-        return time.perf_counter() - started
 
-    dtypes = (None, torch.bfloat16)
-    for dtype in dtypes:  # warm-up: oneDNN picks its kernels
-        step(dtype)
-    times: dict[torch.dtype | None, list[float]] = {dtype: [] for dtype in dtypes}
-    for _ in range(rounds):
-        for dtype in dtypes:
-            times[dtype].append(step(dtype))
-    return {dtype: min(values) for dtype, values in times.items()}
+def bf16_expected_faster(vendor: str, flags: frozenset[str]) -> bool:
+    """Whether bf16 autocast trains faster than fp32 on a CPU with these features.
+
+    From this project's measurements (``benchmarks/results/strategy_speed.json``, NOTES.md):
+
+    - ``amx_bf16`` (Intel AMX, tiles built for bf16 matrix work): session 1's AMX Xeon
+      trained the decoder at 29.2 img/s at 256 px, the fastest CPU seen here (no fp32 row);
+    - ``avx512_bf16`` on AMD (Zen 4 and later): the 2-core EPYC of session 2, 2.5x faster;
+    - ``avx512_bf16`` on Intel without AMX: the 2-core Xeon of session 3, 1.5x *slower*;
+    - no bf16 instructions at all: bf16 is emulated, so fp32.
+    """
+    if "amx_bf16" in flags:
+        return True
+    return "avx512_bf16" in flags and vendor == "AuthenticAMD"
 
 
 @functools.cache
 def bf16_pays_off() -> bool:
-    """Whether bf16 autocast trains faster than fp32 on this CPU, measured once per process.
-
-    bf16 must win by 10%, so timing noise keeps the exact fp32 path.
-    """
-    if not cpu_has_bf16():
-        return False
-    seconds = conv_step_seconds()
-    return seconds[torch.bfloat16] < 0.9 * seconds[None]
+    """:func:`bf16_expected_faster` for this machine's CPU (read once per process)."""
+    return bf16_expected_faster(*cpu_features())
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 The download is large and runs on laptops and Colab sessions that get interrupted, so
 every step is atomic: files arrive under a temporary name and are renamed only when
 complete and verified, and each zip is extracted into a temporary folder that becomes
-``training_set/`` or ``test_set/`` only after its file names match the CSV. Whatever
+``training_set/`` or ``test_set/`` only after its file names match the CSV and every file
+its committed sha256 (files of the user's own in the folder are kept). Whatever
 stops the download, the data folder holds either finished pieces or nothing, and running
 the command again picks up where it stopped.
 
@@ -22,6 +23,7 @@ import csv
 import hashlib
 import http.client
 import os
+import re
 import shutil
 import sys
 import urllib.error
@@ -39,10 +41,23 @@ from fetalft.io import atomic_directory, atomic_write
 
 ZENODO_URL = "https://zenodo.org/records/1327317/files"
 
-#: sha256 of the two official CSVs (see the dataset's SOURCE.md). The zips carry their own
-#: CRC checks and are then compared file by file with the CSVs, so they need no checksum.
+#: The committed sha256 of every official HC18 file (``training_set/NNN_HC.png``, ...,
+#: and the two CSVs), computed from the original Zenodo files.
+FILE_SHA256_CSV = Path(__file__).with_name("splits") / "hc18_sha256.csv"
+
+
+def _committed_file_sha256() -> dict[str, str]:
+    with open(FILE_SHA256_CSV, newline="", encoding="utf-8") as handle:
+        return {row["file"]: row["sha256"] for row in csv.DictReader(handle)}
+
+
+#: sha256 of the two official CSVs (see the dataset's SOURCE.md), and of every image and
+#: annotation (``<subset folder>/<name>``, :data:`FILE_SHA256_CSV`): each extracted file is
+#: checked, so a damaged or swapped image in the zip or on disk is caught. The zips carry
+#: their own CRC checks, so they need no checksum.
 SHA256: Mapping[str, str] = MappingProxyType(
     {
+        **_committed_file_sha256(),
         hc18.TRAIN_CSV: "814533eaade9fcf83646cd80f0de6d0ee2e9954371cbd50baf9f3dd85097795e",
         hc18.TEST_CSV: "c8c19d140f595871c654e519016f67437faefc398d5659b395344c5699b1d167",
     }
@@ -64,6 +79,8 @@ _CHUNK = 1 << 20
 _TIMEOUT_S = 60
 _USER_AGENT = "fetalft-download (python urllib)"
 _MAX_EXAMPLES = 5
+#: File names of HC18's images and annotations (``010_2HC.png``, ``010_2HC_Annotation.png``).
+_HC18_NAME = re.compile(r"^\d{3}_\d?HC(_Annotation)?\.png$")
 
 
 class DownloadError(hc18.HC18Error):
@@ -178,7 +195,7 @@ def _ensure_subset(
     folder = root / folder_name
     expected = expected_files(root / csv_name, annotated=annotated)
     if not force and folder.is_dir():
-        problem = _folder_problems(folder, expected)
+        problem = _folder_problems(folder, expected, checksums)
         if problem is None:
             _say(progress, f"{folder_name}/ already present and verified, skipping")
             return
@@ -195,7 +212,7 @@ def _ensure_subset(
         url = str(zip_path)
         _say(progress, f"using {zip_path} from an earlier run")
     try:
-        _extract_verified(zip_path, folder, expected, source=url)
+        _extract_verified(zip_path, folder, expected, source=url, checksums=checksums)
     except hc18.HC18Error:
         zip_path.unlink(missing_ok=True)  # corrupt or wrong: the next run must fetch it anew
         raise
@@ -256,11 +273,19 @@ def _fetch(url: str, dest: Path, *, expected_sha256: str | None, progress: bool)
         ) from error
 
 
-def _extract_verified(zip_path: Path, folder: Path, expected: set[str], *, source: str) -> None:
+def _extract_verified(
+    zip_path: Path,
+    folder: Path,
+    expected: set[str],
+    *,
+    source: str,
+    checksums: Mapping[str, str] | None = None,
+) -> None:
     """Extract ``zip_path`` into a temporary folder that becomes ``folder`` once verified.
 
     Reading every member to its end makes ``zipfile`` check its CRC, so a damaged archive
-    fails here, before the temporary folder is renamed.
+    fails here, before the temporary folder is renamed. Files with a known checksum
+    (``checksums["<folder>/<name>"]``) must match it.
     """
     try:
         with zipfile.ZipFile(zip_path) as archive, atomic_directory(folder) as tmp:
@@ -278,10 +303,20 @@ def _extract_verified(zip_path: Path, folder: Path, expected: set[str], *, sourc
                     f"{zip_path.name} from {source} does not match its CSV: {problem}. "
                     "The archive is not the official HC18 one; check --base-url."
                 )
+            if wrong := _wrong_files(folder.name, digests, checksums or {}):
+                raise VerificationError(
+                    f"{zip_path.name} from {source}: {len(wrong)} file(s) differ from the "
+                    f"official HC18 checksums, e.g. {_examples(wrong)}. It was deleted; "
+                    f"{_again(zip_path.parent)}"
+                )
             (tmp / MANIFEST).write_text(
                 "".join(f"{digests[name]}  {name}\n" for name in sorted(digests)),
                 encoding="utf-8",
             )
+            # The user's own files in the folder come along: copied, not moved, so until the
+            # new folder replaces the old one they are still where the user put them.
+            for name in _own_files(folder, expected):
+                shutil.copy2(folder / name, tmp / name)
     except (zipfile.BadZipFile, zlib.error, EOFError) as error:
         raise DownloadError(
             f"{zip_path.name} from {source} is incomplete or damaged ({error}). "
@@ -333,6 +368,24 @@ def _is_junk(member: str) -> bool:
     return "__MACOSX" in parts or any(p.startswith(".") for p in parts) or parts[-1] == "Thumbs.db"
 
 
+def _own_files(folder: Path, expected: set[str]) -> set[str]:
+    """Files a user put into a subset folder: neither listed, nor named like HC18's own.
+
+    They are kept when the folder is fetched again, and do not make it incomplete. A file
+    named like an HC18 image but not in the CSV is not the user's: it is a problem.
+    """
+    if not folder.is_dir():
+        return set()
+    return {
+        path.name
+        for path in folder.iterdir()
+        if path.is_file()
+        and path.name not in expected
+        and path.name != MANIFEST
+        and not _HC18_NAME.match(path.name)
+    }
+
+
 def _files_in(folder: Path) -> set[str]:
     return {p.name for p in folder.iterdir() if not _is_junk(p.name)}
 
@@ -347,17 +400,35 @@ def _name_problems(actual: set[str], expected: set[str]) -> str | None:
     return "; ".join(problems) or None
 
 
-def _folder_problems(folder: Path, expected: set[str]) -> str | None:
+def _wrong_files(folder_name: str, digests: Mapping[str, str], checksums: Mapping[str, str]):
+    """The names whose sha256 in ``digests`` differs from a known one in ``checksums``."""
+    return sorted(
+        name
+        for name, digest in digests.items()
+        if checksums.get(f"{folder_name}/{name}", digest) != digest
+    )
+
+
+def _folder_problems(
+    folder: Path, expected: set[str], checksums: Mapping[str, str] | None = None
+) -> str | None:
     """Why ``folder`` is not the verified extraction of its zip, or ``None`` if it is.
 
-    The names must match the CSV and every file must still have the sha256 recorded in
-    :data:`MANIFEST` when the zip was extracted. A folder without that record (unzipped by
-    hand, or by an older fetalft) is accepted when every image decodes: that catches
-    truncated and damaged files, not a valid image swapped for another, and keeps a
-    complete offline copy usable without the network.
+    The names must match the CSV. With the official checksums of every file (the
+    default), each file must match its own. Otherwise every file must still have the sha256
+    recorded in :data:`MANIFEST` when the zip was extracted; a folder without that record
+    (unzipped by hand, or by an older fetalft) is accepted when every image decodes: that
+    catches truncated and damaged files, not a valid image swapped for another. Either way
+    a complete offline copy stays usable without the network.
     """
-    if problem := _name_problems(_files_in(folder), expected):
+    if problem := _name_problems(_files_in(folder) - _own_files(folder, expected), expected):
         return problem
+    checksums = checksums or {}
+    if all(f"{folder.name}/{name}" in checksums for name in expected):
+        digests = {name: _sha256(folder / name) for name in expected}
+        if wrong := _wrong_files(folder.name, digests, checksums):
+            return f"{len(wrong)} file(s) differ from the official HC18 checksums, e.g. {_examples(wrong)}"
+        return None
     try:
         lines = (folder / MANIFEST).read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:

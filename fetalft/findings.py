@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from fetalft import report
+from fetalft import paper, report
 from fetalft.strategies import get_strategy
 from fetalft.study import RunSpec
 
@@ -67,9 +67,9 @@ def magnitude(comparison: report.PairedComparison, unit: str, more: str, less: s
     )
 
 
-def _paired(profile, run_a, run_b, metric, results_dir) -> report.PairedComparison | None:
+def _paired(profile, run_a, run_b, metric, *, results_dir) -> report.PairedComparison | None:
     try:
-        return report.paired_comparison(profile, run_a, run_b, metric, results_dir)
+        return report.paired_comparison(profile, run_a, run_b, metric, results_dir=results_dir)
     except (ValueError, FileNotFoundError):
         return None
 
@@ -79,13 +79,13 @@ def _main_summary(runs: pd.DataFrame) -> pd.DataFrame:
     return summary.set_index("run") if not summary.empty else summary
 
 
-def won(runs: pd.DataFrame, profile: str, results_dir=None) -> str:
+def won(runs: pd.DataFrame, profile: str, *, results_dir=None) -> str:
     """What won: the best strategy against the from-scratch U-Net, paired over test images."""
     best = report.best_run(runs)
     summary = _main_summary(runs)
     if best is None or summary.empty or "baseline" not in summary.index:
         return f"The best strategy against the from-scratch U-Net: {NOT_MEASURED}."
-    dice = _paired(profile, best, "baseline", "dice", results_dir)
+    dice = _paired(profile, best, "baseline", "dice", results_dir=results_dir)
     if dice is None:
         return f"{best} against the from-scratch U-Net: no test images in common."
     if not dice.excludes_zero:
@@ -102,7 +102,7 @@ def won(runs: pd.DataFrame, profile: str, results_dir=None) -> str:
         f"{percent(s['dice_mean'], s['dice_sd'])}; paired over {dice.n_images} images, "
         f"{seeds_text(dice.seeds)})"
     )
-    adf = _paired(profile, best, "baseline", "adf_mm", results_dir)
+    adf = _paired(profile, best, "baseline", "adf_mm", results_dir=results_dir)
     if adf is not None:
         text += (
             f", and its head circumference error is {magnitude(adf, ' mm', 'larger', 'smaller')}"
@@ -146,11 +146,11 @@ def less_data(runs: pd.DataFrame) -> str:
         f"{percent(rows.loc['baseline', 'dice_mean'], rows.loc['baseline', 'dice_sd'])} test "
         f"Dice, {best} {percent(rows.loc[best, 'dice_mean'], rows.loc[best, 'dice_sd'])}"
     )
-    paper = report.PAPER_DATA_EFFICIENCY
-    if best in paper and fraction in paper[best] and fraction in paper["baseline"]:
+    reported = paper.DATA_EFFICIENCY
+    if best in reported and fraction in reported[best] and fraction in reported["baseline"]:
         text += (
             f" (the paper, at {fraction:.0%} of its images: baseline "
-            f"{paper['baseline'][fraction]:.2f}%, {best} {paper[best][fraction]:.2f}%)"
+            f"{reported['baseline'][fraction]:.2f}%, {best} {reported[best][fraction]:.2f}%)"
         )
     return text + "."
 
@@ -233,7 +233,7 @@ def scoring(runs: pd.DataFrame, scores: pd.DataFrame) -> str:
     return text + "."
 
 
-def head(runs: pd.DataFrame, profile: str, results_dir=None) -> str:
+def head(runs: pd.DataFrame, profile: str, *, results_dir=None) -> str:
     """What the head the authors froze or trained is worth, for the best strategy (paired)
     and for the partial-decoder strategies (difference of means)."""
     best = report.best_run(runs)
@@ -242,7 +242,7 @@ def head(runs: pd.DataFrame, profile: str, results_dir=None) -> str:
     trains = get_strategy(best).head_trainable
     other = RunSpec(best, 0, head_trainable=not trains).name
     sentences = []
-    dice = _paired(profile, other, best, "dice", results_dir)
+    dice = _paired(profile, other, best, "dice", results_dir=results_dir)
     if dice is not None:
         if dice.excludes_zero:
             low, high = sorted(abs(v) * 100 for v in (dice.ci_low, dice.ci_high))
@@ -366,11 +366,12 @@ def key_findings(
     runs: pd.DataFrame,
     scores: pd.DataFrame | None,
     profile: str,
+    *,
     results_dir: str | os.PathLike | None = None,
 ) -> dict[str, str]:
     """Every finding of the book's "Key findings" boxes, keyed by its glue name.
 
-    ``runs`` from :func:`fetalft.report.load_runs`, ``scores`` from
+    ``runs`` from :func:`fetalft.runfiles.load_runs`, ``scores`` from
     :func:`fetalft.rescore.load_scores` (may be empty). A finding whose runs are missing
     says so instead of giving a number.
     """
@@ -378,11 +379,11 @@ def key_findings(
     best = report.best_run(runs)
     texts = {
         "best_strategy": best or "none yet",
-        "finding_won": won(runs, profile, results_dir),
+        "finding_won": won(runs, profile, results_dir=results_dir),
         "finding_less_data": less_data(runs),
         "finding_leak": leak(runs, test_siblings()),
         "finding_scoring": scoring(runs, scores),
-        "finding_head": head(runs, profile, results_dir),
+        "finding_head": head(runs, profile, results_dir=results_dir),
         "finding_random_bn": random_bn(runs),
         "finding_unexplained": unexplained(runs, scores),
         "siblings_train": str(test_siblings()),

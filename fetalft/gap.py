@@ -52,7 +52,7 @@ def _mean_dice(runs: pd.DataFrame, run: str) -> tuple[float, str]:
 def gap_table(runs: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
     """One row per strategy of the paper's table, in its order, Dice in points.
 
-    ``runs`` from :func:`fetalft.report.load_runs`, ``scores`` from
+    ``runs`` from :func:`fetalft.runfiles.load_runs`, ``scores`` from
     :func:`fetalft.rescore.load_scores`. Columns: ``paper``, ``ours`` and ``seeds`` (the
     seeds behind ours, ``"0, 1, 2"``), one
     column per factor of :data:`FACTORS` (NaN: not measured), ``explained`` (ours plus the

@@ -184,11 +184,25 @@ def _csv_number(value: object, column: str, where: str) -> float:
 
 
 def read_gray(path: str | os.PathLike) -> np.ndarray:
-    """Read an 8-bit grayscale PNG as a ``(H, W)`` uint8 array; never assumes a size."""
-    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    """Read a grayscale (or colour) PNG as a ``(H, W)`` uint8 array; never assumes a size.
+
+    16-bit images are scaled by the bit depth their brightest pixel needs: a 12-bit scan
+    stored in a 16-bit PNG (values up to 4095) maps 4095 to 255, where OpenCV's own
+    conversion would keep the top 8 of 16 bits and leave grey levels 0-15.
+    """
+    # at the file's own bit depth and colours (no alpha), converted to grey below
+    image = cv2.imread(str(path), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
     if image is None:
         raise HC18Error(
             f"cannot read image {path}: missing or not a valid PNG. "
             "Check the file or download the dataset again."
         )
-    return image
+    if image.dtype == np.uint16:
+        bits = max(8, int(image.max()).bit_length())
+        image = np.round(image * (255 / (2**bits - 1))).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise HC18Error(
+            f"image {path} has {image.dtype} pixels; expected an 8- or 16-bit PNG. "
+            "Convert it to an 8-bit greyscale PNG."
+        )
+    return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)

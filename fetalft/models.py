@@ -17,27 +17,11 @@ import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
+from fetalft import paper
 from fetalft.unet import UNet
 
 ENCODER_WEIGHTS_ENV = "FETALFT_ENCODER_WEIGHTS"
 ENCODER = "mobilenet_v2"
-
-#: The paper's parameter table for ``smp.Unet`` with 13 encoders (millions: total, decoder, encoder).
-PAPER_PARAMETER_TABLE: dict[str, tuple[float, float, float]] = {
-    "efficientnet-b1": (8.345, 2.244, 6.101),
-    "densenet121": (13.609, 6.655, 6.954),
-    "resnet18": (14.329, 3.152, 11.177),
-    "densenet169": (21.204, 8.72, 12.484),
-    "vgg16": (23.749, 9.034, 14.715),
-    "densenet201": (28.582, 10.49, 18.093),
-    "xception": (28.771, 7.964, 20.807),
-    "none": (31.036, 12.19, 18.846),
-    "resnet50": (32.523, 9.015, 23.508),
-    "inceptionv4": (48.793, 7.651, 41.143),
-    "resnet101": (51.515, 9.015, 42.5),
-    "resnet152": (67.159, 9.015, 58.144),
-    "mobilenet_v2": (6.63, 4.406, 2.224),
-}
 
 
 class WeightsError(ValueError):
@@ -107,10 +91,11 @@ def parameter_table() -> pd.DataFrame:
     """Total, decoder and encoder parameters of ``Unet`` for the paper's 13 encoders, built offline.
 
     Decoder counts include the segmentation head, as the paper's do. Columns with ``paper_``
-    give the paper's published values (smp 0.3.3) beside the ones measured here.
+    give the paper's published values (smp 0.3.3, :data:`fetalft.paper.PARAMETERS`) beside
+    the ones measured here.
     """
     rows = []
-    for name, (paper_total, paper_decoder, paper_encoder) in PAPER_PARAMETER_TABLE.items():
+    for name, (paper_total, paper_decoder, paper_encoder) in paper.PARAMETERS.items():
         model = UNet() if name == "none" else smp.Unet(name, encoder_weights=None, classes=1)
         encoder = count_parameters(model.encoder)
         total = count_parameters(model)

@@ -8,6 +8,7 @@ trainable parts in orange, frozen parts in blue.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -25,6 +26,70 @@ TRAINS = "#f28e2b"
 FROZEN = "#a0cbe8"
 PAPER = "#7f7f7f"
 OURS = "#4e79a7"
+
+#: The book's text column at a 1280 px window is about 688 px; figures are shown at 100 dpi
+#: (matplotlib-inline's default), so a figure wider than this is shrunk on the page.
+PAGE_WIDTH_IN = 6.7
+#: The page's small print (code output, tables) is 14 px; 10 pt at 100 dpi is 13.9 px.
+SMALLEST_TEXT_PX = 13.5
+#: Font sizes of the figures drawn for the page's width (see :func:`readable`).
+READABLE = {
+    "font.size": 11,
+    "axes.titlesize": 11,
+    "axes.labelsize": 11,
+    "xtick.labelsize": 10,
+    "ytick.labelsize": 10,
+    "legend.fontsize": 10,
+    "figure.titlesize": 11,
+}
+
+
+def readable(draw):
+    """Draw with :data:`READABLE` font sizes: a figure sized for :data:`PAGE_WIDTH_IN` is
+    shown unshrunk, so its text is as large on the page as the body's small print."""
+
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs):
+        # only these keys, not plt.rc_context: restoring every rcParam after a figure made in
+        # the context stops Jupyter's inline backend from showing the figures of later cells
+        saved = {key: plt.rcParams[key] for key in READABLE}
+        plt.rcParams.update(READABLE)
+        try:
+            return draw(*args, **kwargs)
+        finally:
+            plt.rcParams.update(saved)
+
+    return wrapper
+
+
+def rendered_text_px(fig: Figure, column_px: float = 688, dpi: float = 100) -> float:
+    """The height in px of the figure's smallest visible text as the book shows it: saved at
+    ``dpi`` with a tight bounding box (as matplotlib-inline does), then shrunk to fit a text
+    column ``column_px`` wide if it is wider."""
+    fig.canvas.draw()
+    width_px = fig.get_tightbbox().width * dpi
+    scale = min(1.0, column_px / width_px)
+    sizes = [
+        text.get_fontsize()
+        for text in fig.findobj(lambda artist: hasattr(artist, "get_fontsize"))
+        if text.get_visible() and text.get_text().strip() and text.get_figure() is not None
+    ]
+    return min(sizes) * dpi / 72 * scale
+
+
+def data_limits(values, errors=None, pad: float = 0.12, min_span: float = 1.0):
+    """Axis limits around ``values`` (± ``errors``) with ``pad`` of the span on each side:
+    ranges chosen for the data, so a 1.4-point gap is not drawn on a 0-100 axis."""
+    values = np.asarray(values, dtype=float)
+    errors = np.zeros_like(values) if errors is None else np.nan_to_num(np.asarray(errors, float))
+    finite = np.isfinite(values)
+    if not finite.any():
+        return 0.0, 1.0
+    low = float(np.min((values - errors)[finite]))
+    high = float(np.max((values + errors)[finite]))
+    span = max(high - low, min_span)
+    middle = (low + high) / 2
+    return middle - span / 2 - pad * span, middle + span / 2 + pad * span
 
 
 def _outline(ax, ellipse: Ellipse | None, color: str, label: str | None = None, lw: float = 1.5):
@@ -335,30 +400,38 @@ def encoder_parameters(table: pd.DataFrame) -> Figure:
 # --------------------------------------------------------------------------- training
 
 
+@readable
 def training_curves(history: pd.DataFrame, title: str = "") -> Figure:
-    """Training loss, validation Dice (best epoch marked) and learning rate per epoch."""
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
-    axes[0].plot(history["epoch"], history["train_loss"], marker="o", color=OURS)
-    axes[0].set_ylabel("training loss (BCE)")
-    axes[1].plot(history["epoch"], 100 * history["val_dice"], marker="o", color=PRED)
+    """Training loss, validation Dice (best epoch marked) and learning rate per epoch, drawn
+    at the page's width so its text reads at the size of the body's small print."""
+    fig, axes = plt.subplots(1, 3, figsize=(PAGE_WIDTH_IN, 2.9))
+    axes[0].plot(history["epoch"], history["train_loss"], marker="o", ms=4, color=OURS)
+    axes[0].set_title("training loss (BCE)")
+    axes[1].plot(history["epoch"], 100 * history["val_dice"], marker="o", ms=4, color=PRED)
     best = history.loc[history["val_dice"].idxmax()]
     axes[1].scatter(
         [best["epoch"]], [100 * best["val_dice"]], s=120, facecolors="none", edgecolors="black"
     )
-    axes[1].annotate(
+    # in the panel's lower right corner, where a rising Dice curve leaves room
+    axes[1].text(
+        0.97,
+        0.05,
         f"kept: epoch {int(best['epoch'])}",
-        (best["epoch"], 100 * best["val_dice"]),
-        textcoords="offset points",
-        xytext=(0, -16),
-        ha="center",
-        fontsize=8,
+        transform=axes[1].transAxes,
+        ha="right",
+        va="bottom",
     )
-    axes[1].set_ylabel("validation Dice (%)")
-    axes[2].plot(history["epoch"], history["lr"], marker="o", color=PAPER)
-    axes[2].set_ylabel("learning rate after epoch")
+    axes[1].set_title("validation Dice (%)")
+    lr = history["lr"].astype(float)
+    power = int(np.floor(np.log10(lr.abs().max()))) if (lr.abs().max() or 0) > 0 else 0
+    axes[2].plot(history["epoch"], lr / 10.0**power, marker="o", ms=4, color=PAPER)
+    # the power of ten in the title, not as matplotlib's offset text crowding the title
+    axes[2].set_title("learning rate" + (f" (x 1e{power})" if power else ""))
     for ax in axes:
         ax.set_xlabel("epoch")
-    fig.suptitle(title, fontsize=10)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 
@@ -403,31 +476,35 @@ def selection_curves(history: pd.DataFrame, title: str = "") -> Figure:
 # --------------------------------------------------------------------------- results
 
 
+@readable
 def metric_bars(
     summary: pd.DataFrame, metric: str = "dice", paper: pd.DataFrame | None = None
 ) -> Figure:
-    """Mean (bars) and sd over seeds (error bars) of one metric per run; paper beside it."""
+    """Mean (dot) and sd over seeds (error bar) of one metric per run; the paper beside it.
+
+    Dots, not bars: the runs differ by a point or two, so the axis spans the data (a bar's
+    length would have to start at zero and hide those differences)."""
     from fetalft.report import METRIC_LABELS, display_scale
 
     scale = display_scale(metric)
-    fig, ax = plt.subplots(figsize=(9, 0.45 * len(summary) + 1.4))
+    fig, ax = plt.subplots(figsize=(PAGE_WIDTH_IN, 0.34 * len(summary) + 1.3))
     y = np.arange(len(summary))
-    ax.barh(
-        y,
-        summary[f"{metric}_mean"] * scale,
-        xerr=summary[f"{metric}_sd"].fillna(0) * scale,
-        color=OURS,
-        height=0.6,
-        label="this book",
-    )
+    means = summary[f"{metric}_mean"].to_numpy(dtype=float) * scale
+    sds = summary[f"{metric}_sd"].fillna(0).to_numpy(dtype=float) * scale
+    ax.errorbar(means, y, xerr=sds, fmt="o", color=OURS, capsize=3, label="this book (mean ± sd)")
+    shown = list(means - sds) + list(means + sds)
     if paper is not None and metric in ("dice", "pixel_accuracy"):
         column = {"dice": "dice", "pixel_accuracy": "pa"}[metric]
-        values = summary["run"].map(paper.set_index("strategy")[column])
+        values = summary["run"].map(paper.set_index("strategy")[column]).to_numpy(dtype=float)
         ax.scatter(values, y, marker="D", color="black", zorder=3, label="paper (other protocol)")
+        shown += list(values)
+    low, high = data_limits(shown, min_span=0.5 if scale == 100 else 0.05)
+    ax.set_xlim(low, min(high, 100.5) if scale == 100 else high)  # no percent past 100
     ax.set_yticks(y, summary["run"])
-    ax.invert_yaxis()
+    ax.set_ylim(len(summary) - 0.5, -0.5)
+    ax.grid(axis="x", alpha=0.3)
     ax.set_xlabel(METRIC_LABELS[metric])
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="best")
     fig.tight_layout()
     return fig
 
@@ -630,33 +707,46 @@ def submission_examples(items: Sequence[dict], ncols: int = 4) -> Figure:
 # --------------------------------------------------------------------------- reproducibility
 
 
+@readable
 def grouped_bars(table: pd.DataFrame, ylabel: str, title: str = "") -> Figure:
-    """Bars for a small table: rows are groups on the x axis, columns are bars."""
-    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(table) + 2), 3.6))
+    """A small table as dots: rows are groups on the x axis, columns are dots side by side,
+    each labelled with its value.
+
+    Dots, not bars, and a value axis chosen for the data: the values may differ by a point
+    where a bar would have to start at zero. The figure keeps to the page's width."""
     n = len(table.columns)
+    width = min(PAGE_WIDTH_IN, max(4.5, 0.6 * n * len(table) + 1.5))
+    fig, ax = plt.subplots(figsize=(width, 3.8), layout="constrained")
     x = np.arange(len(table))
-    width = 0.8 / n
+    step = 0.8 / max(n, 1)
+    crowded = n * len(table) > 6  # horizontal labels of neighbouring dots would overlap
     palette = [OURS, TRAINS, PRED, PAPER]
     for i, column in enumerate(table.columns):
         values = table[column].to_numpy(dtype=float)
-        ax.bar(
-            x + (i - (n - 1) / 2) * width, values, width, label=str(column), color=palette[i % 4]
-        )
-        for xi, v in zip(x, values, strict=True):
+        offset = x + (i - (n - 1) / 2) * step
+        ax.plot(offset, values, "o", ms=7, label=str(column), color=palette[i % 4])
+        for xi, v in zip(offset, values, strict=True):
             if np.isfinite(v):
-                ax.text(
-                    xi + (i - (n - 1) / 2) * width,
-                    v,
-                    f"{v:.3g}",
+                ax.annotate(
+                    f"{v:.2f}",
+                    (xi, v),
+                    textcoords="offset points",
+                    xytext=(0, 7),
                     ha="center",
                     va="bottom",
-                    fontsize=7,
+                    rotation=90 if crowded else 0,  # upright labels stay in their own column
                 )
+    low, high = data_limits(table.to_numpy(dtype=float).ravel())
+    ax.set_ylim(low, high + (0.3 if crowded else 0.15) * (high - low))  # room for the labels
+    ax.set_yticks([t for t in ax.get_yticks() if low <= t <= high])  # no ticks past the data
+    ax.set_xlim(-0.5, len(table) - 0.5)
     ax.set_xticks(x, table.index)
+    ax.grid(axis="y", alpha=0.3)
     ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    if title:
+        ax.set_title(title)
+    long_names = sum(len(str(c)) for c in table.columns) > 40
+    fig.legend(loc="outside lower center", ncols=2 if long_names else n, frameon=False)
     return fig
 
 

@@ -6,6 +6,7 @@ python -m fetalft predict IMAGE --pixel-size MM [--checkpoint best.pt] [--overla
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,12 +14,17 @@ import cv2
 import numpy as np
 import torch
 
-from fetalft.biometry import Measurement, measure_head
+from fetalft.biometry import (
+    Measurement,
+    field_of_view_problem,
+    image_problem,
+    measure_plausible_head,
+)
 from fetalft.data import eval_transform, resize
 from fetalft.device import Runtime
 from fetalft.ellipse import Ellipse
 from fetalft.evaluate import TTA_FLIPS, to_original
-from fetalft.hc18 import check_pixel_size, read_gray
+from fetalft.hc18 import Record, check_pixel_size, read_gray
 from fetalft.profiles import ImageSize
 from fetalft.strategies import FineTuned, get_strategy, prepare_model
 from fetalft.training import RunConfig
@@ -56,8 +62,12 @@ class MaskPredictor:
         return to_original(self.logits(image), image.shape[:2])
 
     def measure(self, image: np.ndarray, pixel_size_mm: float) -> tuple[np.ndarray, Measurement]:
+        """The mask and its measurement, refused unless plausible (see
+        :func:`fetalft.biometry.implausibility`): what a user or a submission receives."""
         mask = self.mask(image)
-        return mask, measure_head(mask, pixel_size_mm)
+        if problem := image_problem(image):
+            return mask, Measurement(False, pixel_size_mm=pixel_size_mm, reason=problem)
+        return mask, measure_plausible_head(mask, pixel_size_mm)
 
 
 @dataclass
@@ -115,10 +125,32 @@ class Predictor(MaskPredictor):
         return out.float().cpu().numpy()
 
 
-def overlay(image: np.ndarray, ellipse: Ellipse | None, truth: Ellipse | None = None) -> np.ndarray:
-    """BGR picture of the scan with the fitted ellipse (green) and a reference (magenta)."""
+def predict_test_set(
+    predictor: MaskPredictor, records: Sequence[Record], progress: bool = True
+) -> dict[str, tuple[Measurement, tuple[int, int]]]:
+    """Measure every record with ``predictor``: ``{filename: (measurement, image shape)}``,
+    each measurement refused unless plausible (see :meth:`MaskPredictor.measure`)."""
+    from tqdm.auto import tqdm
+
+    measurements = {}
+    for record in tqdm(records, desc="measuring test images", disable=not progress):
+        image = read_gray(record.image_path)
+        _, measurement = predictor.measure(image, record.pixel_size_mm)
+        measurements[record.image_path.name] = (measurement, image.shape)
+    return measurements
+
+
+def overlay(
+    image: np.ndarray,
+    ellipse: Ellipse | None,
+    truth: Ellipse | None = None,
+    refused: bool = False,
+) -> np.ndarray:
+    """BGR picture of the scan with the fitted ellipse (green, red when ``refused`` as not
+    plausible) and a reference (magenta)."""
     canvas = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    for shape, colour in ((truth, (255, 0, 255)), (ellipse, (0, 255, 0))):
+    fitted = (0, 0, 255) if refused else (0, 255, 0)
+    for shape, colour in ((truth, (255, 0, 255)), (ellipse, fitted)):
         if shape is not None:
             points = np.round(shape.points(720)).astype(np.int32)
             cv2.polylines(canvas, [points], isClosed=True, color=colour, thickness=2)
@@ -133,11 +165,17 @@ def predict_file(
 ) -> Measurement:
     pixel_size_mm = check_pixel_size(pixel_size_mm, "--pixel-size")
     image = read_gray(image_path)
-    _, measurement = Predictor.from_checkpoint(checkpoint).measure(image, pixel_size_mm)
+    if problem := field_of_view_problem(image.shape, pixel_size_mm):
+        # no model can make a wrong pixel size right: say so before loading one
+        measurement = Measurement(False, pixel_size_mm=pixel_size_mm, reason=problem)
+    else:
+        _, measurement = Predictor.from_checkpoint(checkpoint).measure(image, pixel_size_mm)
     if overlay_path is not None:
         from fetalft.io import atomic_write
 
-        _, encoded = cv2.imencode(".png", overlay(image, measurement.ellipse_px))
+        _, encoded = cv2.imencode(
+            ".png", overlay(image, measurement.ellipse_px, refused=not measurement.measurable)
+        )
         with atomic_write(overlay_path, "wb") as handle:
             handle.write(encoded.tobytes())
     return measurement

@@ -10,7 +10,6 @@ both ways.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pandas as pd
 from fetalft import report
 from fetalft.book import project_root
 from fetalft.profiles import size_label
+from fetalft.runfiles import load_history, load_metrics
 
 PROFILE = "cpu-hc"
 RECIPE_RUN = "decoder-0-4"
@@ -35,18 +35,15 @@ RECIPE_LABELS = {
 }
 
 
-def recipe_text(row: pd.Series) -> str:
-    """The recipe of one run in words, from its recorded labels."""
-    return ", ".join(say(row[label]) for label, say in RECIPE_LABELS.items())
-
-
 def changes(row: pd.Series, recipe: pd.Series) -> str:
     """What an ablation run does differently from the recipe, in words."""
     differ = [label for label in RECIPE_LABELS if row[label] != recipe[label]]
     return "; ".join(RECIPE_LABELS[label](row[label]) for label in differ) or "the recipe"
 
 
-def _validation_row(change: str, dice: float, adf: float, failures: int, epoch, run) -> dict:
+def _validation_row(
+    *, change: str, dice: float, adf: float, failures: int, epoch: str, run: str
+) -> dict:
     return {
         "change": change,
         "val Dice (%)": 100 * dice,
@@ -58,11 +55,11 @@ def _validation_row(change: str, dice: float, adf: float, failures: int, epoch, 
 
 
 def ablation_table(
-    runs: pd.DataFrame, results_dir: str | os.PathLike | None = None, seed: int = 0
+    runs: pd.DataFrame, *, results_dir: str | os.PathLike | None = None, seed: int = 0
 ) -> pd.DataFrame:
     """One row per change to the recipe, scored on the validation images (``seed``).
 
-    ``runs`` is :func:`fetalft.report.load_runs` of the profile. Columns: the change, the
+    ``runs`` is :func:`fetalft.runfiles.load_runs` of the profile. Columns: the change, the
     validation Dice and ADF at the chosen epoch (at original resolution), the images without
     a measurable head, the chosen epoch, and the difference from the recipe. Empty when the
     recipe's run is not finished.
@@ -73,52 +70,52 @@ def ablation_table(
     if RECIPE_RUN not in set(runs["run"]):
         return pd.DataFrame()
     recipe = runs[runs["run"] == RECIPE_RUN].iloc[0]
-    metrics = report.load_metrics(PROFILE, RECIPE_RUN, seed, results_dir)
+    metrics = load_metrics(PROFILE, RECIPE_RUN, seed, results_dir=results_dir)
     rows = [
         _validation_row(
-            "the recipe",
-            recipe["val_dice"],
-            recipe["val_adf_mm"],
-            metrics["val"]["adf_mm"]["n_nan"],
-            f"{recipe['best_epoch']} of {recipe['epochs']}",
-            RECIPE_RUN,
+            change="the recipe",
+            dice=recipe["val_dice"],
+            adf=recipe["val_adf_mm"],
+            failures=metrics["val"]["adf_mm"]["n_nan"],
+            epoch=f"{recipe['best_epoch']} of {recipe['epochs']}",
+            run=RECIPE_RUN,
         )
     ]
     if "val_without_tta" in metrics:
         plain = metrics["val_without_tta"]
         rows.append(
             _validation_row(
-                "no flips (same weights)",
-                plain["dice"]["mean"],
-                plain["adf_mm"]["mean"],
-                plain["adf_mm"]["n_nan"],
-                f"{recipe['best_epoch']} of {recipe['epochs']}",
-                RECIPE_RUN,
+                change="no flips (same weights)",
+                dice=plain["dice"]["mean"],
+                adf=plain["adf_mm"]["mean"],
+                failures=plain["adf_mm"]["n_nan"],
+                epoch=f"{recipe['best_epoch']} of {recipe['epochs']}",
+                run=RECIPE_RUN,
             )
         )
-    history = report.load_history(PROFILE, RECIPE_RUN, seed, results_dir)
+    history = load_history(PROFILE, RECIPE_RUN, seed, results_dir=results_dir)
     if recipe["select_by"] == "hc" and "val_adf_mm" in history:
         by_dice = history.loc[history["val_dice"].idxmax()]
         rows.append(
             _validation_row(
-                "best epoch by validation Dice",
-                by_dice["val_dice_original"],
-                by_dice["val_adf_mm"],
-                int(by_dice["val_failures"]),
-                f"{int(by_dice['epoch'])} of {recipe['epochs']}",
-                RECIPE_RUN,
+                change="best epoch by validation Dice",
+                dice=by_dice["val_dice_original"],
+                adf=by_dice["val_adf_mm"],
+                failures=int(by_dice["val_failures"]),
+                epoch=f"{int(by_dice['epoch'])} of {recipe['epochs']}",
+                run=RECIPE_RUN,
             )
         )
     for _, row in runs[runs["run"] != RECIPE_RUN].iterrows():
-        failures = report.load_metrics(PROFILE, row["run"], seed, results_dir)["val"]
+        failures = load_metrics(PROFILE, row["run"], seed, results_dir=results_dir)["val"]
         rows.append(
             _validation_row(
-                changes(row, recipe),
-                row["val_dice"],
-                row["val_adf_mm"],
-                failures["adf_mm"]["n_nan"],
-                f"{row['best_epoch']} of {row['epochs']}",
-                row["run"],
+                change=changes(row, recipe),
+                dice=row["val_dice"],
+                adf=row["val_adf_mm"],
+                failures=failures["adf_mm"]["n_nan"],
+                epoch=f"{row['best_epoch']} of {row['epochs']}",
+                run=row["run"],
             )
         )
     table = pd.DataFrame(rows)
@@ -148,7 +145,7 @@ def final_table(
             if group.empty:
                 continue
             failures = sum(
-                report.load_metrics(profile, run, seed, results_dir)["test"]["adf_mm"]["n_nan"]
+                load_metrics(profile, run, seed, results_dir=results_dir)["test"]["adf_mm"]["n_nan"]
                 for seed in group["seed"]
             )
             rows.append(
@@ -195,9 +192,3 @@ def committed_results() -> Path:
     """
     root = project_root() or project_root(Path(__file__).parent)
     return (root or Path.cwd()) / "results"
-
-
-def load_environment(run: str, seed: int, results_dir: str | os.PathLike | None = None) -> dict:
-    """A run's ``environment.json``: versions, device, wall time, peak memory."""
-    folder = report.run_folder(PROFILE, run, seed, results_dir)
-    return json.loads((folder / "environment.json").read_text())

@@ -1,16 +1,15 @@
 """Results for the book: runs aggregated over seeds, the paper beside them, paired comparisons.
 
-Everything reads the study's run folders (``results/<profile>/<run>/seed-<k>/``, see
-:mod:`fetalft.study`), so a chapter shows whatever has finished and says what has not. One
+Everything reads the study's run folders (``results/<profile>/<run>/seed-<k>/``, read by
+:mod:`fetalft.runfiles`), so a chapter shows whatever has finished and says what has not. One
 run name is one strategy and variant (``decoder-0-4``, ``decoder-0-4--leaky``, ...); its
 seeds are repeats. Means and standard deviations are over seeds, each seed's value being
 its mean over the test images, the same aggregation as the paper's table (whose protocol
-differs: see :func:`paper_table`).
+differs: see :func:`paper_table`). :mod:`fetalft.tables` lays the results out for the page.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterable, Sequence
@@ -20,10 +19,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fetalft import paper
 from fetalft.metrics import CHALLENGE_METRICS, SEGMENTATION_METRICS
 from fetalft.profiles import Profile
+from fetalft.runfiles import checkpoint_path, is_finished, load_history, load_per_image
 from fetalft.strategies import STRATEGIES
-from fetalft.study import RunSpec, load_results, results_root
+from fetalft.study import RunSpec
 
 METRICS = SEGMENTATION_METRICS + CHALLENGE_METRICS
 #: Metrics that are fractions (shown in percent, like the paper's table).
@@ -65,84 +66,7 @@ SMOKE_STRATEGIES = ("decoder-0-4", "decoder-4")
 SMOKE_SEEDS = (0, 1)
 
 
-#: Cells up to this many characters never wrap in :func:`style_table` (numbers, mean ± sd).
-NOWRAP_CHARACTERS = 24
-
-
-def _keep_on_one_line(value: object) -> bool:
-    """Whether :func:`style_table` keeps a cell on one line: numbers, a short text holding a
-    number (``"95.91 ± 0.34"``) or a very short word."""
-    if not isinstance(value, str):
-        return True
-    has_digit = any(c.isdigit() for c in value)
-    return len(value) <= 8 or (has_digit and len(value) <= NOWRAP_CHARACTERS)
-
-
-#: How :func:`style_table` marks a highlighted row (the best strategy, chosen on validation).
-HIGHLIGHT = "background-color: rgba(255, 193, 7, 0.28); font-weight: 600;"
-
-
-def style_table(
-    table: pd.DataFrame,
-    caption: str | None = None,
-    highlight: Iterable[str] = (),
-    precision: int = 2,
-):
-    """``table`` as the book shows it: a pandas Styler with the theme's table look, numbers
-    to ``precision`` digits, values kept on one line (``95.91 ± 0.34`` never breaks), the
-    caption above the table it belongs to, and every row named in ``highlight`` shaded.
-
-    A row is named by its index label (any level of a MultiIndex) or, for a table without
-    a meaningful index, by its first column.
-    """
-    highlight = set(highlight)
-    plain_index = isinstance(table.index, pd.RangeIndex)
-    style = table.style.format(precision=precision, na_rep="n/a")
-    if plain_index:  # row numbers say nothing: leave them out
-        style = style.hide(axis="index")
-    style = style.set_table_attributes('class="dataframe fetalft-table"').set_table_styles(
-        [
-            {"selector": "", "props": "font-size: 0.9em;"},
-            {
-                "selector": "caption",
-                "props": "caption-side: top; text-align: left; "
-                "padding: 0 0 0.4em 0; white-space: normal;",
-            },
-        ]
-    )
-
-    # numbers and short values ("95.91 ± 0.34", "97.00 (1 seed)") never break; words wrap,
-    # anywhere if they must (a file name has no space to break at)
-    style = style.map(
-        lambda v: "white-space: nowrap;" if _keep_on_one_line(v) else "overflow-wrap: anywhere;"
-    )
-
-    def names(row: pd.Series) -> set:
-        if plain_index:
-            return {row.iloc[0]}
-        return set(row.name) if isinstance(row.name, tuple) else {row.name}
-
-    if highlight:
-        style = style.apply(
-            lambda row: [HIGHLIGHT if names(row) & highlight else ""] * len(row), axis=1
-        )
-    return style.set_caption(caption) if caption else style
-
-
-# --------------------------------------------------------------------------- loading
-
-
-def load_runs(profile: str, results_dir: str | os.PathLike | None = None) -> pd.DataFrame:
-    """One row per finished run folder of ``profile`` (empty frame when there are none).
-
-    Metric columns are floats: a ``null`` test mean (no measurable image) is NaN, also when
-    every run has ``null`` there (pandas would otherwise keep a column of ``None``).
-    """
-    runs = load_results(profile, results_dir)
-    if runs.empty:
-        return runs
-    runs = runs.astype(dict.fromkeys([m for m in METRICS if m in runs], float))
-    return runs.sort_values(["run", "seed"], ignore_index=True)
+# --------------------------------------------------------------------------- run names
 
 
 def is_main_variant(runs: pd.DataFrame) -> pd.Series:
@@ -163,51 +87,6 @@ def split_variant(run: str) -> tuple[str, str]:
     if not suffixes:
         return run, ""
     return "--".join([strategy, *suffixes[1:]]), suffixes[0]
-
-
-def run_folder(
-    profile: str, run: str, seed: int, results_dir: str | os.PathLike | None = None
-) -> Path:
-    return results_root(results_dir) / profile / run / f"seed-{seed}"
-
-
-def load_per_image(
-    profile: str,
-    run: str,
-    seeds: Iterable[int] | None = None,
-    results_dir: str | os.PathLike | None = None,
-) -> pd.DataFrame:
-    """Every test image of a run, one row per image and seed (column ``seed``)."""
-    base = results_root(results_dir) / profile / run
-    folders = (
-        [base / f"seed-{s}" for s in seeds]
-        if seeds is not None
-        else sorted(base.glob("seed-*"), key=lambda p: int(p.name.split("-")[1]))
-    )
-    frames = []
-    for folder in folders:
-        path = folder / "per_image.csv"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} not found: run {run} has no finished {folder.name}")
-        frame = pd.read_csv(path)
-        frame.insert(0, "seed", int(folder.name.split("-")[1]))
-        frames.append(frame)
-    if not frames:
-        raise FileNotFoundError(f"no finished seeds of run {run!r} under {base}")
-    return pd.concat(frames, ignore_index=True)
-
-
-def load_history(
-    profile: str, run: str, seed: int, results_dir: str | os.PathLike | None = None
-) -> pd.DataFrame:
-    """Per-epoch loss, validation Dice, learning rate and speed of one run."""
-    return pd.read_csv(run_folder(profile, run, seed, results_dir) / "history.csv")
-
-
-def load_metrics(
-    profile: str, run: str, seed: int, results_dir: str | os.PathLike | None = None
-) -> dict:
-    return json.loads((run_folder(profile, run, seed, results_dir) / "metrics.json").read_text())
 
 
 # --------------------------------------------------------------------------- aggregation
@@ -280,202 +159,31 @@ def format_mean_sd(mean: float, sd: float, scale: float = 1.0, digits: int = 2) 
     return f"{mean * scale:.{digits}f} ± {sd * scale:.{digits}f}"
 
 
-def results_table(
-    summary: pd.DataFrame, metrics: Sequence[str] = METRICS, trainable: bool = True
-) -> pd.DataFrame:
-    """The summary as a readable table: one row per run, ``mean ± sd`` over seeds.
-
-    A ``seeds`` column appears only when the runs were not all repeated with the same seeds
-    (otherwise :func:`results_caption` names them once); ``trainable`` adds the trainable
-    parameter count.
-    """
-    if summary.empty:
-        return pd.DataFrame()
-    table = pd.DataFrame({"run": summary["run"]})
-    if trainable:
-        table["trainable"] = summary["trainable_parameters"].map("{:,}".format)
-    if summary["seeds"].nunique() > 1:
-        table["seeds"] = summary["seeds"]
-    for metric in metrics:
-        if f"{metric}_mean" not in summary:
-            continue
-        scale = display_scale(metric)
-        table[METRIC_LABELS[metric]] = [
-            format_mean_sd(m, s, scale)
-            for m, s in zip(summary[f"{metric}_mean"], summary[f"{metric}_sd"], strict=True)
-        ]
-    return table
-
-
-def results_caption(summary: pd.DataFrame, best: str | None = None, what: str = "Test") -> str:
-    """The caption of :func:`results_table`: what the numbers are, over which seeds and
-    images, and which row is highlighted."""
-    if summary.empty:
-        return ""
-    seeds = sorted(set(summary["seeds"]))
-    over = f"seeds {seeds[0]}" if len(seeds) == 1 else "seeds (column seeds)"
-    images = ", ".join(str(n) for n in sorted(set(summary.get("n_test", pd.Series(dtype=int)))))
-    caption = f"{what} metrics, mean ± sd over {over}; each seed's value is its mean over "
-    caption += f"{images} test images" if images else "the test images"
-    if best is not None and best in set(summary["run"]):
-        caption += f". Highlighted: {best}, the best strategy on validation"
-    return caption + "."
-
-
 def paper_table() -> pd.DataFrame:
-    """The paper's reported table (its Table 2) from the strategy registry.
+    """The paper's reported table (its Table 2, :data:`fetalft.paper.RESULTS`) beside the
+    registry's description of each strategy.
 
-    Different protocol from fetalft's: 799/200 image-level split with test leakage, 512x512,
-    20 epochs on a T4, four repeats, metrics pooled per batch at 512x512, and its "mIoU" is
-    the foreground IoU.
+    Different protocol from fetalft's (see :mod:`fetalft.paper`); its "mIoU" is the
+    foreground IoU, so the column is called ``fg_iou`` here.
     """
     rows = []
     for s in STRATEGIES.values():
-        pa, pa_sd, dice, dice_sd, miou, miou_sd = s.paper_results
+        reported = paper.RESULTS[s.name]
         rows.append(
             {
                 "strategy": s.name,
                 "trains": s.label,
-                "encoder": "none"
-                if s.architecture == "unet"
-                else ("ImageNet" if s.pretrained else "random"),
-                "paper_trainable_M": s.paper_trainable,
-                "pa": pa,
-                "pa_sd": pa_sd,
-                "dice": dice,
-                "dice_sd": dice_sd,
-                "fg_iou": miou,
-                "fg_iou_sd": miou_sd,
+                "encoder": s.encoder_init,
+                "paper_trainable_M": reported.trainable_m,
+                "pa": reported.pa,
+                "pa_sd": reported.pa_sd,
+                "dice": reported.dice,
+                "dice_sd": reported.dice_sd,
+                "fg_iou": reported.miou,
+                "fg_iou_sd": reported.miou_sd,
             }
         )
     return pd.DataFrame(rows)
-
-
-def comparison_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """The paper's numbers beside ours for each strategy of its table, in its order.
-
-    The paper's "mIoU" is compared with our foreground IoU (what its code computed). A
-    strategy without finished runs says so instead of showing a number.
-    :func:`comparison_display` lays it out narrow enough for the page.
-    """
-    paper = paper_table()
-    ours = (
-        summary[summary["run"] == summary["strategy"]].set_index("strategy")
-        if not summary.empty
-        else pd.DataFrame()
-    )
-    rows = []
-    for p in paper.itertuples(index=False):
-        row = {
-            "strategy": p.strategy,
-            "trains": p.trains,
-            "encoder": p.encoder,
-            "paper trainable": f"{p.paper_trainable_M:g}M",
-            "paper PA": f"{p.pa:.2f} ± {p.pa_sd:.2f}",
-            "paper Dice": f"{p.dice:.2f} ± {p.dice_sd:.2f}",
-            "paper 'mIoU' (fg IoU)": f"{p.fg_iou:.2f} ± {p.fg_iou_sd:.2f}",
-        }
-        if p.strategy in ours.index:
-            o = ours.loc[p.strategy]
-            row.update(
-                {
-                    "our trainable": f"{o['trainable_parameters'] / 1e6:#.3g}M",
-                    "our seeds": int(o["n_seeds"]),
-                    "our PA": format_mean_sd(o["pixel_accuracy_mean"], o["pixel_accuracy_sd"], 100),
-                    "our Dice": format_mean_sd(o["dice_mean"], o["dice_sd"], 100),
-                    "our fg IoU": format_mean_sd(o["iou_mean"], o["iou_sd"], 100),
-                }
-            )
-        else:
-            row.update(
-                {
-                    "our trainable": "",
-                    "our seeds": 0,
-                    "our PA": "not run yet",
-                    "our Dice": "not run yet",
-                    "our fg IoU": "not run yet",
-                }
-            )
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def comparison_display(table: pd.DataFrame, trainable: bool = False) -> pd.DataFrame:
-    """:func:`comparison_table` narrow enough for the page: one row per strategy, the
-    paper's number and ours side by side under Dice and the paper's "mIoU" (our foreground
-    IoU), and under the trainable parameters if ``trainable``."""
-    if table.empty:
-        return table
-    pairs = {
-        "trainable": ("paper trainable", "our trainable"),
-        "Dice (%)": ("paper Dice", "our Dice"),
-        "'mIoU' = fg IoU (%)": ("paper 'mIoU' (fg IoU)", "our fg IoU"),
-    }
-    if not trainable:
-        pairs.pop("trainable")
-    out = pd.DataFrame(index=pd.Index(table["strategy"], name="strategy"))
-    for group, (paper, ours) in pairs.items():
-        out[(group, "paper")] = table[paper].to_numpy()
-        out[(group, "ours")] = table[ours].to_numpy()
-    out.columns = pd.MultiIndex.from_tuples(out.columns)
-    return out
-
-
-def comparison_caption(summary: pd.DataFrame) -> str:
-    """The caption of :func:`comparison_table`: the two protocols in one line each."""
-    main = summary[summary["run"] == summary["strategy"]] if not summary.empty else summary
-    ids = sorted({int(seed) for seeds in main["seeds"] for seed in str(seeds).split(", ")})
-    seeds = ", ".join(map(str, ids)) if ids else "none yet"
-    return (
-        "The paper: image-level split, 512 px, 20 epochs, four repeats, scored pooled per batch "
-        f"at 512 px. Ours: exam-level split, this profile, seeds {seeds}, scored per image "
-        "at the original size. Mean ± sd over repeats."
-    )
-
-
-def describe_labels(runs: pd.DataFrame) -> str:
-    """One line saying how the runs were made: profile, size, epochs, hardware, split..."""
-    if runs.empty:
-        return "no runs"
-    parts = []
-    for label in LABEL_COLUMNS:
-        if label not in runs:
-            continue
-        values = list(dict.fromkeys(runs[label].dropna().astype(str)))
-        text = " | ".join(values)
-        parts.append(
-            {
-                "image_size": f"{text} px square",
-                "epochs": f"{text} epochs",
-                "n_train": f"train {text}",
-                "n_val": f"val {text}",
-                "n_test": f"test {text} images",
-                "split": f"{text} split",
-            }.get(label, f"{label} {text}")
-        )
-    seeds = sorted(set(runs["seed"]))
-    parts.append(f"seeds {', '.join(map(str, seeds))}")
-    return "; ".join(parts)
-
-
-def labels_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """How the runs were made, one label a row (what :func:`describe_labels` says in a line)."""
-    if runs.empty:
-        return pd.DataFrame()
-    names = {
-        "image_size": "image size (px, square)",
-        "n_train": "training images",
-        "n_val": "validation images",
-        "n_test": "test images",
-    }
-    rows = {}
-    for label in LABEL_COLUMNS:
-        if label in runs:
-            rows[names.get(label, label)] = " | ".join(
-                dict.fromkeys(runs[label].dropna().astype(str))
-            )
-    rows["seeds"] = ", ".join(map(str, sorted(set(runs["seed"]))))
-    return pd.DataFrame({"label": list(rows), "value": list(rows.values())})
 
 
 # --------------------------------------------------------------------------- coverage
@@ -530,7 +238,7 @@ def coverage_message(runs: pd.DataFrame, profile: Profile) -> str:
 # --------------------------------------------------------------------------- comparisons
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PairedComparison:
     """``run_a`` minus ``run_b`` on the same test images, with a bootstrap interval."""
 
@@ -566,7 +274,7 @@ class PairedComparison:
 
 
 def bootstrap_ci(
-    values: np.ndarray, n_boot: int = 10_000, confidence: float = 0.95, seed: int = 0
+    values: np.ndarray, *, n_boot: int = 10_000, confidence: float = 0.95, seed: int = 0
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of ``values`` (resampling the items)."""
     values = np.asarray(values, dtype=float)
@@ -584,6 +292,7 @@ def paired_comparison(
     run_a: str,
     run_b: str,
     metric: str = "dice",
+    *,
     results_dir: str | os.PathLike | None = None,
     n_boot: int = 10_000,
     confidence: float = 0.95,
@@ -609,21 +318,21 @@ def paired_comparison(
         )
     both = pd.DataFrame({"a": per_a, "b": per_b}).dropna()
     diff = (both["a"] - both["b"]).to_numpy()
-    low, high = bootstrap_ci(diff, n_boot, confidence, seed)
+    low, high = bootstrap_ci(diff, n_boot=n_boot, confidence=confidence, seed=seed)
     return PairedComparison(
-        run_a,
-        run_b,
-        metric,
-        seeds,
-        len(both),
-        len(per_a) - len(both),
-        float(both["a"].mean()),
-        float(both["b"].mean()),
-        float(diff.mean()),
-        low,
-        high,
-        confidence,
-        n_boot,
+        run_a=run_a,
+        run_b=run_b,
+        metric=metric,
+        seeds=seeds,
+        n_images=len(both),
+        n_dropped=len(per_a) - len(both),
+        mean_a=float(both["a"].mean()),
+        mean_b=float(both["b"].mean()),
+        difference=float(diff.mean()),
+        ci_low=low,
+        ci_high=high,
+        confidence=confidence,
+        n_boot=n_boot,
     )
 
 
@@ -681,68 +390,8 @@ def leak_breakdown(per_image: pd.DataFrame, metrics: Sequence[str] = ("dice", "a
     return out
 
 
-#: How the book names each kind of variant (the first suffix of a run name).
-VARIANT_LABELS = {
-    "leaky": "leaky split",
-    "head": "head trains",
-    "frozen-head": "head frozen",
-    "random-bn-train": "random BN by batch",
-}
-
-
-def variant_label(variant: str) -> str:
-    """``train10pct`` -> ``10% of the training images``; other suffixes by :data:`VARIANT_LABELS`."""
-    if variant.startswith("train") and variant.endswith("pct"):
-        return f"{variant[5:-3]}% of training images"
-    return VARIANT_LABELS.get(variant, variant)
-
-
-def variant_display(variants: pd.DataFrame, metrics: Sequence[str] = ("dice", "adf_mm")):
-    """:func:`variant_table` narrow enough for the page. One row per variant run, named by
-    the run it differs from in one respect (:func:`split_variant`) and grouped by that
-    respect (:func:`variant_label`) when there are several: the variant's value, the change
-    from that run, and the seeds of both (``"3 / 1"``: that run's, the variant's)."""
-    if variants.empty:
-        return pd.DataFrame()
-    names = {"dice": "Dice (%)", "adf_mm": "abs. HC error (mm)"}
-    units = {"dice": "points", "adf_mm": "mm"}
-    kinds = variants["variant"].map(variant_label).to_numpy()
-    index = pd.MultiIndex.from_arrays(
-        [kinds, variants["default run"].to_numpy()], names=["change", "run"]
-    )
-    table = pd.DataFrame(index=index)
-    table["seeds"] = [
-        f"{d} / {v}"
-        for d, v in zip(variants["default seeds"], variants["variant seeds"], strict=True)
-    ]
-    for metric in metrics:
-        if f"variant {metric}" not in variants:
-            continue
-        label = names.get(metric, METRIC_LABELS.get(metric, metric))
-        table[label] = variants[f"variant {metric}"].to_numpy()
-        table[f"change ({units.get(metric, '')})".replace(" ()", "")] = variants[
-            f"{metric} change"
-        ].to_numpy()
-    if len(set(kinds)) == 1:
-        return table.droplevel("change")
-    return table.sort_index(level=0, sort_remaining=False, kind="stable")
-
-
-def variant_caption(variants: pd.DataFrame) -> str:
-    """The caption of :func:`variant_display`."""
-    if variants.empty:
-        return ""
-    kinds = sorted(set(variants["variant"].map(variant_label)))
-    change = kinds[0] if len(kinds) == 1 else "the change on the left"
-    return (
-        f"Each run with one change ({change}) against the same run without it. Value of the "
-        "changed run, mean ± sd over seeds; change = changed minus unchanged (a difference "
-        "of means); seeds = unchanged / changed."
-    )
-
-
 def leak_table(
-    profile: str, runs: Sequence[str], results_dir: str | os.PathLike | None = None
+    profile: str, runs: Sequence[str], *, results_dir: str | os.PathLike | None = None
 ) -> pd.DataFrame:
     """:func:`leak_breakdown` of several leaky-split runs in one table, in percent and mm:
     rows (run, group), columns images, Dice (%) and abs. HC error (mm)."""
@@ -762,39 +411,16 @@ def leak_table(
     return table.round(2)
 
 
-def paired_table(comparisons: Sequence[PairedComparison | str]) -> pd.DataFrame:
-    """Paired comparisons as rows (metric): both runs' means, the difference and its
-    interval in the metric's display unit, the images and seeds behind them."""
-    rows = []
-    for c in comparisons:
-        if isinstance(c, str):
-            continue
-        scale = display_scale(c.metric)
-        unit = "points" if c.metric in PERCENT_METRICS else "mm"
-        rows.append(
-            {
-                "metric": METRIC_LABELS.get(c.metric, c.metric),
-                c.run_a: f"{c.mean_a * scale:.2f}",
-                c.run_b: f"{c.mean_b * scale:.2f}",
-                "difference": f"{c.difference * scale:+.2f} {unit}",
-                f"{c.confidence:.0%} CI": f"[{c.ci_low * scale:+.2f}, {c.ci_high * scale:+.2f}]",
-                "images": c.n_images,
-                "seeds": ", ".join(map(str, c.seeds)),
-            }
-        )
-    return pd.DataFrame(rows).set_index("metric") if rows else pd.DataFrame()
-
-
 # --------------------------------------------------------------------------- epochs
 
 
 def epoch_choice(
-    runs: pd.DataFrame, profile: str, results_dir: str | os.PathLike | None = None
+    runs: pd.DataFrame, profile: str, *, results_dir: str | os.PathLike | None = None
 ) -> pd.DataFrame:
     """Validation Dice of the best epoch (kept) and of the last epoch (what the paper kept)."""
     rows = []
     for row in runs.itertuples(index=False):
-        history = load_history(profile, row.run, row.seed, results_dir)
+        history = load_history(profile, row.run, row.seed, results_dir=results_dir)
         best = history.loc[history["val_dice"].idxmax()]
         last = history.iloc[-1]
         rows.append(
@@ -814,11 +440,7 @@ def epoch_choice(
 # --------------------------------------------------------------------------- checkpoints
 
 
-def checkpoint_path(checkpoint_dir: str | os.PathLike, profile: str, run: str, seed: int) -> Path:
-    return Path(checkpoint_dir) / profile / run / f"seed-{seed}" / "best.pt"
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CheckpointChoice:
     """The run whose ``best.pt`` serves, and the run that was best on validation overall.
 
@@ -826,7 +448,7 @@ class CheckpointChoice:
     committed), and a reader should be told so.
     """
 
-    row: object  # the chosen run's row of load_runs (a namedtuple)
+    row: object  # the chosen run's row of fetalft.runfiles.load_runs (a namedtuple)
     path: Path
     best_on_validation: object
 
@@ -848,9 +470,9 @@ def best_checkpoint(
     candidates = runs[is_main_variant(runs)].sort_values("best_val_dice", ascending=False)
     rows = list(candidates.itertuples(index=False))
     for row in rows:
-        path = checkpoint_path(checkpoint_dir, profile, row.run, row.seed)
+        path = checkpoint_path(profile, row.run, row.seed, checkpoint_dir=checkpoint_dir)
         if path.is_file():
-            return CheckpointChoice(row, path, rows[0])
+            return CheckpointChoice(row=row, path=path, best_on_validation=rows[0])
     return None
 
 
@@ -866,8 +488,7 @@ def smoke_study(book, specs: Sequence[RunSpec]) -> list[RunSpec]:
     if book.profile.name == "smoke":
         study = book.study(progress=False)
         study.run_all(list(specs))
-    root = Path(book.results_dir)
-    return [s for s in specs if not (s.folder(root, book.profile) / "metrics.json").exists()]
+    return [s for s in specs if not is_finished(s.folder(Path(book.results_dir), book.profile))]
 
 
 def smoke_results_specs() -> list[RunSpec]:
@@ -975,97 +596,6 @@ def best_run(runs: pd.DataFrame, exclude: Sequence[str] = ("baseline",)) -> str 
     return str(main.groupby("run")["best_val_dice"].mean().idxmax())
 
 
-def data_efficiency(summary: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
-    """Mean ± sd of ``metric`` per run family and training fraction, on the exam split.
-
-    A family is a run name without its ``--trainNNpct`` suffix (``baseline``,
-    ``decoder-0-4``, ``decoder-0-4--frozen-head``); families run at one fraction only are
-    left out.
-    """
-    if summary.empty:
-        return pd.DataFrame()
-    rows = summary[summary["split"] == "exam"]
-    rows = rows.assign(family=rows["run"].str.replace(r"--train\d+pct", "", regex=True))
-    fractions = rows.groupby("family")["train_fraction"].nunique()
-    rows = rows[rows["family"].isin(fractions[fractions > 1].index)]
-    if rows.empty:
-        return pd.DataFrame()
-    scale = display_scale(metric)
-    table = rows.assign(
-        value=[
-            format_mean_sd(m, s, scale)
-            for m, s in zip(rows[f"{metric}_mean"], rows[f"{metric}_sd"], strict=True)
-        ],
-        training_images=rows["n_train"].astype(str),
-    )
-    wide = table.pivot_table(
-        index=["train_fraction", "training_images"],
-        columns="family",
-        values="value",
-        aggfunc="first",
-    ).sort_index(ascending=False)
-    wide.columns.name = "strategy"
-    return wide
-
-
-def efficiency_display(table: pd.DataFrame) -> pd.DataFrame:
-    """:func:`data_efficiency` (or :func:`paper_data_efficiency`) with one readable row label:
-    ``72 (10%)``, training images and their share."""
-    if table.empty:
-        return table
-    out = table.copy()
-    out.index = pd.Index(
-        [f"{images} ({fraction:.0%})" for fraction, images in table.index], name="training images"
-    )
-    return out
-
-
-#: The paper's training-set-size table: test Dice (%) with part of its 799 training images,
-#: on its leaky 200-image test set (reported without a spread).
-PAPER_TRAIN_IMAGES = 799
-PAPER_DATA_EFFICIENCY = {
-    "baseline": {0.5: 94.75, 0.3: 91.26, 0.1: 88.9},
-    "decoder-0-4": {0.5: 95.66, 0.3: 94.02, 0.1: 92.19},
-}
-
-
-def paper_data_efficiency() -> pd.DataFrame:
-    """The paper's Dice (%) per training fraction, its main table giving the full-data row.
-
-    Laid out like :func:`data_efficiency`, so the two tables read side by side.
-    """
-    full = paper_table().set_index("strategy")["dice"]
-    columns = {
-        strategy: {1.0: full[strategy], **by_fraction}
-        for strategy, by_fraction in PAPER_DATA_EFFICIENCY.items()
-    }
-    table = pd.DataFrame(columns)
-    table.index = pd.MultiIndex.from_tuples(
-        [(f, str(int(f * PAPER_TRAIN_IMAGES))) for f in table.index],
-        names=["train_fraction", "training_images"],
-    )
-    table.columns.name = "strategy"
-    return table.sort_index(ascending=False)
-
-
-def metric_definitions(summary: pd.DataFrame) -> pd.DataFrame:
-    """The same predictions under four definitions: what the paper's "mIoU" really was.
-
-    Pixel accuracy counts background; Dice and foreground IoU count the head only; mIoU
-    averages foreground and background IoU. All per image, mean over seeds, in percent.
-    """
-    if summary.empty:
-        return pd.DataFrame()
-    columns = {
-        "pixel_accuracy_mean": "PA",
-        "dice_mean": "Dice",
-        "iou_mean": "foreground IoU (the paper's 'mIoU')",
-        "miou_mean": "mIoU (fg and bg averaged)",
-    }
-    table = summary.set_index("run")[list(columns)].rename(columns=columns) * 100
-    return table.round(2)
-
-
 def epoch_gain(choice: pd.DataFrame) -> pd.DataFrame:
     """:func:`epoch_choice` per run: how often the best epoch was not the last, and the gain."""
     if choice.empty:
@@ -1078,11 +608,6 @@ def epoch_gain(choice: pd.DataFrame) -> pd.DataFrame:
             "mean val Dice gain (points)": 100 * grouped["gain"].mean(),
         }
     ).round(3)
-
-
-#: Where re-runs of finished runs under other labels are kept (``<results>/checks/<name>``),
-#: apart from the study so that no chapter table counts them twice.
-RERUNS_DIR = Path("checks")
 
 
 def rerun_comparison(
@@ -1110,117 +635,12 @@ def rerun_comparison(
     return both.set_index(keys).round(2)
 
 
-def short_hardware(label: str) -> str:
-    """``CPU: Intel(R) Xeon(R) Processor, 2 threads`` -> ``Intel Xeon, 2 threads``."""
-    text = str(label).removeprefix("CPU: ").replace("(R)", "").replace("(TM)", "")
-    return " ".join(text.replace(" Processor", "").split())
-
-
-def rerun_display(table: pd.DataFrame) -> pd.DataFrame:
-    """:func:`rerun_comparison` narrow enough for the page: where each side ran (machine and
-    precision in one cell), its Dice and HC error, and the change."""
-    if table.empty:
-        return table
-    out = pd.DataFrame(index=table.index)
-    for side in ("study", "re-run"):
-        out[(side, "machine, precision")] = [
-            f"{short_hardware(h)}, {p}"
-            for h, p in zip(table[f"hardware ({side})"], table[f"precision ({side})"], strict=True)
-        ]
-        for metric in ("dice", "adf_mm"):
-            if f"{metric} ({side})" in table:
-                out[(side, METRIC_LABELS[metric])] = table[f"{metric} ({side})"]
-    for metric in ("dice", "adf_mm"):
-        if f"{metric} change" in table:
-            out[("change", METRIC_LABELS[metric])] = table[f"{metric} change"].map("{:+.2f}".format)
-    out.columns = pd.MultiIndex.from_tuples(out.columns)
-    return out
-
-
-def test_summary(metrics: dict) -> pd.DataFrame:
-    """A run's test-set summary (``metrics.json``): mean, sd, images and failures per metric,
-    fractions in percent (a ``null`` mean, no measurable image, shows as NaN)."""
-    test = pd.DataFrame.from_dict(metrics["test"], orient="index").astype(float)
-    scale = [display_scale(metric) for metric in test.index]
-    table = pd.DataFrame(
-        {
-            "mean": test["mean"] * scale,
-            "sd over images": test["sd"] * scale,
-            "images": test["n"].astype(int),
-            "no value (n_nan)": test["n_nan"].astype(int),
-        }
-    )
-    table.index = [METRIC_LABELS.get(metric, metric) for metric in test.index]
-    table.index.name = "metric"
-    return table.round(2)
-
-
-def challenge_table(per_image: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """The HC18 challenge metrics of several runs side by side: one column per run with
-    ``mean ± sd`` over its test images and seeds, and how many images had no measurable
-    head. ``per_image`` maps a run name to its :func:`load_per_image` frame."""
-    from fetalft.metrics import CHALLENGE_METRICS, summarize
-
-    labels = {
-        "df_mm": "DF: HC error (mm)",
-        "adf_mm": "ADF: abs. HC error (mm)",
-        "hausdorff_mm": "Hausdorff (mm)",
-        "ellipse_dice": "ellipse Dice (%)",
-    }
-    columns = {}
-    for run, frame in per_image.items():
-        table = summarize(frame, CHALLENGE_METRICS)
-        values = [
-            format_mean_sd(row["mean"], row["sd"], display_scale(metric))
-            for metric, row in table.iterrows()
-        ]
-        failures = int(table["n_nan"].max())
-        seeds = frame["seed"].nunique() if "seed" in frame else 1
-        images = frame["name"].nunique() if "name" in frame else len(frame)
-        header = f"{run} ({images} images x {seeds} seed{'s' if seeds > 1 else ''})"
-        columns[header] = [*values, str(failures)]
-    index = [labels[m] for m in CHALLENGE_METRICS] + ["no head found"]
-    return pd.DataFrame(columns, index=pd.Index(index, name="metric"))
-
-
-def short_run_tables(accuracy: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """:func:`fetalft.speed.accuracy_table` as two tables that fit the page: what each
-    recording ran (machine, setting, weights, repeats) and its validation Dice per arm in
-    percent, both indexed by the recording's number."""
-    if accuracy.empty:
-        return accuracy, accuracy
-    numbers = pd.Index([str(n) for n in range(1, len(accuracy) + 1)], name="recording")
-    machines = [short_hardware(i[-1] if isinstance(i, tuple) else i) for i in accuracy.index]
-    setup = pd.DataFrame(
-        {
-            "machine": machines,
-            **{
-                c: accuracy[c].to_numpy()
-                for c in ("setting", "weights", "repeats")
-                if c in accuracy
-            },
-        },
-        index=numbers,
-    )
-    arms = [c for c in accuracy.columns if c.startswith("Dice: ")]
-    dice = pd.DataFrame(
-        {c.removeprefix("Dice: "): accuracy[c].to_numpy() * 100 for c in arms}, index=numbers
-    )
-    return setup, dice.round(1)
-
-
-def per_image_mean(
-    profile: str, run: str, metric: str = "dice", results_dir: str | os.PathLike | None = None
-) -> pd.Series:
-    """One run's ``metric`` per test image, averaged over its seeds (index: image name)."""
-    return load_per_image(profile, run, results_dir=results_dir).groupby("name")[metric].mean()
-
-
 def paired_comparisons(
     profile: str,
     run_a: str,
     run_b: str,
     metrics: Sequence[str] = ("dice", "adf_mm"),
+    *,
     results_dir: str | os.PathLike | None = None,
 ) -> list[PairedComparison | str]:
     """:func:`paired_comparison` for several metrics; a metric that no test image has in
@@ -1228,7 +648,7 @@ def paired_comparisons(
     out: list[PairedComparison | str] = []
     for metric in metrics:
         try:
-            out.append(paired_comparison(profile, run_a, run_b, metric, results_dir))
+            out.append(paired_comparison(profile, run_a, run_b, metric, results_dir=results_dir))
         except ValueError as error:
             if "empty sample" not in str(error):
                 raise

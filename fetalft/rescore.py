@@ -6,7 +6,8 @@ Every finished run of a profile whose ``best.pt`` is still on this machine predi
 test images once more, and the same predictions are scored under each of
 :data:`fetalft.evaluate.PROTOCOLS`: fetalft's (per image, original size) and the paper's
 (squeezed size, pooled over batches). The scores go to
-``results/checks/scoring/<profile>/<run>/seed-<k>/scoring.json`` with the run's labels and
+``results/checks/scoring/<profile>/<run>/seed-<k>/scoring.json``
+(:func:`fetalft.runfiles.scoring_path`) with the run's labels and
 the test Dice the run recorded, so a reader can check that the re-scoring reproduces it.
 Checkpoints are not committed, so only runs made on this machine can be re-scored, and the
 book says which were.
@@ -28,26 +29,21 @@ from fetalft.evaluate import PROTOCOLS, protocol_scores
 from fetalft.io import write_json_atomic
 from fetalft.predict import Predictor
 from fetalft.profiles import Profile, get_profile
-from fetalft.report import (
+from fetalft.report import display_scale, is_main_variant, paper_table, split_variant
+from fetalft.runfiles import (
     checkpoint_path,
-    display_scale,
-    is_main_variant,
+    checkpoints_root,
     load_runs,
-    paper_table,
-    split_variant,
+    results_root,
+    scoring_files,
+    scoring_path,
 )
-from fetalft.study import RunSpec, Study, checkpoints_root, results_root
+from fetalft.study import RunSpec, Study
 
-SCORING_DIR = Path("checks") / "scoring"
-SCORING_FILE = "scoring.json"
 #: The last column of :func:`protocol_table`: what the authors' scoring adds, in points.
 CHANGE_COLUMN = "authors - fetalft ({metric} points)"
 #: The column of :func:`protocol_table` with the run's recorded mean over all its seeds.
 EVERY_SEED_COLUMN = "recorded, every seed (chapter 5)"
-
-
-def scoring_root(profile: str, results_dir: str | os.PathLike | None = None) -> Path:
-    return results_root(results_dir) / SCORING_DIR / profile
 
 
 def recorded_runtime(runtime: Runtime, precision: str) -> Runtime:
@@ -62,6 +58,7 @@ def recorded_runtime(runtime: Runtime, precision: str) -> Runtime:
 
 def rescore_runs(
     profile: Profile | str | None = None,
+    *,
     runs: list[str] | None = None,
     results_dir: str | os.PathLike | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
@@ -83,19 +80,23 @@ def rescore_runs(
                 f"{results_root(results_dir) / profile.name}; run the study first."
             )
         recorded = recorded[recorded["run"].isin(runs)]
-    checkpoints = checkpoints_root(checkpoint_dir)
     study = None
     written, skipped = [], []
     for row in tqdm(list(recorded.itertuples(index=False)), "re-scoring", disable=not progress):
-        out = scoring_root(profile.name, results_dir) / row.run / f"seed-{row.seed}" / SCORING_FILE
-        checkpoint = checkpoint_path(checkpoints, profile.name, row.run, row.seed)
+        out = scoring_path(profile.name, row.run, row.seed, results_dir=results_dir)
+        checkpoint = checkpoint_path(profile.name, row.run, row.seed, checkpoint_dir=checkpoint_dir)
         if not out.is_file():
             if not checkpoint.is_file():
                 skipped.append(f"{row.run} seed {row.seed}")
                 continue
             # Built on first use: loading images is wasted when there is nothing to do.
             study = study or Study(
-                profile, data_dir, results_dir, checkpoints, "random", progress=progress
+                profile,
+                data_dir=data_dir,
+                results_dir=results_dir,
+                checkpoint_dir=checkpoints_root(checkpoint_dir),
+                encoder_weights="random",  # the checkpoint holds every weight
+                progress=progress,
             )
             write_json_atomic(out, rescore_run(row, checkpoint, study))
         written.append(out)
@@ -105,12 +106,13 @@ def rescore_runs(
 def rescore_run(row, checkpoint: Path, study: Study) -> dict:
     """One finished run (a row of :func:`load_runs`) scored under every protocol, labelled."""
     spec = RunSpec(
-        row.strategy,
-        row.seed,
-        row.split,
-        row.train_fraction,
-        row.head_trainable,
-        getattr(row, "random_bn", "eval"),
+        strategy=row.strategy,
+        seed=row.seed,
+        split=row.split,
+        train_fraction=row.train_fraction,
+        head_trainable=row.head_trainable,
+        random_bn=getattr(row, "random_bn", "eval"),
+        settings=row.settings,  # an ablation run is scored at its own image size
     )
     test = study.scans(spec, "test")
     predictor = Predictor.from_checkpoint(checkpoint)
@@ -134,7 +136,7 @@ def rescore_run(row, checkpoint: Path, study: Study) -> dict:
 def load_scores(profile: str, results_dir: str | os.PathLike | None = None) -> pd.DataFrame:
     """One row per re-scored run, seed and protocol (empty when nothing was re-scored)."""
     rows = []
-    for path in sorted(scoring_root(profile, results_dir).glob(f"*/seed-*/{SCORING_FILE}")):
+    for path in scoring_files(profile, results_dir=results_dir):
         record = json.loads(path.read_text())
         labels = {k: v for k, v in record.items() if k != "scores"}
         rows += [{**labels, **score} for score in record["scores"]]
@@ -154,7 +156,7 @@ def reproduction_gap(scores: pd.DataFrame) -> float:
 def protocol_table(scores: pd.DataFrame, runs: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
     """Mean over seeds of ``metric`` (percent) per main-table run under each protocol.
 
-    ``runs`` (from :func:`fetalft.report.load_runs`) says which runs are main-table runs.
+    ``runs`` (from :func:`fetalft.runfiles.load_runs`) says which runs are main-table runs.
     The last column is what the authors' scoring adds to fetalft's, in points.
     """
     if scores.empty:
@@ -245,7 +247,7 @@ def reproduction_message(scores: pd.DataFrame) -> str:
     """Which runs were re-scored, where, and how closely they reproduce their records."""
     if scores.empty:
         return "No run of this profile has been re-scored."
-    from fetalft.report import short_hardware
+    from fetalft.tables import short_hardware
 
     runs = scores.drop_duplicates(["run", "seed"])
     where = "; ".join(
@@ -271,5 +273,9 @@ def smoke_rescore(book) -> None:
     """
     if book.profile.name == "smoke":
         rescore_runs(
-            book.profile, None, book.results_dir, book.checkpoint_dir, book.data_dir, False
+            book.profile,
+            results_dir=book.results_dir,
+            checkpoint_dir=book.checkpoint_dir,
+            data_dir=book.data_dir,
+            progress=False,
         )

@@ -73,30 +73,31 @@ def machine_label(result: dict) -> str:
 
 
 def train_table(result: dict) -> pd.DataFrame:
-    """One row per image size and strategy: the authors' pipeline against fetalft's."""
-    rows = pd.DataFrame(result["rows"])
-    wide = rows.pivot_table(
-        index=["size", "strategy"],
-        columns="pipeline",
-        values=["train_img_per_s", "epoch_s_799", "loader_img_per_s", "peak_memory_mb"],
-    )
+    """One row per image size, strategy and pipeline: the authors' pipeline above fetalft's.
+
+    The pipelines are rows, not columns, so the table fits a book page (six measurements side
+    by side, not twelve); "speed-up" is each pipeline's training img/s over the authors' (1.00
+    on the authors' row). Seconds and megabytes are whole numbers: their decimals are noise.
+    """
+    rows = pd.DataFrame(result["rows"]).set_index(["size", "strategy", "pipeline"]).sort_index()
+    authors = rows["train_img_per_s"].xs("authors", level="pipeline")
+    per_pair = rows.index.droplevel("pipeline")
     table = pd.DataFrame(
         {
-            "authors img/s": wide[("train_img_per_s", "authors")],
-            "fetalft img/s": wide[("train_img_per_s", "fetalft")],
-            "speed-up": wide[("train_img_per_s", "fetalft")] / wide[("train_img_per_s", "authors")],
-            "fetalft precision": rows[rows["pipeline"] == "fetalft"]
-            .set_index(["size", "strategy"])["precision"]
-            .reindex(wide.index),
-            "authors s/epoch": wide[("epoch_s_799", "authors")],
-            "fetalft s/epoch": wide[("epoch_s_799", "fetalft")],
-            "authors loader img/s": wide[("loader_img_per_s", "authors")],
-            "fetalft loader img/s": wide[("loader_img_per_s", "fetalft")],
-            "authors peak MB": wide[("peak_memory_mb", "authors")],
-            "fetalft peak MB": wide[("peak_memory_mb", "fetalft")],
+            "precision": rows["precision"],
+            "img/s": rows["train_img_per_s"].round(2),
+            "speed-up": (rows["train_img_per_s"] / authors.reindex(per_pair).to_numpy()).round(2),
+            "s/epoch": _whole(rows["epoch_s_799"]),
+            "loader img/s": _whole(rows["loader_img_per_s"]),
+            "peak MB": _whole(rows["peak_memory_mb"]),
         }
     )
-    return table.round(2)
+    return table
+
+
+def _whole(values: pd.Series) -> pd.Series:
+    """Rounded to whole numbers, shown without a trailing ".0" (missing values stay missing)."""
+    return values.astype(float).round().astype("Int64")
 
 
 def accuracy_table(results: Sequence[dict]) -> pd.DataFrame:
@@ -190,8 +191,15 @@ def t4_epoch_table(result: dict, size: int = 512) -> pd.DataFrame:
 def infer_table(result: dict) -> pd.DataFrame:
     """One row per model and backend: latency per image, peak memory and file sizes."""
     rows = pd.DataFrame(result["rows"]).set_index(["strategy", "backend"])
-    columns = ["precision", "latency_ms", "peak_memory_mb", "state_dict_mb", "onnx_mb"]
-    return rows[columns].round(1)
+    return pd.DataFrame(
+        {
+            "precision": rows["precision"],
+            "latency ms": rows["latency_ms"].round(1),
+            "peak MB": _whole(rows["peak_memory_mb"]),
+            "state dict MB": rows["state_dict_mb"].round(1),
+            "ONNX file MB": rows["onnx_mb"].round(1),
+        }
+    )
 
 
 #: ``config_precision`` of plain fp32 in ``strategy_speed`` rows; any other is the autocast one.
@@ -207,7 +215,8 @@ def strategy_table(result: dict, inference: dict | None = None) -> pd.DataFrame:
     autocast: the measurement behind ``precision="auto"`` choosing one or the other. Strategies ``result`` did not measure are left out.
 
     With ``inference`` (``benchmarks/infer_speed.py``), also ONNX Runtime's latency per
-    image and peak memory, and the size of the ONNX file. Those are per architecture, not
+    image ("ONNX ms") and peak memory, and the size of the ONNX file. Headers are short and
+    numbers no longer than their precision so the table fits a book page. Those are per architecture, not
     per strategy: freezing decides which weights training changes, not the network that
     ships, so every fine-tuning strategy deploys the same MobileNetV2 U-Net and the baseline
     the from-scratch U-Net. Each strategy gets the ``inference`` row of a strategy with its
@@ -232,12 +241,13 @@ def strategy_table(result: dict, inference: dict | None = None) -> pd.DataFrame:
     speed_up = column(fast, "train_img_per_s") / column(fp32, "train_img_per_s")
     table = pd.DataFrame(
         {
-            "trainable parameters": params.astype("Int64"),
+            "trainable (millions)": (params.astype(float) / 1e6).round(3),
             "fp32 img/s": column(fp32, "train_img_per_s").astype(float).round(2),
             "autocast img/s": column(fast, "train_img_per_s").astype(float).round(2),
             "speed-up": speed_up.astype(float).round(2),
-            "autocast precision": column(fast, "precision"),
-            "training peak MB (autocast)": column(fast, "peak_memory_mb").astype(float).round(0),
+            # "bf16-autocast" -> "bf16": the column already says autocast (keeps the page width)
+            "autocast precision": column(fast, "precision").str.removesuffix("-autocast"),
+            "training peak MB": _whole(column(fast, "peak_memory_mb")),
         },
         index=pd.Index(strategies, name="strategy"),
     )
@@ -248,13 +258,14 @@ def strategy_table(result: dict, inference: dict | None = None) -> pd.DataFrame:
                 architecture = STRATEGIES[row["strategy"]].architecture
                 by_architecture.setdefault(architecture, row)
         for title, key, digits in (
-            ("inference ms (ONNX Runtime)", "latency_ms", 1),
-            ("inference peak MB (ONNX Runtime)", "peak_memory_mb", 0),
-            ("model file MB (ONNX)", "onnx_mb", 1),
+            ("ONNX ms", "latency_ms", 0),
+            ("ONNX peak MB", "peak_memory_mb", 0),
+            ("ONNX file MB", "onnx_mb", 1),
         ):
             values = []
             for name in strategies:
                 match = by_architecture.get(getattr(STRATEGIES.get(name), "architecture", None))
                 values.append(float("nan") if match is None else match[key])
-            table[title] = pd.Series(values, index=table.index, dtype=float).round(digits)
+            values = pd.Series(values, index=table.index, dtype=float)
+            table[title] = values.round(digits) if digits else _whole(values)
     return table

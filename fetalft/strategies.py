@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import pandas as pd
 from torch import nn
 
+from fetalft import paper
 from fetalft.models import ENCODER, build_model, count_parameters
 
 DECODER_BLOCKS = tuple(f"decoder.{i}" for i in range(5))
@@ -32,15 +33,25 @@ DECODER_BLOCKS = tuple(f"decoder.{i}" for i in range(5))
 RANDOM_BN_MODES = ("eval", "train")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Strategy:
     name: str
     label: str  # the paper's wording of the trainable layers
     architecture: str  # "unet" or "mobilenet_v2"
     pretrained: bool  # ImageNet encoder (False: random initialisation)
     trainable: tuple[str, ...]  # parts that train, "head" among them or not; ("all",): all
-    paper_trainable: float  # the paper's trainable-parameter figure, in millions
-    paper_results: tuple[float, float, float, float, float, float]  # PA, sd, Dice, sd, mIoU, sd
+
+    @property
+    def paper_trainable(self) -> float:
+        """The paper's trainable-parameter figure, in millions (:data:`fetalft.paper.RESULTS`)."""
+        return paper.RESULTS[self.name].trainable_m
+
+    @property
+    def encoder_init(self) -> str:
+        """How the encoder starts: ``none`` (the plain U-Net has none), ``ImageNet`` or ``random``."""
+        if self.architecture == "unet":
+            return "none"
+        return "ImageNet" if self.pretrained else "random"
 
     @property
     def head_trainable(self) -> bool:
@@ -57,104 +68,80 @@ class Strategy:
         return f"{init}, trains {self.label}"
 
 
-def _s(name, label, arch, pretrained, trainable, paper_m, results) -> Strategy:
-    return Strategy(name, label, arch, pretrained, tuple(trainable), paper_m, results)
-
-
 _D = DECODER_BLOCKS
-#: Every row of the paper's results table, in its order.
+#: Every row of the paper's results table, in its order (its numbers: :mod:`fetalft.paper`).
 STRATEGIES: dict[str, Strategy] = {
     s.name: s
     for s in (
-        _s(
-            "baseline",
-            "all (U-Net from scratch)",
-            "unet",
-            False,
-            ["all"],
-            31.04,
-            (97.33, 0.39, 95.56, 0.62, 91.56, 1.16),
+        Strategy(
+            name="baseline",
+            label="all (U-Net from scratch)",
+            architecture="unet",
+            pretrained=False,
+            trainable=("all",),
         ),
-        _s(
-            "random-decoder-0-4",
-            "decoder 0-4",
-            ENCODER,
-            False,
-            (*_D, "head"),
-            4.4,
-            (91.68, 1.09, 86.68, 1.06, 76.70, 1.68),
+        Strategy(
+            name="random-decoder-0-4",
+            label="decoder 0-4",
+            architecture=ENCODER,
+            pretrained=False,
+            trainable=(*_D, "head"),
         ),
-        _s(
-            "random-encoder",
-            "encoder",
-            ENCODER,
-            False,
-            ["encoder"],
-            2.22,
-            (90.11, 2.60, 85.67, 3.10, 75.14, 4.69),
+        Strategy(
+            name="random-encoder",
+            label="encoder",
+            architecture=ENCODER,
+            pretrained=False,
+            trainable=("encoder",),
         ),
-        _s(
-            "encoder",
-            "encoder",
-            ENCODER,
-            True,
-            ["encoder"],
-            2.22,
-            (97.65, 0.44, 96.22, 0.68, 92.73, 1.26),
+        Strategy(
+            name="encoder",
+            label="encoder",
+            architecture=ENCODER,
+            pretrained=True,
+            trainable=("encoder",),
         ),
-        _s(
-            "decoder-0",
-            "decoder 0",
-            ENCODER,
-            True,
-            _D[:1],
-            3.76,
-            (87.00, 8.55, 82.46, 8.89, 70.99, 12.63),
+        Strategy(
+            name="decoder-0",
+            label="decoder 0",
+            architecture=ENCODER,
+            pretrained=True,
+            trainable=_D[:1],
         ),
-        _s(
-            "decoder-0-1",
-            "decoder 0,1",
-            ENCODER,
-            True,
-            _D[:2],
-            4.24,
-            (95.81, 1.74, 93.27, 2.46, 87.53, 4.20),
+        Strategy(
+            name="decoder-0-1",
+            label="decoder 0,1",
+            architecture=ENCODER,
+            pretrained=True,
+            trainable=_D[:2],
         ),
-        _s(
-            "decoder-0-2",
-            "decoder 0,1,2",
-            ENCODER,
-            True,
-            _D[:3],
-            4.36,
-            (97.16, 0.11, 95.34, 0.14, 91.13, 0.26),
+        Strategy(
+            name="decoder-0-2",
+            label="decoder 0,1,2",
+            architecture=ENCODER,
+            pretrained=True,
+            trainable=_D[:3],
         ),
-        _s(
-            "decoder-2-4",
-            "decoder 2,3,4",
-            ENCODER,
-            True,
-            _D[2:],
-            0.164,
-            (88.88, 0.50, 81.46, 0.53, 68.85, 0.77),
+        Strategy(
+            name="decoder-2-4",
+            label="decoder 2,3,4",
+            architecture=ENCODER,
+            pretrained=True,
+            trainable=_D[2:],
         ),
-        _s(
-            "decoder-4",
-            "decoder 4",
-            ENCODER,
-            True,
-            _D[4:],
-            0.00698,
-            (68.31, 1.01, 37.04, 6.31, 22.90, 4.61),
+        Strategy(
+            name="decoder-4",
+            label="decoder 4",
+            architecture=ENCODER,
+            pretrained=True,
+            trainable=_D[4:],
         ),
-        _s(
-            "decoder-0-4",
-            "decoder 0-4",
-            ENCODER,
-            True,
-            (*_D, "head"),
-            4.4,
-            (97.77, 0.22, 96.28, 0.38, 92.87, 0.69),
+        Strategy(
+            name="decoder-0-4",
+            label="decoder 0-4",
+            architecture=ENCODER,
+            pretrained=True,
+            trainable=(*_D, "head"),
         ),
     )
 }
@@ -286,9 +273,7 @@ def registry_table(head_trainable: bool | None = None) -> pd.DataFrame:
             {
                 "strategy": strategy.name,
                 "paper_label": strategy.label,
-                "encoder": "none"
-                if strategy.architecture == "unet"
-                else ("ImageNet" if strategy.pretrained else "random"),
+                "encoder": strategy.encoder_init,
                 "trainable": trainable,
                 "frozen": total - trainable,
                 "total": total,

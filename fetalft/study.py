@@ -1,6 +1,7 @@
 """The study runner: strategies x seeds (x variants), resumable, results written atomically.
 
-Each finished run is a folder ``results/<profile>/<run>/seed-<k>/`` holding
+Each finished run is a folder ``results/<profile>/<run>/seed-<k>/`` (:mod:`fetalft.runfiles`
+owns the layout and reads the records back) holding
 
 - ``metrics.json``: configuration, labels (profile, split, hardware, precision, weights)
   and the test-set summary (mean, sd over test images), with the validation set's beside
@@ -33,22 +34,20 @@ from fetalft.io import atomic_directory, write_csv_atomic, write_json_atomic
 from fetalft.metrics import summarize
 from fetalft.models import count_parameters, default_encoder_weights, mobilenet_unet, weights_source
 from fetalft.profiles import Profile, get_profile, setting_suffix, with_settings
+from fetalft.provenance import check_finished_run, public_config, weights_sha256
+from fetalft.runfiles import (
+    ENVIRONMENT_FILE,
+    HISTORY_FILE,
+    METRICS_FILE,
+    PER_IMAGE_FILE,
+    checkpoints_root,
+    is_finished,
+    results_root,
+    seed_folder,
+)
 from fetalft.split import SplitKind
 from fetalft.strategies import RANDOM_BN_MODES, STRATEGIES, get_strategy
 from fetalft.training import RunConfig, Trainer
-
-RESULTS_ENV = "FETALFT_RESULTS_DIR"
-CHECKPOINTS_ENV = "FETALFT_CHECKPOINT_DIR"
-#: Summaries a run's metrics.json may hold beside "test" (see :meth:`Study.run`).
-EXTRA_SCORES = ("val", "val_without_tta", "test_without_tta")
-
-
-def results_root(path: str | os.PathLike | None = None) -> Path:
-    return Path(path or os.environ.get(RESULTS_ENV) or "results")
-
-
-def checkpoints_root(path: str | os.PathLike | None = None) -> Path:
-    return Path(path or os.environ.get(CHECKPOINTS_ENV) or "checkpoints")
 
 
 @dataclass(frozen=True)
@@ -101,7 +100,7 @@ class RunSpec:
         return name + "".join(setting_suffix(key, value) for key, value in self.settings)
 
     def folder(self, root: Path, profile: Profile) -> Path:
-        return root / profile.name / self.name / f"seed-{self.seed}"
+        return seed_folder(root, profile.name, self.name, self.seed)
 
 
 def plan(
@@ -192,11 +191,25 @@ class Study:
             random_bn=spec.random_bn,
             encoder_weights=str(self.encoder_weights),
             precision=self.precision,
-            extra={"split": spec.split, "train_fraction": spec.train_fraction},
+            extra={
+                "split": spec.split,
+                "train_fraction": spec.train_fraction,
+                "data": "synthetic" if self.synthetic else "HC18",
+                "encoder_sha256": weights_sha256(self.encoder_weights),
+            },
         )
 
     def is_done(self, spec: RunSpec) -> bool:
-        return (spec.folder(self.results_dir, self.profile) / "metrics.json").exists()
+        """Whether ``spec`` has finished: its folder holds a run made as this study asks.
+
+        A finished run made otherwise (other precision, weights, data or recipe) is neither
+        skipped nor overwritten: :class:`RunMismatchError` says what differs.
+        """
+        folder = spec.folder(self.results_dir, self.profile)
+        if not is_finished(folder):
+            return False
+        check_finished_run(folder, self.config(spec).as_dict())
+        return True
 
     def run(self, spec: RunSpec) -> Path:
         """Train, pick the best validation epoch, test once, and write the run's folder."""
@@ -271,14 +284,14 @@ class Study:
             "precision": trainer.runtime.precision,
             "wall_seconds": wall,
             "peak_memory_mb": peak_memory_mb(trainer.runtime.device),
-            "config": trainer.config.as_dict(),
+            "config": public_config(trainer.config.as_dict()),  # no machine paths
             "profile": recipe.as_dict(),
         }
         with atomic_directory(folder) as tmp:
-            write_csv_atomic(tmp / "per_image.csv", per_image)
-            write_csv_atomic(tmp / "history.csv", history)
-            write_json_atomic(tmp / "environment.json", environment)
-            write_json_atomic(tmp / "metrics.json", metrics)
+            write_csv_atomic(tmp / PER_IMAGE_FILE, per_image)
+            write_csv_atomic(tmp / HISTORY_FILE, history)
+            write_json_atomic(tmp / ENVIRONMENT_FILE, environment)
+            write_json_atomic(tmp / METRICS_FILE, metrics)
         trainer.last_path.unlink(missing_ok=True)  # optimizer state no longer needed
         return folder
 
@@ -292,23 +305,3 @@ class Study:
         for spec in tqdm(todo, desc="study", disable=not self.progress or not todo):
             self.run(spec)
         return [s.folder(self.results_dir, self.profile) for s in specs]
-
-
-def load_results(profile: str, results_dir: str | os.PathLike | None = None) -> pd.DataFrame:
-    """One row per finished run of ``profile``: labels plus test mean of every metric."""
-    import json
-
-    rows = []
-    for path in sorted((results_root(results_dir) / profile).glob("*/seed-*/metrics.json")):
-        metrics = json.loads(path.read_text())
-        test = metrics.pop("test")
-        metrics.update({name: values["mean"] for name, values in test.items()})
-        # Runs since the cpu-hc profile also score validation, and without flips: prefixed.
-        for key in EXTRA_SCORES:
-            for name, values in metrics.pop(key, {}).items():
-                metrics[f"{key}_{name}"] = values["mean"]
-        metrics.pop("settings", None)  # the run's name says it
-        if isinstance(metrics.get("image_size"), list):  # (height, width) in JSON
-            metrics["image_size"] = tuple(metrics["image_size"])
-        rows.append(metrics)
-    return pd.DataFrame(rows)

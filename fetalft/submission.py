@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from fetalft import hc18
 from fetalft.biometry import Measurement
 from fetalft.ellipse import Ellipse
 from fetalft.io import write_csv_atomic
@@ -51,6 +52,41 @@ def submission_table(measurements: Mapping[str, Measurement]) -> pd.DataFrame:
         e = m.ellipse_mm
         rows.append((filename, e.cx, e.cy, e.a, e.b, e.angle))
     return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def fallback_ellipse_mm(
+    image_shape: tuple[int, int], pixel_size_mm: float, hc_mm: float
+) -> Ellipse:
+    """A stand-in for an image where no plausible head was found: a circle of perimeter
+    ``hc_mm`` at the image centre. Used only so the file has a row; counted and reported."""
+    height, width = image_shape
+    radius = hc_mm / (2 * math.pi)
+    return Ellipse(
+        (width - 1) / 2 * pixel_size_mm, (height - 1) / 2 * pixel_size_mm, radius, radius, 0.0
+    )
+
+
+def submission_with_fallback(
+    measured: Mapping[str, tuple[Measurement, tuple[int, int]]],
+    records: Sequence[hc18.Record],
+    fallback_hc_mm: float,
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The submission table for :func:`fetalft.predict.predict_test_set`'s output.
+
+    The challenge needs an ellipse for every image; where the model measured no plausible
+    head, the row holds :func:`fallback_ellipse_mm`, and the second value maps that file
+    name to the reason (why the measurement was refused).
+    """
+    pixel_sizes = {r.image_path.name: r.pixel_size_mm for r in records}
+    fixed, fallbacks = {}, {}
+    for filename, (measurement, shape) in measured.items():
+        if not measurement.measurable:
+            fallbacks[filename] = measurement.reason
+            pixel = pixel_sizes[filename]
+            ellipse_mm = fallback_ellipse_mm(shape, pixel, fallback_hc_mm)
+            measurement = Measurement(True, ellipse_mm.scaled(1 / pixel), pixel)
+        fixed[filename] = measurement
+    return submission_table(fixed), fallbacks
 
 
 def check_submission(table: pd.DataFrame, expected_files: Sequence[str] | None = None) -> None:

@@ -36,6 +36,7 @@ from fetalft.device import Runtime
 from fetalft.evaluate import evaluate, hc_selection_error_mm, predict_logits
 from fetalft.io import atomic_write
 from fetalft.profiles import ImageSize, image_shape
+from fetalft.provenance import differences
 from fetalft.strategies import FineTuned, get_strategy, prepare_model
 
 LOSSES = ("bce", "bce+dice")
@@ -236,17 +237,14 @@ class Trainer:
         if not self.last_path.exists():
             return False
         state = torch.load(self.last_path, map_location=self.runtime.device, weights_only=False)
-        if state["config"] != self.config.as_dict():
-            changed = sorted(
-                k
-                for k in set(state["config"]) | set(self.config.as_dict())
-                if state["config"].get(k) != self.config.as_dict().get(k)
-            )
+        # the same run, read as fetalft.provenance does: weights by content, older records
+        # with the defaults of their time, so moving the weights file does not block resume
+        if changed := differences(state["config"], self.config.as_dict()):
             raise TrainingError(
                 f"checkpoint {self.last_path} was made with a different configuration "
-                f"(differs in: {', '.join(changed)}); delete it or use another folder."
+                f"(differs in: {'; '.join(changed)}); delete it or use another folder."
             )
-        # "auto" is decided by timing this CPU; a resumed run keeps the precision it began with.
+        # "auto" was decided when the run began; a resumed run keeps the precision it began with.
         self.runtime = self.runtime.with_precision(state.get("precision", self.runtime.precision))
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])

@@ -18,14 +18,17 @@ import pandas as pd
 from IPython.display import display
 
 from fetalft import plots, report
+from fetalft.runfiles import load_per_image, load_runs
 from fetalft.strategies import STRATEGIES
 
 
 class _Explorer:
     widget: W.Widget
 
-    def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+    def _ipython_display_(self, **kwargs) -> None:
+        # display() of the widget itself, not its _repr_mimebundle_: ipywidgets 8 has that
+        # method, but 7.7 (Colab's preinstalled version) displays through _ipython_display_
+        display(self.widget)
 
     def _draw(self, fig) -> None:
         """Replace the output area's content with ``fig``."""
@@ -206,7 +209,7 @@ class PredictionBrowser(_Explorer):
         self.profile = profile
         self.data_dir = str(data_dir)
         self.results_dir = results_dir
-        runs = report.load_runs(profile, results_dir)
+        runs = load_runs(profile, results_dir)
         if runs.empty:
             raise ValueError(f"no finished runs of profile {profile!r} to browse")
         self.options = [f"{r.run} seed {r.seed}" for r in runs.itertuples(index=False)]
@@ -221,7 +224,7 @@ class PredictionBrowser(_Explorer):
 
     def _load(self) -> None:
         run, _, seed = self.run.value.rpartition(" seed ")
-        table = report.load_per_image(self.profile, run, [int(seed)], self.results_dir)
+        table = load_per_image(self.profile, run, [int(seed)], results_dir=self.results_dir)
         self.table = table.sort_values("dice", ignore_index=True)
         self.index.max = len(self.table) - 1
         if self.index.value == 0:

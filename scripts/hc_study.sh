@@ -3,7 +3,8 @@
 # per change (each undoes one part of the recipe, seed 0), then the from-scratch U-Net in
 # the same profile. Every step skips finished runs, so run it
 # again after an interruption. Needs the same environment as scripts/cpu_study.sh.
-# Precision is fixed, not timed: "auto" times the CPU, and a busy machine can pick fp32.
+# Precision is fixed, so every run of the chapter is bf16 whatever the machine (the
+# committed runs were; "auto" would pick fp32 on an Intel CPU without AMX).
 set -euo pipefail
 precision="${FETALFT_PRECISION:-bf16}"
 study() { python -m fetalft study --profile cpu-hc --precision "$precision" --quiet "$@"; }

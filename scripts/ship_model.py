@@ -12,10 +12,10 @@ import json
 import sys
 from pathlib import Path
 
-from fetalft import recipe, report
+from fetalft import recipe
 from fetalft.profiles import size_label
+from fetalft.runfiles import checkpoint_path, load_metrics, load_runs
 from fetalft.shipped import MODEL_DIR, write_shipped_model
-from fetalft.study import checkpoints_root
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,15 +51,15 @@ with the scan's true pixel size.
 
 
 def main() -> int:
-    runs = report.load_runs(recipe.PROFILE, ROOT / "results")
+    runs = load_runs(recipe.PROFILE, ROOT / "results")
     seeds = runs[runs["run"] == recipe.RECIPE_RUN]
     if seeds.empty:
         print("no finished decoder-0-4 runs in results/cpu-hc; run scripts/hc_study.sh first")
         return 2
     row = seeds.loc[seeds["best_val_hc_error_mm"].idxmin()]
     seed = int(row["seed"])
-    best = report.checkpoint_path(checkpoints_root(), recipe.PROFILE, recipe.RECIPE_RUN, seed)
-    metrics = report.load_metrics(recipe.PROFILE, recipe.RECIPE_RUN, seed, ROOT / "results")
+    best = checkpoint_path(recipe.PROFILE, recipe.RECIPE_RUN, seed)
+    metrics = load_metrics(recipe.PROFILE, recipe.RECIPE_RUN, seed, results_dir=ROOT / "results")
     card = CARD.format(
         name="decoder-0-4_cpu-hc.pt",
         trainable=metrics["trainable_parameters"],

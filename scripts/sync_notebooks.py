@@ -9,8 +9,14 @@ show something else than what the package runs.
 2. **the install cell** (the second cell, tagged ``fetalft-install`` and ``hide-input``):
    the repository URL and the ref (``repository.url`` and ``repository.branch``: the release
    tag, or ``main`` until the first release, see ``scripts/release.py``; never another moving
-   branch) live only in ``_config.yml``. The install cell installs fetalft pinned to that ref,
-   only when ``import fetalft`` fails, and leaves an installed torch alone.
+   branch) live only in ``_config.yml``. In Colab the cell makes a shallow clone of the
+   repository at that ref (the package, the committed study in ``results/`` and the shipped
+   model), pip-installs it, which keeps Colab's torch, torchvision and ipywidgets (their
+   requirements are lower bounds Colab meets), and works from the clone, so the chapters
+   find the committed study. A failure prints the commands to run by hand, not a traceback.
+   Outside Colab (CI, a local clone) it only imports fetalft.
+   **The notebook metadata** asks Colab for a T4 GPU (``accelerator`` and ``colab.gpuType``,
+   the keys Colab itself writes), so a reader gets the GPU without changing the runtime.
 3. **Package source cells**: the code a chapter teaches is the package's own. Any cell,
    in any notebook, tagged ``fetalft-source`` and carrying the cell metadata ::
 
@@ -105,18 +111,62 @@ def badge(config: dict, notebook: str) -> str:
     return f"[![Open In Colab]({BADGE_IMAGE})]({colab_url(config, notebook)})"
 
 
+#: Where the install cell clones the repository in Colab (its working folder is /content).
+COLAB_CLONE = "/content/fetalft"
+#: Notebook metadata that opens a chapter in Colab on a T4 GPU runtime (Colab's own keys).
+COLAB_METADATA = {"accelerator": "GPU", "colab": {"gpuType": "T4"}}
+
+
 def install_source(config: dict) -> str:
+    """The install cell: in Colab, clone at the book's ref, pip-install, work from the clone."""
     url, ref, _ = repository(config)
-    return (
-        "# Install fetalft at this book's release, only if it is missing (Colab).\n"
-        "# pip keeps the installed torch (Colab's own build).\n"
-        "try:\n"
-        "    import fetalft\n"
-        "except ImportError:\n"
-        f'    %pip install --quiet "git+{url}@{ref}"\n'
-        "    import fetalft\n"
-        'print(f"fetalft {fetalft.__version__}")'
-    )
+    return f"""# Colab: fetch this book's repository at its release (the package, the committed study and
+# the shipped model), install it beside Colab's own torch and ipywidgets, and work from it.
+# Anywhere else this cell only checks that fetalft is installed.
+import os
+import subprocess
+import sys
+
+REPOSITORY, REF, CLONE = "{url}", "{ref}", "{COLAB_CLONE}"
+if "google.colab" in sys.modules:
+    try:
+        if not os.path.isdir(CLONE):
+            clone = ["git", "clone", "--quiet", "--depth", "1", "--branch", REF, REPOSITORY, CLONE]
+            subprocess.run(clone, check=True, capture_output=True, text=True)
+        pip = [sys.executable, "-m", "pip", "install", "--quiet", CLONE]
+        subprocess.run(pip, check=True, capture_output=True, text=True)
+        os.chdir(CLONE)
+    except (OSError, subprocess.CalledProcessError) as error:
+        print(f"Installing fetalft failed: {{getattr(error, 'stderr', '') or error}}")
+        print(
+            "Run these in a new cell, then this chapter from the top:\\n"
+            f"  !git clone --depth 1 --branch {{REF}} {{REPOSITORY}} {{CLONE}}\\n"
+            f"  %pip install {{CLONE}}\\n"
+            f"  %cd {{CLONE}}"
+        )
+try:
+    import fetalft
+except ImportError:
+    print("fetalft is not installed: in a clone of the repository, run pip install -e .")
+else:
+    print(f"fetalft {{fetalft.__version__}}")"""
+
+
+def sync_metadata(nb: nbformat.NotebookNode) -> None:
+    """Set :data:`COLAB_METADATA` in ``nb.metadata``, keeping Colab's other keys."""
+    nb.metadata["accelerator"] = COLAB_METADATA["accelerator"]
+    colab = nb.metadata.setdefault("colab", {})
+    colab.update(COLAB_METADATA["colab"])
+    colab.setdefault("provenance", [])
+
+
+def colab_metadata(nb: nbformat.NotebookNode) -> dict:
+    """The part of ``nb.metadata`` that :func:`sync_metadata` owns."""
+    colab = nb.metadata.get("colab", {})
+    return {
+        "accelerator": nb.metadata.get("accelerator"),
+        "colab": {key: colab.get(key) for key in COLAB_METADATA["colab"]},
+    }
 
 
 # --------------------------------------------------------------------------- package source
@@ -247,6 +297,7 @@ def synced(nb: nbformat.NotebookNode, config: dict, notebook: str) -> nbformat.N
         tags.extend(tag for tag in INSTALL_TAGS if tag not in tags)
     else:
         cells.insert(1, nbformat.v4.new_code_cell(source, metadata={"tags": list(INSTALL_TAGS)}))
+    sync_metadata(nb)
     try:
         _sync_sources(nb)
     except SourceError as error:
@@ -254,10 +305,11 @@ def synced(nb: nbformat.NotebookNode, config: dict, notebook: str) -> nbformat.N
     return nb
 
 
-def _generated(nb: nbformat.NotebookNode) -> list[tuple]:
-    """What this script owns: the first two cells and the package source cells."""
+def _generated(nb: nbformat.NotebookNode) -> list:
+    """What this script owns: the Colab metadata, the first two cells, the package source cells."""
     owned = [(c.cell_type, c.source, c.get("metadata", {}).get("tags", [])) for c in nb.cells[:2]]
-    return owned + [(i, nb.cells[i].cell_type, nb.cells[i].source) for i, _ in source_cells(nb)]
+    sources = [(i, nb.cells[i].cell_type, nb.cells[i].source) for i, _ in source_cells(nb)]
+    return [colab_metadata(nb), *owned, *sources]
 
 
 def notebooks(root: Path = ROOT) -> list[Path]:

@@ -30,8 +30,8 @@ def test_train_speed_records_both_pipelines(tmp_path: Path) -> None:
     assert "accuracy" not in result  # only with --accuracy
     (recording,) = speed.recordings("train_speed", tmp_path)
     table = speed.train_table(recording)
-    assert table.loc[(32, "decoder-0-4"), "speed-up"] > 0
-    assert table.loc[(32, "decoder-0-4"), "fetalft precision"] in {"fp32", "bf16-autocast"}
+    assert table.loc[(32, "decoder-0-4", "fetalft"), "speed-up"] > 0
+    assert table.loc[(32, "decoder-0-4", "fetalft"), "precision"] in {"fp32", "bf16-autocast"}
 
 
 def test_short_run_arms_freeze_as_they_say(synthetic_hc18: Path, imagenet_weights: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from fetalft.biometry import (
@@ -16,6 +17,8 @@ from fetalft.biometry import (
     largest_component,
     mask_from_outline,
     measure_head,
+    measure_plausible_head,
+    plausible,
 )
 from fetalft.ellipse import Ellipse
 from fetalft.synthetic import draw_outline
@@ -246,3 +249,162 @@ def test_boundary_points_lie_on_the_pixel_edge_not_on_edge_pixel_centres() -> No
     assert points[:, 0].max() == pytest.approx(29.5)
     assert points[:, 1].min() == pytest.approx(9.5)
     assert points[:, 1].max() == pytest.approx(29.5)
+
+
+# --------------------------------------------------------------------------- plausibility
+
+
+def refused(result: Measurement, *words: str) -> None:
+    """Not measurable, no HC or age, and a reason holding every one of ``words``."""
+    assert not result.measurable
+    assert math.isnan(result.hc_mm) and math.isnan(result.ga_weeks)
+    assert str(result) == f"not measurable: {result.reason}"
+    for word in words:
+        assert word in result.reason, result.reason
+
+
+def test_a_plausible_head_is_reported_with_hc_and_age() -> None:
+    head = HEADS[0]
+    result = measure_plausible_head(head.to_mask(SHAPE), PIXEL_MM)
+    assert result == measure_head(head.to_mask(SHAPE), PIXEL_MM)
+    assert result.hc_mm == pytest.approx(true_hc_mm(head), abs=0.05)
+    assert result.ga_weeks == pytest.approx(hadlock_ga_weeks(true_hc_mm(head)), abs=0.01)
+
+
+def test_a_sliver_at_the_border_is_not_a_head() -> None:
+    """The issue's all-white scan: the network marked a 69 x 1.6 mm sliver at the top edge."""
+    sliver = Ellipse(400, 6, 230, 5, 0.0)
+    mask = sliver.to_mask(SHAPE)
+    assert measure_head(mask, 0.15).measurable  # the study's own rules take it
+    refused(measure_plausible_head(mask, 0.15), "short axis is 0.0", "flatter than a head")
+
+
+@pytest.mark.parametrize(
+    ("shape", "pixel_size_mm", "across_mm"),
+    [((4000, 4000), 0.2, 800), (SHAPE, 1.0, 800), (SHAPE, 0.02, 16)],
+    ids=["4000px-at-0.2mm", "800px-at-1mm", "800px-at-0.02mm"],
+)
+def test_a_pixel_size_that_does_not_fit_the_image_is_refused(
+    shape: tuple[int, int], pixel_size_mm: float, across_mm: float
+) -> None:
+    height, width = shape
+    head = Ellipse(width / 2, height / 2, width / 5, width / 6, 0.3)
+    # a 4000x4000 ellipse mask takes seconds to draw, and the pixel size is checked first
+    mask = head.to_mask(shape) if height < 1000 else np.ones(shape, np.uint8)
+    refused(
+        measure_plausible_head(mask, pixel_size_mm),  # checked before the mask is looked at
+        f"{across_mm} mm across",
+        "check the pixel size",
+    )
+
+
+@pytest.mark.parametrize(
+    ("pixel_size_mm", "head", "hc_limit"),
+    [
+        (0.45, Ellipse(400, 270, 210, 160, 0.2), "400"),
+        (0.025, Ellipse(400, 270, 200, 150, 0), "30"),
+    ],
+    ids=["too-large", "too-small"],
+)
+def test_hc_outside_the_range_of_real_heads_is_refused(
+    pixel_size_mm: float, head: Ellipse, hc_limit: str
+) -> None:
+    hc = true_hc_mm(head, pixel_size_mm)
+    assert not 30 <= hc <= 400  # the test's own premise, from the integrated perimeter
+    refused(
+        measure_plausible_head(head.to_mask(SHAPE), pixel_size_mm),
+        f"HC {hc:.1f} mm",
+        f"{hc_limit}",
+        "range of real heads",
+    )
+
+
+def test_a_head_too_small_for_the_image_is_refused() -> None:
+    tiny = Ellipse(400, 270, 22, 17, 0.0)  # 0.27% of the image, above measure_head's 0.2%
+    assert measure_head(tiny.to_mask(SHAPE), PIXEL_MM).measurable
+    refused(measure_plausible_head(tiny.to_mask(SHAPE), PIXEL_MM), "covers 0.3% of the image")
+
+
+def test_a_head_mostly_out_of_view_is_refused() -> None:
+    """Centred 40 px inside the right edge: measure_head keeps it (over half in view),
+    a reported HC needs 80%."""
+    head = Ellipse(760, 270, 150, 120, 0.0)
+    # the share in view, counted on the outline's arc length by an independent route
+    t = np.linspace(0, 2 * np.pi, 100_000, endpoint=False)
+    x = head.cx + head.a * np.cos(t)
+    speed = np.hypot(head.a * np.sin(t), head.b * np.cos(t))
+    in_view = float(np.sum(speed * (x <= 799)) / np.sum(speed))
+    assert 0.5 < in_view < 0.8
+    assert measure_head(head.to_mask(SHAPE), PIXEL_MM).measurable
+    result = measure_plausible_head(head.to_mask(SHAPE), PIXEL_MM)
+    refused(result, "of the head outline is in the image")
+    assert result.ellipse_px is not None  # kept, so an overlay can show what was refused
+
+
+@pytest.mark.parametrize("weeks", [11.0, 13.9, 42.1, 45.0])
+def test_no_gestational_age_outside_the_weeks_hadlock_fitted(weeks: float) -> None:
+    """HC is reported, the age is not, and the text says why."""
+    from scipy.optimize import brentq
+
+    hc = brentq(lambda h: hadlock_ga_weeks(h) - weeks, 1, 1000)  # the HC of that age
+    assert 30 <= hc <= 400  # a head that is measured, just not aged
+    result = Measurement(True, Ellipse(0, 0, hc / (2 * math.pi), hc / (2 * math.pi), 0), 1.0)
+    assert result.hc_mm == pytest.approx(hc)
+    assert math.isnan(result.ga_weeks)
+    assert "14-42 weeks" in result.ga_problem
+    assert str(result).startswith(f"HC {hc:.1f} mm; no gestational age: HC {hc:.1f} mm is")
+
+
+@pytest.mark.parametrize("weeks", [14.0, 20.0, 42.0])
+def test_gestational_age_inside_the_weeks_hadlock_fitted(weeks: float) -> None:
+    from scipy.optimize import brentq
+
+    hc = brentq(lambda h: hadlock_ga_weeks(h) - weeks, 1, 1000)
+    result = Measurement(True, Ellipse(0, 0, hc / (2 * math.pi), hc / (2 * math.pi), 0), 1.0)
+    assert result.ga_weeks == pytest.approx(weeks, abs=1e-6)
+    assert result.ga_problem == ""
+
+
+def test_a_refused_measurement_keeps_no_number() -> None:
+    head = HEADS[0]
+    accepted = measure_head(head.to_mask(SHAPE), PIXEL_MM)
+    result = plausible(accepted, (54, 80))  # the same ellipse claimed for a tiny image
+    assert not result.measurable and result.ellipse_px == accepted.ellipse_px
+    assert math.isnan(result.hc_mm) and result.ga_problem == "no head circumference"
+
+
+def test_refusal_reasons_of_a_per_image_table() -> None:
+    """One row reported, one refused as a sliver, one that the study already could not measure."""
+    from fetalft.biometry import UNMEASURED, refusal_reasons
+
+    head, sliver = HEADS[0], Ellipse(400, 6, 230, 5, 0.0)
+    columns = ("name", "measurable", "pixel_size_mm", "pred_cx", "pred_cy", "pred_a", "pred_b")
+    table = pd.DataFrame(
+        [
+            ("a", True, PIXEL_MM, head.cx, head.cy, head.a, head.b, head.angle),
+            ("b", True, PIXEL_MM, sliver.cx, sliver.cy, sliver.a, sliver.b, sliver.angle),
+            ("c", False, PIXEL_MM, *[np.nan] * 5),
+        ],
+        columns=[*columns, "pred_angle"],
+    )
+    reasons = refusal_reasons(table, dict.fromkeys("abc", SHAPE))
+    assert reasons.iloc[0] == ""
+    assert "flatter than a head" in reasons.iloc[1]
+    assert reasons.iloc[2] == UNMEASURED
+
+
+def test_a_flat_ellipse_is_not_a_head() -> None:
+    """What the shipped model drew on an all-white image: semi-axes 286 x 150 px, a ratio of
+    0.52, below every HC18 expert ellipse (0.66 at the least)."""
+    flat = Ellipse(426, 261, 286, 150, 0.01)
+    assert measure_head(flat.to_mask(SHAPE), 0.15).measurable
+    refused(measure_plausible_head(flat.to_mask(SHAPE), 0.15), "short axis is 0.52")
+
+
+@pytest.mark.parametrize("level", [0, 255])
+def test_a_uniform_image_is_no_scan(level: int) -> None:
+    from fetalft.biometry import image_problem
+
+    assert f"grey level {level}" in image_problem(np.full(SHAPE, level, np.uint8))
+    speckle = np.random.default_rng(0).integers(0, 256, SHAPE, dtype=np.uint8)
+    assert image_problem(speckle) == ""

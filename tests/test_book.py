@@ -4,13 +4,22 @@ The book is built from the notebooks as committed (with their outputs; _config.y
 execute_notebooks "off"), with Sphinx warnings as errors, into ``_build/test-book``. Each
 chapter page is then opened in headless Chromium (Debian's ``chromium``): it must load, carry
 its title, show no error output, and hold every figure its notebook has. Screenshots go to
-``_build/screenshots``. Executing the notebooks is nbmake's job (``pytest --nbmake``).
+``_build/screenshots``. Every page (introduction, chapters, references) is also laid out at a
+desktop width and measured: nothing may stick out of the text column or be clipped without a
+scrollbar, and a mean ± sd never breaks across lines. The built HTML must hold no path of the
+machine that executed the notebooks. Executing the notebooks is nbmake's job
+(``pytest --nbmake``).
+
+``FETALFT_BOOK_ROOT=<folder>`` builds and tests another copy of the book instead (for example
+a scratch copy with re-executed chapters), into ``<folder>/_build/test-book``.
 """
 
 from __future__ import annotations
 
 import html
 import importlib.util
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -23,9 +32,10 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-BUILD = ROOT / "_build" / "test-book"
+BOOK = Path(os.environ.get("FETALFT_BOOK_ROOT", ROOT)).resolve()  # the copy that is built
+BUILD = BOOK / "_build" / "test-book"
 HTML = BUILD / "_build" / "html"
-SCREENSHOTS = ROOT / "_build" / "screenshots"
+SCREENSHOTS = BOOK / "_build" / "screenshots"
 CHROMIUM = shutil.which("chromium") or (
     "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
 )
@@ -40,7 +50,7 @@ NOTEBOOK_CHAPTERS = [f for f in toc_files() if f.startswith("notebooks/")]
 
 
 def notebook(chapter: str) -> nbformat.NotebookNode:
-    return nbformat.read(ROOT / f"{chapter}.ipynb", as_version=4)
+    return nbformat.read(BOOK / f"{chapter}.ipynb", as_version=4)
 
 
 def chapter_title(chapter: str) -> str:
@@ -94,10 +104,10 @@ def test_badges_and_install_cells_point_at_the_pinned_ref() -> None:
     for chapter in NOTEBOOK_CHAPTERS:
         cells = notebook(chapter).cells
         assert f"/blob/{ref}/{chapter}.ipynb" in cells[0].source
-        assert f"git+{url}@{ref}" in cells[1].source
-        assert (
-            "import fetalft" in cells[1].source and "torch" not in cells[1].source.split("pip")[-1]
-        )
+        assert f'REPOSITORY, REF, CLONE = "{url}", "{ref}", ' in cells[1].source
+        assert '"--branch", REF, REPOSITORY' in cells[1].source
+        code = "\n".join(line for line in cells[1].source.splitlines() if not line.startswith("#"))
+        assert "import fetalft" in code and "torch" not in code
         assert "from fetalft.book import setup" in cells[2].source
 
 
@@ -120,7 +130,7 @@ def built_book() -> Path:
         [
             command,
             "build",
-            str(ROOT),
+            str(BOOK),
             "--path-output",
             str(BUILD),
             "--all",
@@ -218,6 +228,144 @@ def test_chapter_renders_in_chromium(built_book: Path, chapter: str) -> None:
     shot = SCREENSHOTS / f"{Path(chapter).name}.png"
     result = chromium(f"--screenshot={shot}", "--window-size=1280,2400", url)
     assert shot.is_file() and shot.stat().st_size > 10_000, result.stderr[-2000:]
+
+
+# Layout at a desktop width. The script runs after load, walks the chapter's content and reports
+# every element wider than its box (clipped) or reaching past the text column. Code input may
+# scroll (the element or an ancestor inside the article scrolls horizontally, so a scrollbar
+# shows the rest); a cell's output may not: printed lines wrap, tables fit the column (a
+# scrollbar under a results table hides its last columns from a reader and a printout). Of
+# nested offenders only the innermost is reported (the table, not the div around it). Table
+# cells holding "±" must keep mean and sd on one line.
+WINDOW_WIDTH = 1280
+LAYOUT_SCRIPT = """
+addEventListener("load", () => setTimeout(() => {
+  const article = document.querySelector("article.bd-article");
+  const report = {column: null, overflows: [], wrapped: []};
+  if (article) {
+    const style = getComputedStyle(article);
+    const right = article.getBoundingClientRect().right - parseFloat(style.paddingRight);
+    report.column = Math.round(article.clientWidth - parseFloat(style.paddingLeft)
+                               - parseFloat(style.paddingRight));
+    const scrolls = (e) => /auto|scroll/.test(getComputedStyle(e).overflowX);
+    const scrolled = (e) => {
+      for (let a = e; a && a !== article; a = a.parentElement) if (scrolls(a)) return true;
+      return false;
+    };
+    const name = (e) => e.tagName.toLowerCase() + [...e.classList].map((c) => "." + c).join("");
+    const text = (e) => (e.textContent || e.getAttribute("alt") || e.getAttribute("src") || "")
+      .replace(/\\s+/g, " ").trim().slice(0, 90);
+    const flagged = [];
+    for (const e of article.querySelectorAll(
+        "p, li, dt, dd, pre, table, img, svg, figure, blockquote, h1, h2, h3, h4, .admonition,"
+        + " .cell_input, .cell_output, .output, div.highlight, .math, mjx-container")) {
+      const box = e.getBoundingClientRect();
+      if (!box.width || (scrolled(e) && !e.closest(".cell_output"))) continue;
+      if (e.scrollWidth > e.clientWidth + 1 || box.right > right + 1) flagged.push(e);
+    }
+    for (const e of flagged) {
+      if (flagged.some((o) => o !== e && e.contains(o))) continue;
+      const box = e.getBoundingClientRect();
+      report.overflows.push({element: name(e), width: Math.round(Math.max(box.width, e.scrollWidth)),
+                             output: !!e.closest(".cell_output"), text: text(e)});
+    }
+    for (const cell of article.querySelectorAll("td, th")) {
+      if (!cell.textContent.includes("\u00b1")) continue;
+      const range = document.createRange();
+      range.selectNodeContents(cell);
+      const lines = new Set([...range.getClientRects()].filter((r) => r.width > 0)
+                                                      .map((r) => Math.round(r.bottom)));
+      if (lines.size > 1) report.wrapped.push(cell.textContent.trim().slice(0, 60));
+    }
+  }
+  const out = document.createElement("pre");
+  out.id = "fetalft-layout-report";
+  out.style.display = "none";
+  out.textContent = JSON.stringify(report);
+  document.body.appendChild(out);
+}, 0));
+"""
+
+
+def layout_report(path: Path) -> dict:
+    """Lay ``path`` out in Chromium at WINDOW_WIDTH and return what LAYOUT_SCRIPT found.
+
+    The script goes into a temporary copy next to the page, so relative links still resolve."""
+    probe = path.with_name(f"_layout_{path.name}")
+    probe.write_text(
+        path.read_text().replace("</head>", f"<script>{LAYOUT_SCRIPT}</script></head>", 1)
+    )
+    try:
+        result = chromium("--dump-dom", f"--window-size={WINDOW_WIDTH},2000", probe.as_uri())
+    finally:
+        probe.unlink()
+    found = re.search(r'<pre id="fetalft-layout-report"[^>]*>(.*?)</pre>', result.stdout, re.S)
+    assert found, f"the layout script did not run on {path.name}: {result.stderr[-2000:]}"
+    return json.loads(html.unescape(found.group(1)))
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (Debian package chromium)")
+@pytest.mark.parametrize("chapter", toc_files())
+def test_nothing_sticks_out_of_the_page(built_book: Path, chapter: str) -> None:
+    """At 1280 px the text column is about 690 px wide: every paragraph, output, table and
+    figure fits it (code input may scroll); a mean ± sd stays on one line."""
+    report = layout_report(page(built_book, chapter))
+    assert report["column"], f"{chapter}: no article column found"
+    problems = [
+        f"{'output ' if o['output'] else ''}{o['element']} {o['width']} px: {o['text']!r}"
+        for o in report["overflows"]
+    ] + [f"mean ± sd broken across lines: {cell!r}" for cell in report["wrapped"]]
+    assert not problems, (
+        f"{chapter} (text column {report['column']} px at a {WINDOW_WIDTH} px window):\n"
+        + "\n".join(problems)
+    )
+
+
+def local_paths() -> re.Pattern:
+    """Absolute paths a page must not show: this machine's checkout and home folder, and the
+    usual homes, scratch and install folders of any machine that executed the notebooks."""
+    mine = {f"{ROOT}/", f"{BOOK}/", f"{Path.home()}/"} - {"/"}
+    generic = [
+        r"/(?:work|root|tmp|content/drive|mnt|scratch)/",
+        r"/home/[A-Za-z0-9_.-]+",
+        r"/Users/[A-Za-z0-9_.-]+",
+        r"[A-Za-z]:\\Users\\",
+        r"(?:site|dist)-packages",
+        r"\.venv/",
+    ]
+    return re.compile("|".join([*map(re.escape, sorted(mine)), *generic]))
+
+
+def test_built_pages_hold_no_local_paths(built_book: Path) -> None:
+    """The committed outputs are published: no absolute path of the executing machine (its data,
+    results and checkpoint folders, its Python installation) may reach a page."""
+    pattern = local_paths()
+    found = []
+    for chapter in toc_files():
+        text = page(built_book, chapter).read_text()
+        text = re.sub(r"data:[\w/+.-]+;base64,[A-Za-z0-9+/=]+", "data:...", text)
+        for match in pattern.finditer(text):
+            context = html.unescape(
+                re.sub(r"<[^>]+>", "", text[match.start() - 80 : match.end() + 60])
+            )
+            found.append(f"{chapter}: {match.group()!r} in ...{' '.join(context.split())}...")
+    assert not found, "local paths on the pages:\n" + "\n".join(found[:20])
+
+
+def test_local_path_pattern_catches_machine_paths() -> None:
+    pattern = local_paths()
+    for path in (
+        "/work/main/results",
+        "/root/.cache/x",
+        "/home/alice/data",
+        "/tmp/x",
+        "/usr/lib/python3/site-packages/torch",
+        "C:\\Users\\bob",
+        str(ROOT / "x"),
+    ):
+        assert pattern.search(path), path
+    for text in ("results/cpu/decoder-0-4", "~/.cache/fetalft/hc18", "https://github.com/x/y"):
+        assert not pattern.search(text), text
 
 
 def test_shown_path_never_prints_the_machines_absolute_path(tmp_path, monkeypatch) -> None:

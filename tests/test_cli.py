@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from fetalft import hc18, models
+from fetalft import hc18, paper
 from fetalft.__main__ import main
 from fetalft.biometry import hadlock_ga_weeks
 from fetalft.data import load_scans, select_records
+from fetalft.ellipse import Ellipse
 from fetalft.predict import CheckpointError, Predictor
 from fetalft.strategies import STRATEGIES
 from fetalft.training import RunConfig, Trainer
@@ -37,9 +38,15 @@ def checkpoint(synthetic_hc18: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 @pytest.fixture(scope="module")
 def scan(synthetic_hc18: Path) -> hc18.Record:
-    """A training image whose head is inside the frame, with its reference HC."""
+    """A training image whose head is inside the frame, with its reference HC, in the
+    weeks Hadlock's formula was fitted on (about 89-358 mm), so predict gives an age."""
     records = hc18.load_records("training", synthetic_hc18)
-    return records[0]
+
+    def inside(record: hc18.Record) -> bool:
+        outline = hc18.read_gray(record.annotation_path) > 0
+        return not (outline[[0, -1]].any() or outline[:, [0, -1]].any())
+
+    return next(r for r in records if 100 < r.hc_mm < 300 and inside(r))
 
 
 def test_strategies_prints_the_registry(capsys) -> None:
@@ -76,8 +83,8 @@ def test_strategies_with_frozen_head(capsys) -> None:
 
 def test_params_prints_the_parameter_table(capsys, monkeypatch: pytest.MonkeyPatch) -> None:
     # two of the 13 encoders keep this fast; the full table is tested in test_models.py
-    subset = {k: models.PAPER_PARAMETER_TABLE[k] for k in ("mobilenet_v2", "none")}
-    monkeypatch.setattr(models, "PAPER_PARAMETER_TABLE", subset)
+    subset = {k: paper.PARAMETERS[k] for k in ("mobilenet_v2", "none")}
+    monkeypatch.setattr(paper, "PARAMETERS", subset)
     assert main(["params"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].split()[:4] == ["encoder_name", "total_M", "decoder_M", "encoder_M"]
@@ -236,10 +243,16 @@ def test_predict_without_checkpoint_uses_the_best_validation_run(
     assert "no finished smoke-profile run" in capsys.readouterr().err
 
     labels = {"split": "exam", "train_fraction": 1.0, "head_trainable": False, "test": {}}
-    for run, dice in (("decoder-4", 0.5), ("decoder-0-4", 0.9)):
+    # the best on validation trained on synthetic scans: never taken by default
+    for run, dice, data in (
+        ("decoder-4", 0.5, "HC18"),
+        ("decoder-0-4", 0.9, "HC18"),
+        ("decoder-0-1", 0.99, "synthetic"),
+    ):
         folder = results / "smoke" / run / "seed-0"
         folder.mkdir(parents=True)
         metrics = {"run": run, "strategy": run, "seed": 0, "best_val_dice": dice, **labels}
+        metrics["data"] = data
         (folder / "metrics.json").write_text(json.dumps(metrics))
         best = checkpoints / "smoke" / run / "seed-0" / "best.pt"
         best.parent.mkdir(parents=True)
@@ -307,7 +320,7 @@ def test_submit_refuses_a_model_that_finds_no_head_anywhere(
     assert main(submit_args(synthetic_hc18, checkpoint, output)) == 2
     (err,) = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert err.startswith("error: the model")  # one line; above it only the progress bar
-    assert "found no head in any of the 6 test images" in err
+    assert "measured no plausible head in any of the 6 test images" in err
     assert str(checkpoint) in err and f"nothing written to {output}" in err
     assert not output.exists()
 
@@ -334,8 +347,11 @@ def test_submit_lists_the_images_given_the_fallback_circle(
     out = capsys.readouterr().out
     names = [r.image_path.name for r in hc18.load_records("test", synthetic_hc18)]
     assert f"6 rows written to {output}" in out
-    assert "no head found in 5 image(s)" in out and ", ".join(names[1:]) in out
-    assert names[0] not in out.split("instead: ")[1]
+    assert "no plausible head in 5 image(s)" in out
+    listed = out.split("instead:\n")[1].splitlines()
+    # one line per fallback row, with the reason the measurement was refused
+    assert [line.split(":")[0].strip() for line in listed] == names[1:]
+    assert all(line.endswith(": no head found (largest blob 0 pixels)") for line in listed), listed
     assert len(output.read_text().splitlines()) == 7
 
 
@@ -453,8 +469,13 @@ def test_predict_help_states_the_pixel_size_range_and_exit_codes() -> None:
     text = " ".join(subcommand_parsers()["predict"].format_help().split())
     low, high = hc18.PIXEL_SIZE_RANGE_MM
     assert f"from {low} to {high} mm" in text
-    for code, meaning in (("0", "head measured"), ("3", "no head found"), ("2", "bad input")):
+    for code, meaning in (("0", "head measured"), ("3", "not measurable"), ("2", "bad input")):
         assert f"{code} {meaning}" in text
+    # the plausibility bounds, as the code holds them
+    from fetalft.biometry import HC_RANGE_MM
+
+    assert f"HC outside {HC_RANGE_MM[0]:.0f}-{HC_RANGE_MM[1]:.0f} mm" in text
+    assert "14-42 weeks Hadlock's formula was fitted on" in text
 
 
 @pytest.mark.parametrize(
@@ -567,3 +588,103 @@ def test_study_help_lists_the_settings_and_their_values(capsys) -> None:
     assert "--set KEY=VALUE" in out
     for key, choices in SETTINGS.items():
         assert f"{key}: {choices}" in out
+
+
+@pytest.mark.parametrize(
+    ("mask", "said"),
+    [
+        (Ellipse(400, 6, 230, 5, 0.0), "every pixel of the image is grey level 255"),
+        (Ellipse(400, 270, 286, 150, 0.0), "every pixel of the image is grey level 255"),
+    ],
+    ids=["sliver", "clean-flat-ellipse"],
+)
+def test_predict_refuses_an_all_white_image_with_exit_code_3(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, mask, said
+) -> None:
+    """The issue's all-white scan: the network marked a thin band along the top edge and
+    predict said "HC 276.2 mm, GA 30.2 weeks"; today's shipped model draws a clean flat
+    ellipse there instead (semi-axes 286 x 150 px). Either way: not measurable, exit 3."""
+    image = np.full((540, 800), 255, np.uint8)
+    path = tmp_path / "white.png"
+    cv2.imwrite(str(path), image)
+    found = mask.to_mask(image.shape)  # the network's mask, stood in
+    monkeypatch.setattr(Predictor, "mask", lambda self, image: found)
+    args = ["predict", str(path), "--pixel-size", "0.15", "--checkpoint", str(checkpoint)]
+    assert main(args) == 3
+    out = capsys.readouterr().out
+    assert out.startswith(f"not measurable: {said}"), out
+    assert "HC" not in out and "gestational" not in out
+
+
+def test_predict_refuses_a_sliver_with_exit_code_3_and_draws_it_in_red(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """On a scan with content, a thin band along the top edge is not a head."""
+    image = np.random.default_rng(0).integers(0, 200, (540, 800), dtype=np.uint8)
+    path = tmp_path / "speckle.png"
+    cv2.imwrite(str(path), image)
+    sliver = Ellipse(400, 6, 230, 5, 0.0).to_mask(image.shape)  # the network's mask, stood in
+    monkeypatch.setattr(Predictor, "mask", lambda self, image: sliver)
+    overlay = tmp_path / "overlay.png"
+    args = ["predict", str(path), "--pixel-size", "0.15", "--checkpoint", str(checkpoint)]
+    assert main([*args, "--overlay", str(overlay)]) == 3
+    out = capsys.readouterr().out
+    assert out.startswith("not measurable: the ellipse's short axis is 0."), out
+    assert "flatter than a head" in out and "HC" not in out and "gestational" not in out
+    picture = cv2.imread(str(overlay))
+    red = (picture[..., 2] == 255) & (picture[..., 1] == 0) & (picture[..., 0] == 0)
+    assert red[:40].sum() > 100 and not red[100:].any()  # the refused band, at the top
+
+
+def test_predict_refuses_a_pixel_size_that_does_not_fit_the_image(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """A 4000x4000 scan at 0.2 mm is 800 mm across: refused before any model runs."""
+    path = tmp_path / "big.png"
+    cv2.imwrite(str(path), np.zeros((4000, 4000), np.uint8))
+
+    def never(self, batch):
+        raise AssertionError("the model must not run")
+
+    monkeypatch.setattr(Predictor, "forward", never)
+    args = ["predict", str(path), "--pixel-size", "0.2", "--checkpoint", str(checkpoint)]
+    assert main(args) == 3
+    out = capsys.readouterr().out
+    assert "4000x4000-pixel image at 0.2 mm per pixel would be 800 mm across" in out
+
+
+def test_predict_reports_hc_but_no_age_outside_hadlock_weeks(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """A head of about 60 mm (some 12 weeks, before Hadlock's 14): HC yes, age no, exit 0."""
+    head = Ellipse(200, 135, 100, 80, 0.0)  # 566 px around; at 0.1 mm about 57 mm
+    path = tmp_path / "small-head.png"
+    cv2.imwrite(str(path), head.to_mask((270, 400)) * 200)
+    small = cv2.resize(head.to_mask((270, 400)).astype(np.float32), (32, 32), cv2.INTER_AREA)
+    monkeypatch.setattr(
+        Predictor, "forward", lambda self, b: (small * 20 - 10)[None, None].repeat(len(b), 0)
+    )
+    args = ["predict", str(path), "--pixel-size", "0.1", "--checkpoint", str(checkpoint)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    match = re.match(r"HC ([\d.]+) mm; no gestational age: HC [\d.]+ mm is outside", out)
+    assert match, out
+    assert float(match[1]) == pytest.approx(head.perimeter * 0.1, rel=0.03)
+    assert "14-42 weeks that Hadlock's formula was fitted on" in out
+
+
+@pytest.mark.parametrize("folder", ["missing", "empty"])
+def test_study_on_a_data_folder_without_hc18_fails_instead_of_training_on_fake_scans(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, folder: str
+) -> None:
+    given = tmp_path / folder
+    if folder == "empty":
+        given.mkdir()
+    monkeypatch.setenv(hc18.DATA_DIR_ENV, str(given))
+    out = ["--results-dir", str(tmp_path / "results"), "--checkpoint-dir", str(tmp_path / "ck")]
+    args = ["study", "--profile", "smoke", "--strategies", "decoder-4", *out, "--quiet"]
+    assert main(args) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert err.startswith(f"error: HC18 dataset not found in {given}")
+    assert "--data-dir synthetic" in err
+    assert not (tmp_path / "results").exists() and not (tmp_path / "ck").exists()

@@ -238,19 +238,42 @@ def test_dataset_gives_empty_mask_for_unannotated_scan() -> None:
 
 @pytest.fixture
 def no_hc18(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """FETALFT_DATA_DIR points to an empty folder; temporary files go under tmp_path."""
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    monkeypatch.setenv(hc18.DATA_DIR_ENV, str(empty))
+    """No data folder configured and none in the cache; temporary files go under tmp_path."""
+    monkeypatch.delenv(hc18.DATA_DIR_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     return tmp_path
 
 
-def test_smoke_profile_falls_back_to_synthetic_data(no_hc18: Path) -> None:
+def test_smoke_profile_without_any_data_folder_uses_synthetic_data_loudly(
+    no_hc18: Path, capsys
+) -> None:
     root, synthetic = dataset_dir(get_profile("smoke"))
     assert synthetic is True
     assert root.parent == no_hc18
     assert len(hc18.load_records("training", root)) == 24
+    out = capsys.readouterr().out
+    assert out.startswith("WARNING: HC18 not found") and "not real data" in out
+
+
+@pytest.mark.parametrize("folder", ["missing", "empty"])
+@pytest.mark.parametrize("how", ["environment", "argument"])
+@pytest.mark.parametrize("profile", ["smoke", "cpu"])
+def test_a_given_folder_without_hc18_is_an_error_not_synthetic_data(
+    no_hc18: Path, monkeypatch: pytest.MonkeyPatch, folder: str, how: str, profile: str
+) -> None:
+    """The issue: FETALFT_DATA_DIR set to a missing or empty folder trained on fake scans."""
+    given = no_hc18 / folder
+    if folder == "empty":
+        given.mkdir()
+    if how == "environment":
+        monkeypatch.setenv(hc18.DATA_DIR_ENV, str(given))
+    with pytest.raises(hc18.DatasetNotFoundError) as error:
+        dataset_dir(get_profile(profile), given if how == "argument" else None)
+    message = str(error.value)
+    assert f"HC18 dataset not found in {given}" in message
+    assert "python -m fetalft download" in message and "--data-dir synthetic" in message
+    assert list(no_hc18.glob("fetalft-synthetic-hc18*")) == []
 
 
 @pytest.mark.parametrize("profile", ["cpu", "paper"])
@@ -258,6 +281,17 @@ def test_other_profiles_insist_on_real_data(no_hc18: Path, profile: str) -> None
     with pytest.raises(hc18.DatasetNotFoundError, match="python -m fetalft download"):
         dataset_dir(get_profile(profile))
     assert list(no_hc18.glob("fetalft-synthetic-hc18*")) == []
+
+
+@pytest.mark.parametrize("how", ["environment", "argument"])
+def test_synthetic_data_when_asked_for_in_any_profile(
+    no_hc18: Path, monkeypatch: pytest.MonkeyPatch, capsys, how: str
+) -> None:
+    if how == "environment":
+        monkeypatch.setenv(hc18.DATA_DIR_ENV, "synthetic")
+    root, synthetic = dataset_dir(get_profile("cpu"), "synthetic" if how == "argument" else None)
+    assert synthetic and root.parent == no_hc18
+    assert capsys.readouterr().out.startswith("WARNING: synthetic scans, as asked")
 
 
 @pytest.mark.parametrize("profile", ["smoke", "cpu"])

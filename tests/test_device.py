@@ -38,33 +38,50 @@ def test_auto_on_cpu_uses_bf16_where_it_pays_off(
     assert out.dtype == (torch.bfloat16 if pays_off else torch.float32)
 
 
+def cpuinfo(vendor: str, *flags: str) -> str:
+    """Two processors of a /proc/cpuinfo, as Linux writes it."""
+    block = (
+        f"processor\t: {{}}\nvendor_id\t: {vendor}\nflags\t\t: fpu sse2 avx2 {' '.join(flags)}\n"
+    )
+    return "\n".join(block.format(i) for i in range(2))
+
+
 @pytest.mark.parametrize(
-    ("has_bf16", "fp32_ms", "bf16_ms", "expected"),
+    ("vendor", "flags", "expected"),
     [
-        (True, 100, 40, True),  # the AMD EPYC of session 2: bf16 2.5x faster
-        (True, 100, 150, False),  # the Intel Xeon of session 3: bf16 slower
-        (True, 100, 95, False),  # within the 10% margin: keep exact fp32
-        (False, 100, 40, False),  # no bf16 instructions: never, whatever a timing says
+        ("AuthenticAMD", ("avx512f", "avx512_bf16"), True),  # session 2's EPYC: 2.5x faster
+        ("GenuineIntel", ("avx512f", "avx512_bf16"), False),  # session 3's Xeon: 1.5x slower
+        ("GenuineIntel", ("avx512_bf16", "amx_tile", "amx_bf16"), True),  # an AMX Xeon
+        ("AuthenticAMD", ("avx512f",), False),  # no bf16 instructions: emulated
+        ("", (), False),  # not Linux: nothing known, plain fp32
     ],
 )
-def test_bf16_pays_off_only_when_measured_faster(
-    monkeypatch: pytest.MonkeyPatch, has_bf16: bool, fp32_ms: float, bf16_ms: float, expected: bool
+def test_bf16_is_chosen_from_the_cpus_features_not_by_timing(
+    vendor: str, flags: tuple[str, ...], expected: bool
 ) -> None:
-    monkeypatch.setattr(device, "cpu_has_bf16", lambda: has_bf16)
-    monkeypatch.setattr(
-        device, "conv_step_seconds", lambda: {None: fp32_ms / 1e3, torch.bfloat16: bf16_ms / 1e3}
-    )
+    found_vendor, found_flags = device.cpu_features(cpuinfo(vendor, *flags) if vendor else "")
+    assert found_vendor == vendor and set(flags) <= found_flags
+    assert device.bf16_expected_faster(found_vendor, found_flags) is expected
+
+
+def test_choosing_the_precision_leaves_the_random_state_alone() -> None:
+    """The old timing seeded torch's global generator as a side effect."""
+    device.bf16_pays_off.cache_clear()
+    torch.manual_seed(1234)
+    expected = torch.rand(3)
+    torch.manual_seed(1234)
+    Runtime.choose("auto", "cpu")
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_cpu_features_of_this_machine_are_read_without_private_torch_apis(monkeypatch) -> None:
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.delattr(torch.cpu, name, raising=False)
     device.bf16_pays_off.cache_clear()
     try:
-        assert device.bf16_pays_off() is expected
+        assert isinstance(device.bf16_pays_off(), bool)
     finally:
         device.bf16_pays_off.cache_clear()
-
-
-def test_conv_step_seconds_times_both_precisions() -> None:
-    seconds = device.conv_step_seconds(rounds=1)
-    assert set(seconds) == {None, torch.bfloat16}
-    assert all(0 < value < 10 for value in seconds.values())
 
 
 @pytest.mark.parametrize(
@@ -72,7 +89,7 @@ def test_conv_step_seconds_times_both_precisions() -> None:
     [
         (False, False, ("cpu", None, "fp32")),
         (False, True, ("cpu", torch.bfloat16, "bf16-autocast")),
-        (True, False, ("cuda", torch.float16, "fp16-autocast")),  # the CPU timing is not asked
+        (True, False, ("cuda", torch.float16, "fp16-autocast")),  # the CPU is not asked
         (True, True, ("cuda", torch.float16, "fp16-autocast")),
     ],
 )
@@ -80,7 +97,7 @@ def test_auto_follows_the_machine(
     monkeypatch: pytest.MonkeyPatch, has_cuda: bool, pays_off: bool, expected: tuple
 ) -> None:
     """With no arguments: CUDA with fp16 when there is a GPU, else the CPU, in bf16 only
-    where bf16 was measured to pay off."""
+    where its features say bf16 pays off."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: has_cuda)
     asked = []
     monkeypatch.setattr(device, "bf16_pays_off", lambda: asked.append(1) or pays_off)

@@ -464,3 +464,93 @@ def test_a_zip_left_by_an_earlier_run_is_checked_against_its_checksum(
     assert "training_set.zip" in zenodo.requests
     assert len(hc18.load_records("training", tmp_path)) == len(TRAIN_ROWS)
     assert leftovers(tmp_path) == []
+
+
+# -- the committed checksums of every file ------------------------------------------------------
+
+
+def every_file_sha256(zenodo: FakeZenodo) -> dict[str, str]:
+    """Checksums of every file, in the form of the official ones: ``<folder>/<name>``."""
+    result = sha256s(zenodo.files)
+    for folder in ("training_set", "test_set"):
+        with zipfile.ZipFile(io.BytesIO(zenodo.files[f"{folder}.zip"])) as archive:
+            for member in archive.namelist():
+                data = archive.read(member)
+                result[f"{folder}/{Path(member).name}"] = hashlib.sha256(data).hexdigest()
+    return result
+
+
+def test_a_file_in_the_zip_that_differs_from_its_checksum_is_rejected(
+    zenodo: FakeZenodo, tmp_path: Path
+) -> None:
+    """A valid PNG swapped for another passes the zip's CRC and the names; not its checksum."""
+    checksums = every_file_sha256(zenodo) | {"test_set/004_HC.png": "0" * 64}
+    with pytest.raises(VerificationError, match=r"1 file\(s\) differ .* e\.g\. 004_HC\.png"):
+        fetch(zenodo, tmp_path, checksums=checksums)
+    assert not (tmp_path / "test_set").exists()
+    assert leftovers(tmp_path) == []
+
+
+def test_a_folder_unzipped_by_hand_is_checked_file_by_file(
+    zenodo: FakeZenodo, tmp_path: Path
+) -> None:
+    """Without the record of a verified download, the checksums decide: a complete copy is
+    kept offline, a swapped image (which decodes fine) is fetched again."""
+    checksums = every_file_sha256(zenodo)
+    fetch(zenodo, tmp_path, checksums=checksums)
+    for subset in ("training_set", "test_set"):
+        (tmp_path / subset / MANIFEST).unlink()
+    zenodo.reset()
+    fetch(zenodo, tmp_path, checksums=checksums)
+    assert zenodo.requests == []  # complete and verified, no network needed
+    swapped = tmp_path / "test_set" / "003_HC.png"
+    swapped.write_bytes((tmp_path / "test_set" / "004_HC.png").read_bytes())
+    fetch(zenodo, tmp_path, checksums=checksums)
+    assert zenodo.requests == ["test_set.zip"]
+    assert swapped.read_bytes() == _member(zenodo, "test_set.zip", "003_HC.png")
+
+
+def test_the_committed_checksums_cover_every_hc18_file() -> None:
+    """Counts from the dataset's SOURCE.md; the CSV lines agree with the CSV checksums that
+    were committed before (from SOURCE.md), an independent record of the same files."""
+    from fetalft import download as module
+
+    names = list(module._committed_file_sha256())
+    assert sum(n.startswith("training_set/") for n in names) == 2 * 999
+    assert sum(n.startswith("test_set/") for n in names) == 335
+    assert len(set(names)) == len(names) == 2 * 999 + 335 + 2
+    committed = module._committed_file_sha256()
+    for csv_name in (hc18.TRAIN_CSV, hc18.TEST_CSV):
+        assert committed[csv_name] == module.SHA256[csv_name]
+    assert all(re.fullmatch(r"[0-9a-f]{64}", digest) for digest in committed.values())
+
+
+@pytest.mark.realdata
+def test_the_real_hc18_copy_matches_the_committed_checksums(real_hc18: Path) -> None:
+    """Read only: the shared copy is the original, so every folder passes as verified."""
+    from fetalft.download import SHA256, SUBSETS, _folder_problems, expected_files
+
+    for folder, (_, csv_name, annotated) in SUBSETS.items():
+        expected = expected_files(real_hc18 / csv_name, annotated=annotated)
+        assert _folder_problems(real_hc18 / folder, expected, SHA256) is None
+
+
+def test_the_users_own_files_in_a_subset_folder_survive_a_new_fetch(
+    zenodo: FakeZenodo, tmp_path: Path
+) -> None:
+    """The issue: re-fetching training_set/ deleted what the user had put there. Own files
+    neither make the folder incomplete nor get lost when a damaged image is fetched again."""
+    fetch(zenodo, tmp_path)
+    own = {"notes.txt": b"my notes", ".my_settings": b"x=1", "mask_001.npy": b"\x93NUMPY"}
+    for name, data in own.items():
+        (tmp_path / "training_set" / name).write_bytes(data)
+    zenodo.reset()
+    fetch(zenodo, tmp_path)
+    assert zenodo.requests == []  # own files are no reason to fetch again
+    (tmp_path / "training_set" / "001_HC.png").write_bytes(b"damaged")
+    fetch(zenodo, tmp_path)
+    assert zenodo.requests == ["training_set.zip"]
+    for name, data in own.items():
+        assert (tmp_path / "training_set" / name).read_bytes() == data
+    assert hc18.read_gray(tmp_path / "training_set" / "001_HC.png").shape == (12, 16)
+    assert leftovers(tmp_path) == []

@@ -259,3 +259,43 @@ def test_mask_of_a_rotated_ellipse_holds_its_axis_ends_and_not_their_mirror() ->
     for r in (-90, -50, 50, 90):  # along the long axis
         assert mask[round(200 + r * s), round(200 + r * c)] == 1
         assert mask[round(200 - r * s), round(200 + r * c)] == 0  # mirrored across y
+
+
+# --------------------------------------------------------------------------- mutation survivors
+# Tests added after mutation testing (docs/mutation.md): each kills a mutant that survived.
+
+
+def test_fit_of_exactly_six_points_recovers_the_ellipse() -> None:
+    """Five parameters, so six points on an ellipse are enough (and are accepted)."""
+    truth = Ellipse(50, 40, 30, 20, 0.7)
+    assert_same_ellipse(fit_ellipse(truth.points(6)), truth)
+
+
+def test_fit_of_a_sub_pixel_ellipse_is_not_called_degenerate() -> None:
+    """Axes below one pixel are small, not degenerate: only zero or non-finite axes are."""
+    truth = Ellipse(5, 5, 0.4, 0.3, 0.2)
+    assert_same_ellipse(fit_ellipse(truth.points(20)), truth, tol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "axes", [(5.0, 0.0), (0.0, 5.0), (math.inf, 5.0), (5.0, math.nan)], ids=str
+)
+def test_fit_with_a_zero_or_non_finite_axis_is_a_fit_error(monkeypatch, axes) -> None:
+    """Whatever OpenCV returns for a degenerate outline, callers get EllipseFitError (which
+    biometry turns into "not measurable"), not the ValueError of an invalid Ellipse."""
+    import cv2
+
+    monkeypatch.setattr(cv2, "fitEllipseDirect", lambda points: ((10.0, 10.0), axes, 0.0))
+    with pytest.raises(EllipseFitError, match="degenerate"):
+        fit_ellipse(Ellipse(50, 40, 30, 20, 0.7).points(20))
+
+
+@pytest.mark.parametrize("n", [4, 7, 360])
+def test_points_go_once_round_the_outline_at_equal_steps(n: int) -> None:
+    """On a circle of radius r the n points are its n-th roots of unity: consecutive points
+    (the last one followed by the first) are 2 r sin(pi / n) apart, and none repeats."""
+    r = 10.0
+    points = Ellipse(3, 4, r, r, 0.0).points(n)
+    steps = np.linalg.norm(np.roll(points, -1, axis=0) - points, axis=1)
+    np.testing.assert_allclose(steps, 2 * r * math.sin(math.pi / n), rtol=1e-12)
+    np.testing.assert_allclose(points[0], (3 + r, 4), atol=1e-12)

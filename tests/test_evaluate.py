@@ -461,3 +461,35 @@ def test_a_perfect_non_square_mask_scores_at_original_size() -> None:
     assert row["hc_true_mm"] == pytest.approx(perimeter * pixel_mm, rel=1e-9)
     assert row["adf_mm"] <= 2 * math.pi * d * pixel_mm
     assert row["pred_cx"] == pytest.approx(cx, abs=d) and row["pred_cy"] == pytest.approx(cy, abs=d)
+
+
+# --------------------------------------------------------------------------- mutation survivors
+# Tests added after mutation testing (docs/mutation.md): each kills a mutant that survived.
+
+
+class Undecided(torch.nn.Module):
+    """A logit of exactly 0 everywhere: probability 0.5, which is not above the threshold."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros((len(x), 1, *x.shape[2:]))
+
+
+def test_a_logit_of_exactly_zero_is_not_head_at_any_size_or_protocol(scans) -> None:
+    """sigmoid(0) = 0.5 and a pixel is head when its probability is above 0.5, so original
+    size, network size and the authors' pooling all find no head."""
+    assert not to_original(np.zeros((4, 4), np.float32), (8, 6)).any()
+    rows = protocol_scores(Undecided(), scans, Runtime.choose("fp32", "cpu"))
+    assert (rows["dice"] == 0).all() and (rows["iou"] == 0).all()
+
+
+@pytest.mark.parametrize("missing", ["mask", "ellipse"])
+def test_protocols_refuse_a_scan_missing_either_annotation(scans, missing: str) -> None:
+    half = dataclasses.replace(scans[0], **{missing: None})
+    with pytest.raises(ValueError, match=f"{half.name} has no annotation"):
+        protocol_scores(Everything(), [half], Runtime.choose("fp32", "cpu"))
+
+
+def test_evaluate_records_each_images_pixel_size(scans) -> None:
+    """biometry.refusal_reasons re-checks committed per_image.csv files by this column."""
+    table = evaluate(Oracle(scans), scans, Runtime.choose("fp32", "cpu"))
+    assert list(table["pixel_size_mm"]) == [scan.pixel_size_mm for scan in scans]

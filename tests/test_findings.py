@@ -7,8 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fetalft import findings, report
+from fetalft import findings
 from fetalft.evaluate import PROTOCOLS
+from fetalft.runfiles import load_runs
 from fetalft.study import RunSpec
 from tests.test_report import PROFILE
 from tests.test_report import write_run as write_folder  # the same hand-made run folders
@@ -63,7 +64,7 @@ def results(tmp_path: Path) -> Path:
 
 
 def runs_of(results: Path) -> pd.DataFrame:
-    return report.load_runs(PROFILE, results)
+    return load_runs(PROFILE, results)
 
 
 def test_percent_and_seeds() -> None:
@@ -75,7 +76,7 @@ def test_percent_and_seeds() -> None:
 
 
 def test_won_names_the_winner_the_paired_difference_and_the_parameters(results: Path) -> None:
-    text = findings.won(runs_of(results), PROFILE, results)
+    text = findings.won(runs_of(results), PROFILE, results_dir=results)
     assert text.startswith("The from-scratch U-Net wins. decoder-0-4, the best fine-tuning")
     assert "1.00 Dice points lower (95% CI 1.00 to 1.00)" in text
     assert "(96.00 ± 0.00% against 97.00 ± 0.00%; paired over 20 images, seeds 0, 1, 2)" in text
@@ -86,7 +87,7 @@ def test_won_names_the_winner_the_paired_difference_and_the_parameters(results: 
 def test_won_turns_round_when_the_strategy_is_ahead(results: Path) -> None:
     for seed in (0, 1, 2):
         write_run(results, RunSpec("baseline", seed), 0.94, adf_mm=5.0, best_val_dice=0.99)
-    text = findings.won(runs_of(results), PROFILE, results)
+    text = findings.won(runs_of(results), PROFILE, results_dir=results)
     assert text.startswith("decoder-0-4 beats the from-scratch U-Net")
     assert "2.00 Dice points higher" in text and "1.00 mm smaller" in text
 
@@ -94,7 +95,7 @@ def test_won_turns_round_when_the_strategy_is_ahead(results: Path) -> None:
 def test_won_without_a_clear_difference_says_so(results: Path) -> None:
     for seed in (0, 1, 2):
         write_run(results, RunSpec("baseline", seed), 0.96, spread=0.0, best_val_dice=0.99)
-    text = findings.won(runs_of(results), PROFILE, results)
+    text = findings.won(runs_of(results), PROFILE, results_dir=results)
     assert text.startswith("Neither decoder-0-4 nor the from-scratch U-Net is clearly ahead")
     assert "an interval that holds zero" in text
 
@@ -104,9 +105,8 @@ def test_the_best_strategy_is_chosen_on_validation_not_test(results: Path) -> No
     decoder-0-4 scores far higher on test."""
     for seed in (0, 1, 2):
         write_run(results, RunSpec("decoder-4", seed), 0.5, best_val_dice=0.98)
-    assert findings.key_findings(runs_of(results), None, PROFILE, results)["best_strategy"] == (
-        "decoder-4"
-    )
+    texts = findings.key_findings(runs_of(results), None, PROFILE, results_dir=results)
+    assert texts["best_strategy"] == "decoder-4"
 
 
 def test_leak_lists_each_main_run_against_its_leaky_twin(results: Path) -> None:
@@ -116,7 +116,7 @@ def test_leak_lists_each_main_run_against_its_leaky_twin(results: Path) -> None:
 
 
 def test_head_is_paired_for_the_best_strategy(results: Path) -> None:
-    text = findings.head(runs_of(results), PROFILE, results)
+    text = findings.head(runs_of(results), PROFILE, results_dir=results)
     assert text.startswith("Freezing decoder-0-4's segmentation head (the authors' code trains")
     assert "costs 0.50 Dice points (95% CI 0.50 to 0.50), paired over 20 test images." in text
 
@@ -148,7 +148,7 @@ def test_scoring_reads_the_rescored_runs(results: Path) -> None:
 
 
 def test_nothing_measured_yet_is_said_not_invented(tmp_path: Path) -> None:
-    texts = findings.key_findings(pd.DataFrame(), None, PROFILE, tmp_path)
+    texts = findings.key_findings(pd.DataFrame(), None, PROFILE, results_dir=tmp_path)
     assert texts["best_strategy"] == "none yet"
     for key, text in texts.items():
         if key.startswith("finding_") or key.endswith("_range"):
@@ -201,7 +201,7 @@ def test_random_bn_counts_the_strategies_it_lowers_and_names_those_it_raises(
 
 
 def test_ranges_are_read_from_the_findings_they_summarise(results: Path) -> None:
-    texts = findings.key_findings(runs_of(results), None, PROFILE, results)
+    texts = findings.key_findings(runs_of(results), None, PROFILE, results_dir=results)
     assert texts["leak_range"] == "+0.10 to +0.20 points"
     assert texts["scoring_range"] == findings.NOT_MEASURED
     assert findings.change_range("adds +0.12 (baseline) to +1.20 Dice points") == (

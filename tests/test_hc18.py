@@ -262,3 +262,30 @@ def test_exam_id_rejects_bad_names(name: str) -> None:
         hc18.exam_id(name)
     assert repr(name) in str(info.value)
     assert "NNN_HC" in str(info.value)
+
+
+@pytest.mark.parametrize("bits", [10, 12, 16])
+def test_read_gray_scales_a_16_bit_png_by_its_bit_depth(tmp_path: Path, bits: int) -> None:
+    """A scan stored with ``bits`` significant bits in a 16-bit PNG reads as the 8-bit scan
+    it would be (within rounding), not as the top 8 bits (grey levels 0-15 for 12 bits)."""
+    import cv2
+
+    rng = np.random.default_rng(bits)
+    eight = rng.integers(0, 256, (54, 80), dtype=np.uint8)
+    eight[0, 0] = 255  # the brightest pixel uses every bit, as a real scan's does
+    wide = np.round(eight.astype(np.float64) * (2**bits - 1) / 255).astype(np.uint16)
+    path = tmp_path / "scan16.png"
+    assert cv2.imwrite(str(path), wide)
+    assert cv2.imread(str(path), cv2.IMREAD_UNCHANGED).dtype == np.uint16  # really 16-bit
+    image = hc18.read_gray(path)
+    assert image.dtype == np.uint8 and image.shape == eight.shape
+    assert np.abs(image.astype(int) - eight).max() <= 1
+
+
+def test_read_gray_turns_a_colour_png_grey(tmp_path: Path) -> None:
+    import cv2
+
+    bgr = np.zeros((10, 12, 3), np.uint8)
+    bgr[..., 1] = 200  # pure green: ITU-R BT.601 luma 0.587 * 200 = 117.4
+    cv2.imwrite(str(tmp_path / "green.png"), bgr)
+    assert np.all(hc18.read_gray(tmp_path / "green.png") == 117)

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from fetalft import paper
 from fetalft.models import (
     ENCODER_WEIGHTS_ENV,
-    PAPER_PARAMETER_TABLE,
     WeightsError,
     build_model,
     count_parameters,
@@ -84,7 +84,7 @@ def test_count_parameters_trainable_only(mobilenet: torch.nn.Module) -> None:
 @pytest.mark.slow
 def test_parameter_table_matches_the_paper_where_smp_agrees() -> None:
     table = parameter_table().set_index("encoder_name")
-    assert set(table.index) == set(PAPER_PARAMETER_TABLE)
+    assert set(table.index) == set(paper.PARAMETERS)
     assert table["total_M"].is_monotonic_increasing
     columns = ("total", "decoder", "encoder")
     error = {c: (table[f"{c}_M"] - table[f"paper_{c}_M"]).abs() for c in columns}

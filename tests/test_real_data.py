@@ -202,3 +202,33 @@ def test_load_scans_handles_images_that_are_not_800x540(fits: dict[str, Fit]) ->
         assert scan.image.shape == scan.mask.shape == (64, 64)
         assert scan.mask.any()
         assert scan.hc_mm == pytest.approx(fit.record.hc_mm, abs=0.1)
+
+
+# --------------------------------------------------------------------------- plausibility
+
+
+def test_every_expert_ellipse_passes_every_plausibility_rule(fits: dict[str, Fit]) -> None:
+    """The rules that refuse a prediction in predict and submit never refuse an expert."""
+    from fetalft.biometry import HC_RANGE_MM, implausibility
+
+    refused = {
+        name: problem
+        for name, fit in fits.items()
+        if (problem := implausibility(fit.ellipse, fit.shape, fit.record.pixel_size_mm))
+    }
+    assert not refused, list(refused.items())[:5]
+    # the expert HCs from the CSV, a route independent of the fitted ellipses
+    hcs = [fit.record.hc_mm for fit in fits.values()]
+    assert HC_RANGE_MM[0] < min(hcs) and max(hcs) < HC_RANGE_MM[1]
+    ratios = [fit.ellipse.b / fit.ellipse.a for fit in fits.values()]
+    print(
+        f"HC18 experts: HC {min(hcs)}-{max(hcs)} mm, axis ratio {min(ratios):.2f}-{max(ratios):.2f}"
+    )
+
+
+def test_read_gray_reads_hc18_pngs_as_opencv_always_did(records: list[hc18.Record]) -> None:
+    """read_gray handles 16-bit PNGs now; HC18's 8-bit ones must read exactly as before
+    (cv2.IMREAD_GRAYSCALE), or the study's inputs would change. Every 10th image."""
+    for record in records[::10]:
+        before = cv2.imread(str(record.image_path), cv2.IMREAD_GRAYSCALE)
+        assert np.array_equal(hc18.read_gray(record.image_path), before), record.name

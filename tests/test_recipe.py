@@ -14,8 +14,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fetalft import recipe, report
+from fetalft import recipe
 from fetalft.io import write_csv_atomic, write_json_atomic
+from fetalft.runfiles import load_per_image, load_runs
 
 NAN = float("nan")
 REPO_RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -217,7 +218,7 @@ def results(tmp_path: Path) -> Path:
 
 
 def cpu_hc(results: Path) -> pd.DataFrame:
-    return report.load_runs("cpu-hc", results)
+    return load_runs("cpu-hc", results)
 
 
 # --------------------------------------------------------------------------- ablation
@@ -226,7 +227,7 @@ def cpu_hc(results: Path) -> pd.DataFrame:
 def test_ablation_table_rows_are_the_recipe_its_free_ablations_and_one_per_run(
     results: Path,
 ) -> None:
-    table = recipe.ablation_table(cpu_hc(results), results)
+    table = recipe.ablation_table(cpu_hc(results), results_dir=results)
     assert list(table.columns) == [
         "change",
         "val Dice (%)",
@@ -250,7 +251,7 @@ def test_ablation_table_rows_are_the_recipe_its_free_ablations_and_one_per_run(
 
 
 def test_ablation_changes_name_exactly_what_differs_from_the_recipe(results: Path) -> None:
-    table = recipe.ablation_table(cpu_hc(results), results).set_index("run")
+    table = recipe.ablation_table(cpu_hc(results), results_dir=results).set_index("run")
     assert table.loc[PAPER_SCHEDULE, "change"] == "learning rate 0.0001; 0 warm-up epochs"
     assert table.loc[FROZEN_HEAD, "change"] == "head frozen at random"
     assert table.loc[SQUARE, "change"] == "input 320 x 320"
@@ -275,7 +276,7 @@ def expected_rows() -> dict[str, tuple[float, float, int, str]]:
 
 
 def test_ablation_values_failures_and_best_epochs(results: Path) -> None:
-    table = recipe.ablation_table(cpu_hc(results), results).set_index("change")
+    table = recipe.ablation_table(cpu_hc(results), results_dir=results).set_index("change")
     expected = expected_rows()
     assert set(table.index) == set(expected)
     for change, (dice, adf, failures, epoch) in expected.items():
@@ -288,7 +289,7 @@ def test_ablation_values_failures_and_best_epochs(results: Path) -> None:
 
 def test_ablation_changes_are_relative_to_the_recipe_row(results: Path) -> None:
     """Dice change in points and ADF change in mm, each row minus the recipe (97.12, 2.10)."""
-    table = recipe.ablation_table(cpu_hc(results), results).set_index("change")
+    table = recipe.ablation_table(cpu_hc(results), results_dir=results).set_index("change")
     expected = {
         "the recipe": (0.0, 0.0),
         "no flips (same weights)": (-0.22, 0.25),  # 96.90 - 97.12, 2.35 - 2.10
@@ -304,7 +305,7 @@ def test_ablation_changes_are_relative_to_the_recipe_row(results: Path) -> None:
 
 def test_ablation_table_reads_only_the_asked_seed(results: Path) -> None:
     """Seed 1 has a recipe run (scored with flips only) and no ablation runs."""
-    table = recipe.ablation_table(cpu_hc(results), results, seed=1)
+    table = recipe.ablation_table(cpu_hc(results), results_dir=results, seed=1)
     assert table["change"].tolist() == ["the recipe", "best epoch by validation Dice"]
     assert table.iloc[0]["val Dice (%)"] == pytest.approx(95.0, abs=1e-9)
     assert table.iloc[0]["failures"] == 4
@@ -313,15 +314,15 @@ def test_ablation_table_reads_only_the_asked_seed(results: Path) -> None:
 def test_ablation_table_is_empty_without_the_recipe_run(results: Path) -> None:
     runs = cpu_hc(results)
     runs = runs[~((runs["run"] == "decoder-0-4") & (runs["seed"] == 0))]
-    assert recipe.ablation_table(runs, results).empty
+    assert recipe.ablation_table(runs, results_dir=results).empty
 
 
 def test_ablation_table_is_empty_when_the_profile_has_no_runs(tmp_path: Path) -> None:
     """Before the study (no results/cpu-hc at all), chapter 8 calls this on load_runs' empty
     frame, which has no columns."""
-    runs = report.load_runs("cpu-hc", tmp_path)
+    runs = load_runs("cpu-hc", tmp_path)
     assert runs.empty
-    assert recipe.ablation_table(runs, tmp_path).empty
+    assert recipe.ablation_table(runs, results_dir=tmp_path).empty
 
 
 def test_changes_says_each_label_in_words() -> None:
@@ -346,14 +347,6 @@ def test_changes_says_each_label_in_words() -> None:
     assert recipe.changes(two_warmups, recipe_row) == "2 warm-up epochs"
 
 
-def test_recipe_text_lists_the_whole_recipe(results: Path) -> None:
-    row = cpu_hc(results).query("run == 'decoder-0-4' and seed == 0").iloc[0]
-    assert recipe.recipe_text(row) == (
-        "input 256 x 384, learning rate 0.001, 1 warm-up epoch, loss bce+dice, "
-        "best epoch by validation HC error, flips averaged, head trained, 5 epochs"
-    )
-
-
 # --------------------------------------------------------------------------- final table
 
 
@@ -374,9 +367,7 @@ FINAL_COLUMNS = [
 
 
 def test_final_table_gives_mean_sd_over_seeds_for_both_profiles(results: Path) -> None:
-    table = recipe.final_table(
-        cpu_hc(results), report.load_runs("cpu", results), results_dir=results
-    )
+    table = recipe.final_table(cpu_hc(results), load_runs("cpu", results), results_dir=results)
     assert list(table.columns) == FINAL_COLUMNS
     assert list(zip(table["profile"], table["run"], strict=True)) == [
         ("cpu-hc", "decoder-0-4"),
@@ -428,12 +419,12 @@ def test_final_table_gives_mean_sd_over_seeds_for_both_profiles(results: Path) -
 
 def test_final_table_leaves_out_a_profile_without_runs(results: Path, tmp_path: Path) -> None:
     table = recipe.final_table(
-        cpu_hc(results), report.load_runs("cpu", tmp_path / "none"), results_dir=results
+        cpu_hc(results), load_runs("cpu", tmp_path / "none"), results_dir=results
     )
     assert table["profile"].tolist() == ["cpu-hc", "cpu-hc"]
     assert recipe.final_table(
-        report.load_runs("cpu-hc", tmp_path / "none"),
-        report.load_runs("cpu", tmp_path / "none"),
+        load_runs("cpu-hc", tmp_path / "none"),
+        load_runs("cpu", tmp_path / "none"),
         results_dir=tmp_path / "none",
     ).empty
 
@@ -465,7 +456,7 @@ def test_error_share_of_the_worst_measured_images() -> None:
 
 
 def test_per_image_of_the_recipe_reads_back_for_the_chapter(results: Path) -> None:
-    per_image = report.load_per_image("cpu-hc", "decoder-0-4", [0], results)
+    per_image = load_per_image("cpu-hc", "decoder-0-4", [0], results_dir=results)
     assert recipe.error_share(per_image, n=2) == pytest.approx(16.3 / 25.3, abs=1e-12)
     assert math.isnan(recipe.worst_images(per_image, n=1)["adf_mm"].iloc[0])
 
@@ -487,13 +478,3 @@ def test_committed_results_ignores_the_results_env(
 ) -> None:
     monkeypatch.setenv("FETALFT_RESULTS_DIR", str(tmp_path))
     assert recipe.committed_results().resolve() == REPO_RESULTS
-
-
-def test_load_environment_reads_the_runs_environment_json(results: Path) -> None:
-    assert recipe.load_environment("decoder-0-4", 0, results) == {
-        "wall_seconds": 3000.0,
-        "peak_memory_mb": 2048.0,
-        "device": "cpu",
-    }
-    with pytest.raises(FileNotFoundError):
-        recipe.load_environment("decoder-0-4", 7, results)

@@ -17,6 +17,7 @@ import pytest
 from fetalft import report
 from fetalft.io import write_csv_atomic, write_json_atomic
 from fetalft.profiles import Profile
+from fetalft.runfiles import checkpoint_path, load_runs
 from fetalft.strategies import STRATEGIES
 from fetalft.study import RunSpec
 
@@ -93,53 +94,13 @@ def results(tmp_path: Path) -> Path:
 # --------------------------------------------------------------------------- loading
 
 
-def test_load_runs_sorts_by_run_then_seed(results: Path) -> None:
-    for strategy, seed in [("decoder-4", 1), ("decoder-0-4", 1), ("decoder-4", 0)]:
-        write_run(results, RunSpec(strategy, seed))
-    runs = report.load_runs(PROFILE, results)
-    assert list(zip(runs["run"], runs["seed"], strict=True)) == [
-        ("decoder-0-4", 1),
-        ("decoder-4", 0),
-        ("decoder-4", 1),
-    ]
-
-
-@pytest.mark.parametrize("other_dice", [0.8, NAN], ids=["other-run-measured", "all-null"])
-def test_load_runs_reads_a_null_test_mean_as_nan(results: Path, other_dice: float) -> None:
-    """Runs write ``null`` for a metric no image could be measured on; the column must be a
-    float column holding NaN, even when every run has ``null`` there."""
-    folder = write_run(results, RunSpec("decoder-4", 0), test={"dice": NAN, "adf_mm": NAN})
-    write_run(results, RunSpec("decoder-4", 1), test={"dice": other_dice, "adf_mm": 2.0})
-    assert '"mean": null' in (folder / "metrics.json").read_text()
-    runs = report.load_runs(PROFILE, results)
-    assert runs["dice"].dtype == float
-    assert math.isnan(runs["dice"].iloc[0])
-    assert runs["adf_mm"].tolist() == [pytest.approx(NAN, nan_ok=True), 2.0]
-
-
-def test_load_per_image_orders_seeds_numerically(results: Path) -> None:
-    for seed in (10, 2):
-        write_run(results, RunSpec("decoder-4", seed), per_image=scores([seed / 100]))
-    per_image = report.load_per_image(PROFILE, "decoder-4", results_dir=results)
-    assert per_image["seed"].tolist() == [2, 10]
-    assert per_image["dice"].tolist() == [0.02, 0.1]
-
-
-def test_load_per_image_without_finished_seed_raises(results: Path) -> None:
-    write_run(results, RunSpec("decoder-4", 0))  # metrics.json but no per_image.csv
-    with pytest.raises(FileNotFoundError, match="seed-0"):
-        report.load_per_image(PROFILE, "decoder-4", results_dir=results)
-    with pytest.raises(FileNotFoundError, match="no finished seeds"):
-        report.load_per_image(PROFILE, "decoder-0-4", results_dir=results)
-
-
 # --------------------------------------------------------------------------- aggregation
 
 
 def test_summarize_runs_gives_mean_and_sample_sd_over_seeds(results: Path) -> None:
     for seed, dice in enumerate([0.90, 0.92, 0.97]):
         write_run(results, RunSpec("decoder-0-4", seed), test={"dice": dice}, best_epoch=seed + 1)
-    [row] = report.summarize_runs(report.load_runs(PROFILE, results)).to_dict("records")
+    [row] = report.summarize_runs(load_runs(PROFILE, results)).to_dict("records")
     assert row["n_seeds"] == 3
     assert row["seeds"] == "0, 1, 2"
     assert row["best_epoch"] == "1, 2, 3"
@@ -149,7 +110,7 @@ def test_summarize_runs_gives_mean_and_sample_sd_over_seeds(results: Path) -> No
 
 def test_summarize_runs_sd_is_nan_with_one_seed(results: Path) -> None:
     write_run(results, RunSpec("decoder-4", 0), test={"dice": 0.4})
-    summary = report.summarize_runs(report.load_runs(PROFILE, results))
+    summary = report.summarize_runs(load_runs(PROFILE, results))
     assert summary.loc[0, "dice_mean"] == pytest.approx(0.4)
     assert math.isnan(summary.loc[0, "dice_sd"])
 
@@ -157,7 +118,7 @@ def test_summarize_runs_sd_is_nan_with_one_seed(results: Path) -> None:
 def test_summarize_runs_skips_a_null_seed_in_the_mean(results: Path) -> None:
     write_run(results, RunSpec("decoder-4", 0), test={"dice": 0.4, "adf_mm": NAN})
     write_run(results, RunSpec("decoder-4", 1), test={"dice": 0.6, "adf_mm": 3.0})
-    summary = report.summarize_runs(report.load_runs(PROFILE, results))
+    summary = report.summarize_runs(load_runs(PROFILE, results))
     assert summary.loc[0, "adf_mm_mean"] == pytest.approx(3.0)
     assert math.isnan(summary.loc[0, "adf_mm_sd"])
 
@@ -165,7 +126,7 @@ def test_summarize_runs_skips_a_null_seed_in_the_mean(results: Path) -> None:
 def test_summarize_runs_joins_labels_the_seeds_disagree_on(results: Path) -> None:
     write_run(results, RunSpec("decoder-4", 0), hardware="CPU A", n_train=6)
     write_run(results, RunSpec("decoder-4", 1), hardware="CPU B", n_train=6)
-    [row] = report.summarize_runs(report.load_runs(PROFILE, results)).to_dict("records")
+    [row] = report.summarize_runs(load_runs(PROFILE, results)).to_dict("records")
     assert row["hardware"] == "CPU A | CPU B"
     assert row["n_train"] == 6
     assert row["precision"] == "fp32"
@@ -179,7 +140,7 @@ def test_summarize_runs_follows_the_strategy_registry(results: Path) -> None:
         RunSpec("baseline", 0),
     ]:
         write_run(results, spec)
-    summary = report.summarize_runs(report.load_runs(PROFILE, results))
+    summary = report.summarize_runs(load_runs(PROFILE, results))
     # registry order: baseline ... decoder-4, decoder-0-4; a variant after its default
     assert summary["run"].tolist() == ["baseline", "decoder-4", "decoder-0-4", "decoder-0-4--leaky"]
 
@@ -213,65 +174,7 @@ def summary(results: Path) -> pd.DataFrame:
         trainable_parameters=6_976,
     )
     write_run(results, RunSpec("decoder-4", 0, split="leaky"), test={"dice": 0.5, "adf_mm": 9.0})
-    return report.summarize_runs(report.load_runs(PROFILE, results))
-
-
-def test_results_table_shows_mean_sd_over_seeds(summary: pd.DataFrame) -> None:
-    table = report.results_table(summary, metrics=("dice", "adf_mm", "iou")).set_index("run")
-    assert list(table.columns) == ["trainable", "seeds", "Dice (%)", "abs. HC error (mm)"]
-    assert table.loc["decoder-0-4", "Dice (%)"] == "93.00 ± 3.61"
-    assert table.loc["decoder-0-4", "abs. HC error (mm)"] == "2.00 ± 1.00"
-    assert table.loc["decoder-0-4", "trainable"] == "4,400,000"
-    assert table.loc["decoder-0-4", "seeds"] == "0, 1, 2"
-    assert table.loc["decoder-4", "Dice (%)"] == "40.00 (1 seed)"
-    assert table.loc["decoder-4", "abs. HC error (mm)"] == "n/a"
-
-
-def test_results_table_names_shared_seeds_once_in_its_caption(summary: pd.DataFrame) -> None:
-    same = summary[summary["run"] == "decoder-0-4"]
-    assert "seeds" not in report.results_table(same).columns
-    caption = report.results_caption(same, best="decoder-0-4")
-    assert caption == (
-        "Test metrics, mean ± sd over seeds 0, 1, 2; each seed's value is its mean over 3 "
-        "test images. Highlighted: decoder-0-4, the best strategy on validation."
-    )
-
-
-def test_comparison_table_sets_our_default_runs_beside_the_paper(summary: pd.DataFrame) -> None:
-    summary = summary.assign(pixel_accuracy_mean=0.95, pixel_accuracy_sd=NAN, iou_mean=0.9)
-    summary = summary.assign(iou_sd=NAN)
-    table = report.comparison_table(summary).set_index("strategy")
-    assert list(table.index) == list(STRATEGIES)
-    ours = table.loc["decoder-0-4"]
-    assert ours["paper Dice"] == "96.28 ± 0.38"
-    assert ours["our Dice"] == "93.00 ± 3.61"
-    assert ours["our seeds"] == 3
-    assert ours["our trainable"] == "4.40M"
-    # decoder-4's default run, not its leaky variant (Dice 50)
-    assert table.loc["decoder-4", "our Dice"] == "40.00 (1 seed)"
-    assert table.loc["baseline", "our Dice"] == "not run yet"
-    assert table.loc["baseline", "our seeds"] == 0
-
-
-def test_comparison_display_pairs_the_paper_with_ours(summary: pd.DataFrame) -> None:
-    summary = summary.assign(pixel_accuracy_mean=0.95, pixel_accuracy_sd=NAN, iou_mean=0.9)
-    summary = summary.assign(iou_sd=NAN)
-    table = report.comparison_display(report.comparison_table(summary))
-    assert list(table.index) == list(STRATEGIES)
-    assert list(table.columns.get_level_values(1)) == ["paper", "ours"] * 2
-    ours = table.loc["decoder-0-4"]
-    assert ours[("Dice (%)", "paper")] == "96.28 ± 0.38"
-    assert ours[("Dice (%)", "ours")] == "93.00 ± 3.61"
-    assert ours[("'mIoU' = fg IoU (%)", "ours")] == "90.00 (1 seed)"
-    wide = report.comparison_display(report.comparison_table(summary), trainable=True)
-    assert wide.loc["decoder-0-4", ("trainable", "ours")] == "4.40M"
-    assert "seeds 0, 1, 2, scored per image" in report.comparison_caption(summary)
-
-
-def test_metric_definitions_are_in_percent(summary: pd.DataFrame) -> None:
-    summary = summary.assign(pixel_accuracy_mean=0.95, iou_mean=0.875, miou_mean=0.9)
-    table = report.metric_definitions(summary)
-    assert table.loc["decoder-0-4"].tolist() == [95.0, 93.0, 87.5, 90.0]
+    return report.summarize_runs(load_runs(PROFILE, results))
 
 
 # --------------------------------------------------------------------------- comparisons
@@ -403,7 +306,7 @@ def test_variant_table_sets_each_variant_beside_its_default(results: Path) -> No
         write_run(results, RunSpec("decoder-0-4", seed), test={"dice": dice})
     write_run(results, RunSpec("decoder-0-4", 0, split="leaky"), test={"dice": 0.95})
     write_run(results, RunSpec("decoder-4", 0, head_trainable=True), test={"dice": 0.6})
-    summary = report.summarize_runs(report.load_runs(PROFILE, results))
+    summary = report.summarize_runs(load_runs(PROFILE, results))
     table = report.variant_table(summary, metrics=("dice",))
     assert table.to_dict("records") == [
         {
@@ -440,7 +343,7 @@ def test_a_variant_of_a_variant_is_compared_with_the_run_it_differs_from_in_one_
     write_run(results, RunSpec("decoder-0-4", 0, head_trainable=False), test={"dice": 0.90})
     frozen_leaky = RunSpec("decoder-0-4", 0, split="leaky", head_trainable=False)
     write_run(results, frozen_leaky, test={"dice": 0.93})
-    summary = report.summarize_runs(report.load_runs(PROFILE, results))
+    summary = report.summarize_runs(load_runs(PROFILE, results))
     rows = report.variant_table(summary, metrics=("dice",)).set_index("variant")
     assert rows.loc["leaky", "default run"] == "decoder-0-4--frozen-head"
     assert rows.loc["leaky", "dice change"] == "+3.00"
@@ -464,7 +367,7 @@ def test_split_variant(run: str, expected: tuple[str, str]) -> None:
 def test_variant_table_states_the_change_in_mm_for_head_circumference(results: Path) -> None:
     write_run(results, RunSpec("baseline", 0), test={"dice": 0.9, "adf_mm": 3.0})
     write_run(results, RunSpec("baseline", 0, split="leaky"), test={"dice": 0.9, "adf_mm": 2.5})
-    summary = report.summarize_runs(report.load_runs(PROFILE, results))
+    summary = report.summarize_runs(load_runs(PROFILE, results))
     (row,) = report.variant_table(summary).to_dict("records")
     assert (row["default adf_mm"], row["variant adf_mm"]) == ("3.00 (1 seed)", "2.50 (1 seed)")
     assert row["adf_mm change"] == "-0.50"
@@ -477,35 +380,14 @@ def test_rerun_comparison_pairs_each_rerun_with_its_study_run(results: Path, tmp
     write_run(results, RunSpec("encoder", 0), test={"dice": 0.8, "adf_mm": 5.0}, precision="bf16")
     write_run(results, RunSpec("encoder", 1), test={"dice": 0.6, "adf_mm": 9.0})
     write_run(reruns, RunSpec("encoder", 0), test={"dice": 0.7, "adf_mm": 6.5}, precision="fp32")
-    table = report.rerun_comparison(
-        report.load_runs(PROFILE, results), report.load_runs(PROFILE, reruns)
-    )
+    table = report.rerun_comparison(load_runs(PROFILE, results), load_runs(PROFILE, reruns))
     assert list(table.index) == [("encoder", 0)]  # seed 1 has no re-run
     row = table.loc[("encoder", 0)]
     assert (row["precision (study)"], row["precision (re-run)"]) == ("bf16", "fp32")
     assert row["dice (study)"] == pytest.approx(80.0)
     assert row["dice change"] == pytest.approx(-10.0)
     assert row["adf_mm change"] == pytest.approx(1.5)
-    assert report.rerun_comparison(report.load_runs(PROFILE, results), pd.DataFrame()).empty
-
-
-def test_data_efficiency_keeps_strategies_run_at_several_fractions(results: Path) -> None:
-    write_run(results, RunSpec("decoder-0-4", 0), test={"dice": 0.9}, n_train=700)
-    write_run(
-        results, RunSpec("decoder-0-4", 0, train_fraction=0.5), test={"dice": 0.8}, n_train=350
-    )
-    write_run(results, RunSpec("decoder-0-4", 0, split="leaky", train_fraction=0.5))
-    write_run(results, RunSpec("decoder-4", 0), n_train=700)  # one fraction only: left out
-    write_run(results, RunSpec("decoder-4", 0, train_fraction=0.5, head_trainable=True))
-    frozen = {"head_trainable": False}
-    write_run(results, RunSpec("decoder-0-4", 0, **frozen), test={"dice": 0.85}, n_train=700)
-    half_frozen = RunSpec("decoder-0-4", 0, train_fraction=0.5, **frozen)
-    write_run(results, half_frozen, test={"dice": 0.75}, n_train=350)
-    table = report.data_efficiency(report.summarize_runs(report.load_runs(PROFILE, results)))
-    assert list(table.columns) == ["decoder-0-4", "decoder-0-4--frozen-head"]
-    assert list(table.index) == [(1.0, "700"), (0.5, "350")]
-    assert table["decoder-0-4"].tolist() == ["90.00 (1 seed)", "80.00 (1 seed)"]
-    assert table["decoder-0-4--frozen-head"].tolist() == ["85.00 (1 seed)", "75.00 (1 seed)"]
+    assert report.rerun_comparison(load_runs(PROFILE, results), pd.DataFrame()).empty
 
 
 # --------------------------------------------------------------------------- coverage
@@ -523,7 +405,7 @@ def test_is_main_variant_means_exam_split_all_images_paper_head(results: Path) -
     ]
     for spec in specs:
         write_run(results, spec)
-    runs = report.load_runs(PROFILE, results)
+    runs = load_runs(PROFILE, results)
     assert runs.loc[report.is_main_variant(runs), "run"].tolist() == ["decoder-0-4", "decoder-4"]
 
 
@@ -534,7 +416,7 @@ def test_missing_runs_lists_main_table_cells_not_finished(results: Path) -> None
     done.remove(RunSpec("baseline", 0))
     for spec in [*done, RunSpec("decoder-4", 1, split="leaky")]:
         write_run(results, spec)
-    runs = report.load_runs(PROFILE, results)
+    runs = load_runs(PROFILE, results)
     assert report.missing_runs(runs, TINY) == ["baseline seed 0", "decoder-4 seed 1"]
     message = report.coverage_message(runs, TINY)
     assert message.startswith("18 of 20 main-table runs of the tiny profile have finished")
@@ -543,12 +425,12 @@ def test_missing_runs_lists_main_table_cells_not_finished(results: Path) -> None
 
 def test_coverage_message_when_all_or_nothing_has_finished(results: Path) -> None:
     assert "No run of the tiny profile has finished" in report.coverage_message(
-        report.load_runs(PROFILE, results), TINY
+        load_runs(PROFILE, results), TINY
     )
     for name in STRATEGIES:
         for seed in TINY.seeds:
             write_run(results, RunSpec(name, seed))
-    runs = report.load_runs(PROFILE, results)
+    runs = load_runs(PROFILE, results)
     assert report.missing_runs(runs, TINY) == []
     assert report.coverage_message(runs, TINY) == (
         "All 20 main-table runs of the tiny profile have finished."
@@ -564,14 +446,14 @@ def test_best_run_is_chosen_on_validation_never_on_test(results: Path) -> None:
         write_run(results, RunSpec("decoder-0-4", seed), best_val_dice=val, test={"dice": 0.5})
     for seed, val in enumerate([0.95, 0.70]):  # better single seed, worse mean
         write_run(results, RunSpec("decoder-4", seed), best_val_dice=val, test={"dice": 0.99})
-    assert report.best_run(report.load_runs(PROFILE, results)) == "decoder-0-4"
+    assert report.best_run(load_runs(PROFILE, results)) == "decoder-0-4"
 
 
 def test_best_run_ignores_baseline_and_variants(results: Path) -> None:
     write_run(results, RunSpec("decoder-4", 0), best_val_dice=0.5)
     write_run(results, RunSpec("baseline", 0), best_val_dice=0.99)
     write_run(results, RunSpec("decoder-0-4", 0, split="leaky"), best_val_dice=0.99)
-    runs = report.load_runs(PROFILE, results)
+    runs = load_runs(PROFILE, results)
     assert report.best_run(runs) == "decoder-4"
     assert report.best_run(runs, exclude=()) == "baseline"
     assert report.best_run(runs, exclude=("baseline", "decoder-4")) is None
@@ -584,10 +466,10 @@ def test_best_checkpoint_skips_runs_whose_best_pt_is_missing(results: Path, tmp_
     write_run(results, RunSpec("decoder-4", 0), best_val_dice=0.90)
     write_run(results, RunSpec("decoder-2-4", 0), best_val_dice=0.85, test={"dice": 0.99})
     write_run(results, RunSpec("decoder-0-4", 0, split="leaky"), best_val_dice=0.99)
-    runs = report.load_runs(PROFILE, results)
+    runs = load_runs(PROFILE, results)
     assert report.best_checkpoint(runs, checkpoints, PROFILE) is None
     for run in ("decoder-4", "decoder-2-4", "decoder-0-4--leaky"):
-        path = report.checkpoint_path(checkpoints, PROFILE, run, 0)
+        path = checkpoint_path(PROFILE, run, 0, checkpoint_dir=checkpoints)
         path.parent.mkdir(parents=True)
         path.write_bytes(b"")
     choice = report.best_checkpoint(runs, checkpoints, PROFILE)
@@ -603,7 +485,7 @@ def test_epoch_choice_compares_best_and_last_epoch(results: Path) -> None:
         {"epoch": [1, 2, 3], "train_loss": [0.5, 0.4, 0.3], "val_dice": [0.8, 0.9, 0.85]}
     )
     write_run(results, RunSpec("decoder-4", 0), history=history)
-    choice = report.epoch_choice(report.load_runs(PROFILE, results), PROFILE, results)
+    choice = report.epoch_choice(load_runs(PROFILE, results), PROFILE, results_dir=results)
     [row] = choice.to_dict("records")
     assert (row["best epoch"], row["last epoch"]) == (2, 3)
     assert row["gain"] == pytest.approx(0.05)
@@ -615,22 +497,6 @@ def test_epoch_choice_compares_best_and_last_epoch(results: Path) -> None:
 # --------------------------------------------------------------------------- one run
 
 
-def test_test_summary_shows_percent_and_a_null_mean_as_nan(results: Path) -> None:
-    """A metric no test image could be measured on is ``null`` in metrics.json."""
-    folder = write_run(results, RunSpec("decoder-4", 0), test={"dice": 0.9, "adf_mm": NAN})
-    metrics = report.load_metrics(PROFILE, "decoder-4", 0, results)
-    assert metrics["test"]["adf_mm"]["mean"] is None
-    assert folder == report.run_folder(PROFILE, "decoder-4", 0, results)
-    table = report.test_summary(metrics)
-    assert list(table.index) == ["Dice (%)", "abs. HC error (mm)"]
-    assert table.loc["Dice (%)", "mean"] == pytest.approx(90.0)
-    assert table.loc["Dice (%)", "sd over images"] == pytest.approx(1.0)
-    assert math.isnan(table.loc["abs. HC error (mm)", "mean"])
-    assert math.isnan(table.loc["abs. HC error (mm)", "sd over images"])
-    assert table["images"].tolist() == [3, 0]
-    assert table["no value (n_nan)"].tolist() == [0, 3]
-
-
 def test_compute_time_sums_wall_hours_per_hardware(results: Path) -> None:
     for seed, hardware, seconds in (
         (0, "CPU A", 1800.0),
@@ -639,62 +505,14 @@ def test_compute_time_sums_wall_hours_per_hardware(results: Path) -> None:
     ):
         spec = RunSpec("decoder-4", seed)
         write_run(results, spec, hardware=hardware, wall_seconds=seconds)
-    table = report.compute_time(report.load_runs(PROFILE, results))
+    table = report.compute_time(load_runs(PROFILE, results))
     assert table.loc[("CPU A", "fp32")].tolist() == [2, 1.5]
     assert table.loc[("CPU B", "fp32")].tolist() == [1, 0.25]
     assert table.loc[("all", "")].tolist() == [3, 1.75]
     assert report.compute_time(pd.DataFrame()).empty
 
 
-def test_paper_data_efficiency_reads_like_ours_with_the_papers_numbers() -> None:
-    table = report.paper_data_efficiency()
-    assert list(table.index) == [(1.0, "799"), (0.5, "399"), (0.3, "239"), (0.1, "79")]
-    assert table["baseline"].tolist() == [95.56, 94.75, 91.26, 88.9]
-    assert table["decoder-0-4"].tolist() == [96.28, 95.66, 94.02, 92.19]
-    assert table.index.names == ["train_fraction", "training_images"]
-
-
 # --------------------------------------------------------------------------- display
-
-
-def test_style_table_highlights_named_rows_keeps_values_on_one_line_and_captions() -> None:
-    table = pd.DataFrame({"run": ["baseline", "decoder-0-4"], "Dice (%)": ["1 ± 2", "3 ± 4"]})
-    html = report.style_table(table, "the caption", highlight=["decoder-0-4"]).to_html()
-    assert "<caption>the caption</caption>" in html
-    assert "white-space: nowrap" in html
-    assert report._keep_on_one_line("95.91 ± 0.34") and report._keep_on_one_line(3.5)
-    assert not report._keep_on_one_line("not measured")
-    assert html.count(report.HIGHLIGHT.split(";")[0]) == 1  # one CSS rule for the row's cells
-    assert 'class="dataframe fetalft-table"' in html
-    assert ">0</th>" not in html  # row numbers hidden
-    multi = pd.DataFrame(
-        {"x": [1.234, 2.0]},
-        index=pd.MultiIndex.from_tuples([("leaky split", "a"), ("head", "b")]),
-    )
-    styled = report.style_table(multi, highlight=["b"]).to_html()
-    assert "1.23" in styled and report.HIGHLIGHT.split(";")[0] in styled
-
-
-def test_variant_display_groups_kinds_and_keeps_the_change(results: Path) -> None:
-    for seed in (0, 1):
-        write_run(results, RunSpec("decoder-0-4", seed), test={"dice": 0.9, "adf_mm": 3.0})
-        write_run(
-            results,
-            RunSpec("decoder-0-4", seed, split="leaky"),
-            test={"dice": 0.91, "adf_mm": 2.5},
-        )
-    write_run(results, RunSpec("decoder-0-4", 0, train_fraction=0.1), test={"dice": 0.8})
-    variants = report.variant_table(report.summarize_runs(report.load_runs(PROFILE, results)))
-    table = report.variant_display(variants)
-    assert table.index.names == ["change", "run"]
-    row = table.loc[("leaky split", "decoder-0-4")]
-    assert row["seeds"] == "2 / 2"
-    assert (row["Dice (%)"], row["change (points)"]) == ("91.00 ± 0.00", "+1.00")
-    assert (row["abs. HC error (mm)"], row["change (mm)"]) == ("2.50 ± 0.00", "-0.50")
-    assert ("10% of training images", "decoder-0-4") in table.index
-    leaky = variants[variants["variant"] == "leaky"]
-    assert list(report.variant_display(leaky).index) == ["decoder-0-4"]
-    assert report.variant_caption(leaky).startswith("Each run with one change (leaky split)")
 
 
 def test_leak_table_is_in_percent_and_mm_per_run_and_group(results: Path) -> None:
@@ -702,68 +520,7 @@ def test_leak_table_is_in_percent_and_mm_per_run_and_group(results: Path) -> Non
         {"name": ["014_2HC", "008_HC"], "dice": [0.9, 0.5], "adf_mm": [1.0, 10.0]}
     )
     write_run(results, RunSpec("decoder-0-4", 0, split="leaky"), per_image=per_image)
-    table = report.leak_table(PROFILE, ["decoder-0-4--leaky"], results)
+    table = report.leak_table(PROFILE, ["decoder-0-4--leaky"], results_dir=results)
     row = table.loc[("decoder-0-4--leaky", "sibling in training")]
     assert (row["images"], row["Dice (%)"], row["abs. HC error (mm)"]) == (1, 90.0, 1.0)
-    assert report.leak_table(PROFILE, [], results).empty
-
-
-def test_paired_table_gives_each_metric_in_its_unit(results: Path) -> None:
-    write_run(results, RunSpec("decoder-0-4", 0), per_image=scores([0.9, 0.8]))
-    write_run(results, RunSpec("baseline", 0), per_image=scores([0.8, 0.7]))
-    comparisons = report.paired_comparisons(PROFILE, "decoder-0-4", "baseline", ("dice",), results)
-    row = report.paired_table([*comparisons, "a sentence"]).loc["Dice (%)"]
-    assert (row["decoder-0-4"], row["baseline"]) == ("85.00", "75.00")
-    assert (row["difference"], row["95% CI"]) == ("+10.00 points", "[+10.00, +10.00]")
-    assert (row["images"], row["seeds"]) == (2, "0")
-
-
-def test_efficiency_display_labels_rows_by_images_and_share() -> None:
-    table = report.efficiency_display(report.paper_data_efficiency())
-    assert list(table.index) == ["799 (100%)", "399 (50%)", "239 (30%)", "79 (10%)"]
-
-
-def test_rerun_display_puts_machine_and_precision_in_one_cell(results: Path, tmp_path) -> None:
-    reruns = tmp_path / "reruns"
-    hardware = "CPU: Intel(R) Xeon(R) Processor, 2 threads"
-    write_run(results, RunSpec("encoder", 0), test={"dice": 0.8, "adf_mm": 5.0}, precision="bf16")
-    write_run(reruns, RunSpec("encoder", 0), test={"dice": 0.7, "adf_mm": 6.5}, hardware=hardware)
-    table = report.rerun_display(
-        report.rerun_comparison(
-            report.load_runs(PROFILE, results), report.load_runs(PROFILE, reruns)
-        )
-    )
-    row = table.loc[("encoder", 0)]
-    assert row[("study", "machine, precision")] == "test CPU, bf16"
-    assert row[("re-run", "machine, precision")] == "Intel Xeon, 2 threads, fp32"
-    assert row[("change", "Dice (%)")] == "-10.00"
-
-
-def test_labels_table_lists_every_label_and_the_seeds(results: Path) -> None:
-    for seed in (0, 1):
-        write_run(results, RunSpec("decoder-0-4", seed), precision=["fp32", "bf16"][seed])
-    table = report.labels_table(report.load_runs(PROFILE, results)).set_index("label")["value"]
-    assert table["precision"] == "fp32 | bf16"
-    assert table["test images"] == "3"
-    assert table["seeds"] == "0, 1"
-
-
-def test_short_run_tables_split_what_ran_from_the_dice_in_percent() -> None:
-    accuracy = pd.DataFrame(
-        {
-            "setting": ["decoder-0-4, 2 epochs", "decoder-0-4, 2 epochs"],
-            "weights": ["file:w.pth", "file:w.pth"],
-            "repeats": [1, 3],
-            "Dice: authors": [float("nan"), 0.82],
-            "Dice: fetalft": [0.8178, 0.8185],
-        },
-        index=pd.Index(
-            ["CPU: AMD EPYC, 2 threads", "CPU: Intel(R) Xeon(R) Processor, 2 threads"],
-            name="benchmark machine",
-        ),
-    )
-    setup, dice = report.short_run_tables(accuracy)
-    assert list(setup.index) == ["1", "2"]  # shown, not hidden like row numbers
-    assert list(setup["machine"]) == ["AMD EPYC, 2 threads", "Intel Xeon, 2 threads"]
-    assert list(dice.columns) == ["authors", "fetalft"]
-    assert dice.loc["2", "fetalft"] == pytest.approx(81.8)
+    assert report.leak_table(PROFILE, [], results_dir=results).empty

@@ -21,6 +21,9 @@ except ModuleNotFoundError:  # Python 3.10
 
 ROOT = Path(__file__).resolve().parents[1]
 KEEP_PREINSTALLED = ("torch", "torchvision")
+#: What Colab preinstalls besides torch, which pip must keep: an upgrade of ipywidgets has broken
+#: Colab's widget frontend before. (Colab's version, not read from fetalft's own files.)
+COLAB_PREINSTALLED = {"ipywidgets": "7.7.1"}
 
 
 def pyproject() -> dict:
@@ -93,4 +96,15 @@ def test_dev_extra_includes_the_book_extra() -> None:
         assert name in dev and dev[name].specifier == requirement.specifier, (
             name,
             str(requirement),
+        )
+
+
+@pytest.mark.parametrize(("name", "version"), COLAB_PREINSTALLED.items())
+def test_colabs_preinstalled_versions_satisfy_the_requirements(name, version) -> None:
+    for source, requirements in (
+        ("requirements.txt", by_name(requirements_lines())),
+        ("pyproject.toml", expected()),
+    ):
+        assert requirements[name].specifier.contains(version), (
+            f"{source}: {requirements[name]} would make pip replace Colab's {name} {version}"
         )

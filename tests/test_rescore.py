@@ -12,7 +12,8 @@ from fetalft import rescore
 from fetalft.__main__ import main
 from fetalft.evaluate import PROTOCOLS
 from fetalft.profiles import get_profile
-from fetalft.report import load_runs, paper_table
+from fetalft.report import paper_table
+from fetalft.runfiles import load_runs
 from fetalft.study import RunSpec, Study
 
 SMOKE = get_profile("smoke")
@@ -23,7 +24,15 @@ def finished(tmp_path_factory: pytest.TempPathFactory, synthetic_hc18: Path) -> 
     """Two finished smoke runs on synthetic scans; decoder-4 has lost its checkpoint."""
     root = tmp_path_factory.mktemp("rescore")
     folders = {"results": root / "results", "checkpoints": root / "checkpoints"}
-    study = Study(SMOKE, synthetic_hc18, *folders.values(), "random", "fp32", progress=False)
+    study = Study(
+        SMOKE,
+        data_dir=synthetic_hc18,
+        results_dir=folders["results"],
+        checkpoint_dir=folders["checkpoints"],
+        encoder_weights="random",
+        precision="fp32",
+        progress=False,
+    )
     study.run_all([RunSpec("decoder-0-4", 0), RunSpec("decoder-4", 0)])
     (folders["checkpoints"] / "smoke" / "decoder-4" / "seed-0" / "best.pt").unlink()
     return {**folders, "data": synthetic_hc18}
@@ -31,7 +40,12 @@ def finished(tmp_path_factory: pytest.TempPathFactory, synthetic_hc18: Path) -> 
 
 def rescore_smoke(finished: dict[str, Path], runs: list[str] | None = None):
     return rescore.rescore_runs(
-        SMOKE, runs, finished["results"], finished["checkpoints"], finished["data"], progress=False
+        SMOKE,
+        runs=runs,
+        results_dir=finished["results"],
+        checkpoint_dir=finished["checkpoints"],
+        data_dir=finished["data"],
+        progress=False,
     )
 
 
@@ -157,3 +171,41 @@ def test_protocol_table_shows_every_seed_beside_a_partial_rescoring() -> None:
     assert row[PROTOCOLS["original"]] == pytest.approx(92.0)
     assert row["authors - fetalft (dice points)"] == pytest.approx(1.0)
     assert "1 runs could be re-scored on some seeds only" in rescore.protocol_caption(table)
+
+
+def test_an_ablation_run_is_rescored_at_its_own_image_size(
+    tmp_path, synthetic_hc18, monkeypatch
+) -> None:
+    """A run made with ``--set image_size=...`` must be scored on images of that size, not
+    at the profile's default size."""
+    results, checkpoints = tmp_path / "results", tmp_path / "checkpoints"
+    spec = RunSpec("decoder-0-4", 0, settings=(("image_size", 32),))
+    Study(
+        SMOKE,
+        data_dir=synthetic_hc18,
+        results_dir=results,
+        checkpoint_dir=checkpoints,
+        encoder_weights="random",
+        precision="fp32",
+        progress=False,
+    ).run_all([spec])
+    recorded = load_runs("smoke", results)
+    assert recorded["settings"].tolist() == [(("image_size", 32),)]
+    sizes = []
+    scans = Study.scans
+
+    def spy(self, spec, role):
+        loaded = scans(self, spec, role)
+        sizes.extend({scan.image.shape[-2:] for scan in loaded})
+        return loaded
+
+    monkeypatch.setattr(Study, "scans", spy)
+    written, skipped = rescore.rescore_runs(
+        SMOKE,
+        results_dir=results,
+        checkpoint_dir=checkpoints,
+        data_dir=synthetic_hc18,
+        progress=False,
+    )
+    assert skipped == [] and len(written) == 1
+    assert sizes == [(32, 32)]

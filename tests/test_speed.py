@@ -41,10 +41,31 @@ def test_train_table_pairs_the_two_pipelines(tmp_path: Path) -> None:
     (tmp_path / "train_speed.json").write_text(json.dumps({"machine": MACHINE, "rows": rows}))
     result = speed.load("train_speed", tmp_path)
     table = speed.train_table(result)
-    assert table.loc[(256, "decoder-0-4"), "speed-up"] == pytest.approx(5.0)
-    assert table.loc[(256, "baseline"), "fetalft s/epoch"] == pytest.approx(799.0)
-    assert table.loc[(256, "baseline"), "fetalft precision"] == "fp32"
+    assert table.loc[(256, "decoder-0-4", "fetalft"), "speed-up"] == pytest.approx(5.0)
+    assert table.loc[(256, "decoder-0-4", "authors"), "speed-up"] == pytest.approx(1.0)
+    assert table.loc[(256, "baseline", "fetalft"), "s/epoch"] == 799
+    assert table.loc[(256, "baseline", "authors"), "s/epoch"] == 1598
+    assert table.loc[(256, "baseline", "fetalft"), "precision"] == "fp32"
+    # each pair reads authors first, then fetalft, strategy by strategy
+    assert list(table.index)[:2] == [(256, "baseline", "authors"), (256, "baseline", "fetalft")]
     assert "CPU: test" in speed.machine_label(result)
+
+
+def test_train_table_keeps_to_six_columns_of_short_numbers() -> None:
+    """The table must fit a book page: six measurements, whole seconds and megabytes."""
+    rows = [train_row(p, "encoder", 512, ips) for p, ips in (("authors", 0.7), ("fetalft", 2.3))]
+    rows[1]["peak_memory_mb"] = 4501.6
+    table = speed.train_table({"machine": MACHINE, "rows": rows})
+    assert list(table.columns) == [
+        "precision",
+        "img/s",
+        "speed-up",
+        "s/epoch",
+        "loader img/s",
+        "peak MB",
+    ]
+    assert table.loc[(512, "encoder", "fetalft"), "peak MB"] == 4502
+    assert str(table.loc[(512, "encoder", "fetalft"), "s/epoch"]) == "347"  # 799 / 2.3
 
 
 def test_recordings_keep_one_file_per_machine_default_first(tmp_path: Path) -> None:
@@ -77,7 +98,9 @@ def test_infer_table_keeps_every_backend() -> None:
         "pytorch-autocast",
         "onnxruntime",
     ]
-    assert table["onnx_mb"].iloc[0] == pytest.approx(25.5)
+    assert table["ONNX file MB"].iloc[0] == pytest.approx(25.5)
+    assert table["peak MB"].iloc[0] == 500
+    assert not any("_" in column for column in table.columns)  # headers can wrap
 
 
 def speed_result(device: str, hardware: str) -> dict:
@@ -209,20 +232,20 @@ def test_strategy_table_pairs_fp32_and_autocast_per_strategy() -> None:
     ]
     table = speed.strategy_table({"machine": MACHINE, "rows": rows})
     assert list(table.columns) == [
-        "trainable parameters",
+        "trainable (millions)",
         "fp32 img/s",
         "autocast img/s",
         "speed-up",
         "autocast precision",
-        "training peak MB (autocast)",
+        "training peak MB",
     ]
     assert table.loc["decoder-4"].to_dict() == {
-        "trainable parameters": 6_976,
+        "trainable (millions)": 0.007,
         "fp32 img/s": 4.0,
         "autocast img/s": 10.0,
         "speed-up": 2.5,
-        "autocast precision": "bf16-autocast",
-        "training peak MB (autocast)": 901.0,
+        "autocast precision": "bf16",
+        "training peak MB": 901,
     }
 
 
@@ -235,7 +258,7 @@ def test_strategy_table_keeps_the_paths_apart_when_both_run_in_fp32() -> None:
     rows[1]["precision"] = "fp32"
     table = speed.strategy_table({"machine": MACHINE, "rows": rows})
     assert table.loc["decoder-4", "speed-up"] == pytest.approx(1.1)
-    assert table.loc["decoder-4", "training peak MB (autocast)"] == 990.0
+    assert table.loc["decoder-4", "training peak MB"] == 990
 
 
 def test_strategy_table_follows_the_registry_order() -> None:
@@ -258,23 +281,21 @@ def test_strategy_table_maps_each_strategy_to_its_architectures_inference() -> N
     table = speed.strategy_table(
         strategy_result("baseline", "random-encoder", "decoder-4", "decoder-0-4"), INFERENCE
     )
-    inference = ["inference ms (ONNX Runtime)", "inference peak MB (ONNX Runtime)"]
-    assert list(table.columns[-3:]) == [*inference, "model file MB (ONNX)"]
-    assert table.loc["baseline", inference].tolist() == [1259.9, 2063.0]
-    assert table.loc["baseline", "model file MB (ONNX)"] == pytest.approx(118.4)
+    inference = ["ONNX ms", "ONNX peak MB"]
+    assert list(table.columns[-3:]) == [*inference, "ONNX file MB"]
+    assert table.loc["baseline", inference].tolist() == [1260, 2063]
+    assert table.loc["baseline", "ONNX file MB"] == pytest.approx(118.4)
     for name in ("random-encoder", "decoder-4", "decoder-0-4"):
-        assert table.loc[name, inference].tolist() == [111.8, 1296.0]
-        assert table.loc[name, "model file MB (ONNX)"] == pytest.approx(25.5)
+        assert table.loc[name, inference].tolist() == [112, 1296]
+        assert table.loc[name, "ONNX file MB"] == pytest.approx(25.5)
     assert table.loc["decoder-4", "autocast img/s"] == 5.0  # training columns untouched
 
 
 def test_strategy_table_leaves_an_unmeasured_architecture_empty() -> None:
     only_unet = {**INFERENCE, "rows": [r for r in INFERENCE["rows"] if r["strategy"] == "baseline"]}
     table = speed.strategy_table(strategy_result("baseline", "decoder-4"), only_unet)
-    assert table.loc["baseline", "inference ms (ONNX Runtime)"] == 1259.9
-    assert (
-        table.loc["decoder-4", ["inference ms (ONNX Runtime)", "model file MB (ONNX)"]].isna().all()
-    )
+    assert table.loc["baseline", "ONNX ms"] == 1260
+    assert table.loc["decoder-4", ["ONNX ms", "ONNX file MB"]].isna().all()
 
 
 def test_strategy_speed_is_read_back_like_the_other_benchmarks(tmp_path: Path) -> None:

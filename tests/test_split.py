@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from itertools import combinations
 
+import pandas as pd
 import pytest
 
 from fetalft.hc18 import exam_id
@@ -16,6 +17,7 @@ from fetalft.split import (
     exams_on_both_sides,
     make_split,
     split_roles,
+    splits_table,
     subsample,
 )
 
@@ -150,3 +152,32 @@ def test_subsample_keeps_at_least_one_name() -> None:
 def test_subsample_rejects_fraction_outside_zero_one(fraction: float) -> None:
     with pytest.raises(ValueError, match="fraction"):
         subsample(NAMES, fraction)
+
+
+# --------------------------------------------------------------------------- mutation survivors
+# Tests added after mutation testing (docs/mutation.md): each kills a mutant that survived.
+
+
+def test_committed_csv_is_what_splits_table_makes_from_its_names() -> None:
+    """The shipped split can be regenerated offline from its own names (no HC18 needed), so
+    the committed file and the code that made it cannot drift apart."""
+    committed = committed_splits()
+    pd.testing.assert_frame_equal(splits_table(list(reversed(committed["name"]))), committed)
+
+
+def test_committed_exam_column_is_the_exam_of_each_name() -> None:
+    """Read as text: exam "010" stays "010" (as a number it would no longer match 010_HC)."""
+    table = committed_splits()
+    assert list(table["exam"]) == [exam_id(name) for name in table["name"]]
+    assert "010" in set(table["exam"])
+
+
+def test_make_split_defaults_to_the_exam_split() -> None:
+    assert make_split(NAMES) == make_split(NAMES, "exam")
+
+
+@pytest.mark.parametrize(("n_test", "n_val"), [(30, 20), (49, 1), (1, 49)])
+def test_a_split_that_leaves_no_training_image_is_an_error(n_test: int, n_val: int) -> None:
+    """50 images cannot give 50 test and validation images and still train on something."""
+    with pytest.raises(ValueError, match="cannot give"):
+        make_split(NAMES[:50], "leaky", n_test=n_test, n_val=n_val)

@@ -13,6 +13,7 @@ from fetalft.models import count_parameters
 from fetalft.strategies import (
     STRATEGIES,
     FineTuned,
+    frozen_untrained_parts,
     get_strategy,
     model_parts,
     prepare_model,
@@ -476,3 +477,45 @@ def test_random_bn_train_moves_statistics_not_weights_and_spares_the_imagenet_en
             else:
                 assert not moved, f"{part}.{key} changed"
     assert all(p.grad is None for p in trained.frozen_parameters())
+
+
+# --------------------------------------------------------------------------- mutation survivors
+# Tests added after mutation testing (docs/mutation.md): each kills a mutant that survived.
+
+
+@pytest.mark.parametrize("head_trainable", [False, True], ids=["head-frozen", "head-trainable"])
+def test_registry_table_counts_the_head_variant_it_is_asked_for(head_trainable: bool) -> None:
+    """The book's head-variant table: the head's 145 parameters move between the columns."""
+    rows = registry_table(head_trainable=head_trainable).set_index("strategy")
+    for name, trainable in TRAINABLE.items():
+        if name != "baseline":  # "all" trains the head whatever is asked
+            trainable += HEAD * (head_trainable - (name in HEAD_TRAINS))
+        assert rows.loc[name, "trainable"] == trainable, name
+        assert rows.loc[name, "trainable"] + rows.loc[name, "frozen"] == rows.loc[name, "total"]
+
+
+def test_frozen_untrained_parts_follow_the_head_variant() -> None:
+    """The random head is frozen-and-untrained exactly when the variant freezes it."""
+    net = prepare_model(get_strategy("decoder-0"), encoder_weights=None).net
+    for name, head_trainable, head_listed in [
+        ("decoder-0", None, True),
+        ("decoder-0", True, False),
+        ("decoder-0-4", None, False),
+        ("decoder-0-4", False, True),
+    ]:
+        parts = frozen_untrained_parts(get_strategy(name), net, head_trainable)
+        assert ("head" in parts) == head_listed, (name, head_trainable)
+
+
+def test_only_pretrained_strategies_load_the_encoder_weights_file(tmp_path) -> None:
+    """Offline stand-in for the ImageNet file (the test above skips without the real one): a
+    MobileNetV2 state dict of constant 0.5 weights."""
+    encoder = prepare_model(get_strategy("random-encoder"), encoder_weights=None).net.encoder
+    state = {k: torch.full_like(v, 0.5) for k, v in encoder.state_dict().items()}
+    torch.save(state, tmp_path / "fake.pth")
+    for name, strategy in STRATEGIES.items():
+        if strategy.architecture == "unet":
+            continue
+        model = prepare_model(strategy, encoder_weights=str(tmp_path / "fake.pth"))
+        first = model.net.encoder.features[0][0].weight
+        assert bool((first == 0.5).all()) == strategy.pretrained, name

@@ -11,12 +11,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fetalft import hc18, study, training
+from fetalft import hc18, runfiles, study, training
 from fetalft.__main__ import main
 from fetalft.data import select_records
 from fetalft.profiles import Profile
+from fetalft.runfiles import load_runs
 from fetalft.strategies import STRATEGIES, registry_table
-from fetalft.study import RunSpec, Study, load_results, plan
+from fetalft.study import RunSpec, Study, plan
 
 RUN_FILES = {"metrics.json", "per_image.csv", "history.csv", "environment.json"}
 TINY = Profile(
@@ -32,8 +33,8 @@ TINY = Profile(
 @pytest.fixture
 def study_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, synthetic_hc18: Path) -> dict:
     """Fresh results and checkpoint folders; HC18 if present (as in CI), else synthetic scans."""
-    monkeypatch.setenv(study.RESULTS_ENV, str(tmp_path / "results"))
-    monkeypatch.setenv(study.CHECKPOINTS_ENV, str(tmp_path / "checkpoints"))
+    monkeypatch.setenv(runfiles.RESULTS_ENV, str(tmp_path / "results"))
+    monkeypatch.setenv(runfiles.CHECKPOINTS_ENV, str(tmp_path / "checkpoints"))
     monkeypatch.delenv("FETALFT_PROFILE", raising=False)
     try:
         hc18.find_data_dir()
@@ -106,7 +107,7 @@ def test_smoke_study_runs_every_strategy_end_to_end(study_env: dict, capsys) -> 
         assert not (checkpoint / "last.pt").exists()  # removed once the run is finished
     assert not hidden_leftovers(study_env["results"])
 
-    table = load_results("smoke")
+    table = load_runs("smoke")
     assert sorted(table["strategy"]) == sorted(STRATEGIES)
     assert "dice" in table.columns
 
@@ -127,8 +128,15 @@ def test_rerun_skips_finished_runs_in_process(
     assert json.loads(metrics.read_text())["precision"] == "fp32"
     capsys.readouterr()
     monkeypatch.setattr(Study, "run", lambda *_: pytest.fail("a finished run ran again"))
-    assert main(args) == 0
+    assert main([*args, "--precision", "fp32"]) == 0
     assert "1 of 1 runs already finished; 0 to go" in capsys.readouterr().out
+    # asked differently (precision auto): neither skipped as finished nor overwritten
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "precision: recorded 'fp32', requested 'auto'" in err and "To keep both" in err
+    environment = json.loads((metrics.parent / "environment.json").read_text())
+    assert environment["config"]["extra"]["data"] in ("HC18", "synthetic")
+    assert "/" not in environment["config"]["encoder_weights"]  # a name, never a machine path
 
 
 @pytest.mark.parametrize(
@@ -259,20 +267,6 @@ def test_unknown_profile_lists_the_valid_ones(
     assert main(["study"]) == 2
     err = capsys.readouterr().err
     assert "unknown profile 'huge'; valid profiles: smoke, cpu, paper" in err
-
-
-def test_results_root_and_checkpoints_root_follow_the_environment(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.delenv(study.RESULTS_ENV, raising=False)
-    monkeypatch.delenv(study.CHECKPOINTS_ENV, raising=False)
-    assert study.results_root() == Path("results")
-    assert study.checkpoints_root() == Path("checkpoints")
-    monkeypatch.setenv(study.RESULTS_ENV, "/x/r")
-    monkeypatch.setenv(study.CHECKPOINTS_ENV, "/x/c")
-    assert study.results_root() == Path("/x/r")
-    assert study.checkpoints_root() == Path("/x/c")
-    assert study.results_root("given") == Path("given")
 
 
 def test_peak_memory_is_the_runs_own(study_env: dict) -> None:
@@ -553,7 +547,7 @@ def test_a_run_with_settings_scores_validation_and_test_with_and_without_flips(
 def test_load_results_flattens_the_extra_summaries(hc_run: dict) -> None:
     folder = hc_run["folder"]
     metrics = json.loads((folder / "metrics.json").read_text())
-    table = load_results("smoke", hc_run["root"] / "results")
+    table = load_runs("smoke", hc_run["root"] / "results")
     assert len(table) == 1
     row = table.iloc[0]
     for key in ("val", "val_without_tta", "test_without_tta"):

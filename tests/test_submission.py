@@ -211,3 +211,28 @@ def test_angle_convention_on_real_annotations(real_hc18: Path, tmp_path: Path) -
     records = hc18.load_records("training", real_hc18)[::25]  # 40 images, heads in all poses
     assert len(records) == 40
     assert check_angle_convention(records, tmp_path) >= 10
+
+
+def test_fallback_rows_are_centred_circles_of_the_given_hc_with_their_reason(
+    synthetic_hc18: Path,
+) -> None:
+    """One measured head is submitted as measured; a refused one becomes a centred circle
+    whose perimeter is the fallback HC, and its reason is returned beside the table."""
+    from fetalft.submission import submission_with_fallback
+
+    records = hc18.load_records("test", synthetic_hc18)[:2]
+    pixel = [r.pixel_size_mm for r in records]
+    head = Ellipse(200, 130, 90, 70, 0.4)
+    refused = Measurement(False, head, pixel[1], "the ellipse covers 0.1% of the image")
+    measured = {
+        records[0].image_path.name: (Measurement(True, head, pixel[0]), (270, 400)),
+        records[1].image_path.name: (refused, (270, 400)),
+    }
+    table, fallbacks = submission_with_fallback(measured, records, fallback_hc_mm=150.0)
+    assert fallbacks == {records[1].image_path.name: "the ellipse covers 0.1% of the image"}
+    kept, circle = table.iloc[0], table.iloc[1]
+    assert kept["semi_axes_a_mm"] == pytest.approx(90 * pixel[0])
+    assert circle["semi_axes_a_mm"] == circle["semi_axes_b_mm"]
+    assert 2 * math.pi * circle["semi_axes_a_mm"] == pytest.approx(150.0)
+    assert circle["center_x_mm"] == pytest.approx(199.5 * pixel[1])  # (400 - 1) / 2 pixels
+    assert circle["center_y_mm"] == pytest.approx(134.5 * pixel[1])
