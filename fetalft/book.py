@@ -35,6 +35,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -288,10 +289,11 @@ class ShownStudy:
         if runs.empty:
             return f"Shown: {whose}, {self.profile.name} profile: no finished runs in {where}."
         machines = sorted(runs["hardware"].dropna().astype(str).unique())
-        return (
+        sentence = (
             f"Shown: {whose}, {self.profile.name} profile, {len(runs)} finished runs in "
             f"{where}, made on {'; '.join(machines) or 'an unrecorded machine'}."
         )
+        return textwrap.fill(sentence, width=88)  # printed output does not wrap on the page
 
 
 def committed_study(root: str | os.PathLike | None = None) -> ShownStudy | None:

@@ -116,7 +116,7 @@ def test_data_limits_pad_the_span() -> None:
     assert plots.data_limits([np.nan]) == (0.0, 1.0)
 
 
-def test_figures_keep_showing_in_a_notebook_after_a_readable_one(tmp_path) -> None:
+def test_figures_keep_showing_in_a_notebook_after_a_readable_one(tmp_path, monkeypatch) -> None:
     """The page-width font sizes must not disturb Jupyter's inline backend: with
     ``plt.rc_context`` every figure after the first readable one silently went missing."""
     import nbformat
@@ -131,6 +131,7 @@ def test_figures_keep_showing_in_a_notebook_after_a_readable_one(tmp_path) -> No
     draw = "plots.training_curves(h, 'x');"
     cells = [nbformat.v4.new_code_cell(code) for code in (setup, draw, draw, "print(1)")]
     notebook = nbformat.v4.new_notebook(cells=cells)
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # CI sets Agg; the kernel inherits it
     NotebookClient(notebook, timeout=120, resources={"metadata": {"path": str(tmp_path)}}).execute()
     shown = [
         sum("image/png" in output.get("data", {}) for output in cell.outputs)
