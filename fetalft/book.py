@@ -293,7 +293,7 @@ class ShownStudy:
             f"Shown: {whose}, {self.profile.name} profile, {len(runs)} finished runs in "
             f"{where}, made on {'; '.join(machines) or 'an unrecorded machine'}."
         )
-        return textwrap.fill(sentence, width=88)  # printed output does not wrap on the page
+        return textwrap.fill(sentence, width=76)  # printed output does not wrap on the page
 
 
 def committed_study(root: str | os.PathLike | None = None) -> ShownStudy | None:
