@@ -47,10 +47,8 @@ from fetalft import hc18
 from fetalft.device import Runtime
 from fetalft.hc18 import DATA_DIR_ENV
 from fetalft.models import default_encoder_weights, weights_source
-from fetalft.predict import predict_test_set  # noqa: F401 - chapter 6 calls chapter.*
 from fetalft.profiles import Profile, get_profile, size_label
 from fetalft.runfiles import CHECKPOINTS_ENV, RESULTS_ENV
-from fetalft.submission import fallback_ellipse_mm, submission_with_fallback  # noqa: F401
 
 SMOKE_NOTE = "smoke profile: a handful of tiny images and one epoch; the numbers measure nothing"
 #: Characters per printed line that fit the book's page width (a 1280-pixel-wide window).
@@ -195,8 +193,6 @@ class BookSetup:
         return pd.DataFrame({"setting": list(rows), "value": list(rows.values())})
 
     def __str__(self) -> str:
-        import textwrap
-
         table = self.summary()
         width = max(map(len, table["setting"]))
         # long values wrap under themselves, a long word (a file name) goes on a line of its
@@ -293,7 +289,7 @@ class ShownStudy:
             f"Shown: {whose}, {self.profile.name} profile, {len(runs)} finished runs in "
             f"{where}, made on {'; '.join(machines) or 'an unrecorded machine'}."
         )
-        return textwrap.fill(sentence, width=76)  # printed output does not wrap on the page
+        return textwrap.fill(sentence, PRINT_WIDTH)  # printed output does not wrap on the page
 
 
 def committed_study(root: str | os.PathLike | None = None) -> ShownStudy | None:

@@ -32,6 +32,8 @@ PER_IMAGE_FILE = "per_image.csv"
 HISTORY_FILE = "history.csv"
 ENVIRONMENT_FILE = "environment.json"
 BEST_CHECKPOINT = "best.pt"
+#: The resumable state of an unfinished run (deleted once the run is finished).
+LAST_CHECKPOINT = "last.pt"
 #: Checks of the study kept apart from it, so that no chapter table counts them twice.
 CHECKS_DIR = Path("checks")
 SCORING_DIR = CHECKS_DIR / "scoring"

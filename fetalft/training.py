@@ -37,6 +37,7 @@ from fetalft.evaluate import evaluate, hc_selection_error_mm, predict_logits
 from fetalft.io import atomic_write
 from fetalft.profiles import ImageSize, image_shape
 from fetalft.provenance import differences
+from fetalft.runfiles import BEST_CHECKPOINT, LAST_CHECKPOINT
 from fetalft.strategies import FineTuned, get_strategy, prepare_model
 
 LOSSES = ("bce", "bce+dice")
@@ -198,11 +199,11 @@ class Trainer:
     # -- checkpoints -------------------------------------------------------------------
     @property
     def last_path(self) -> Path:
-        return self.checkpoint_dir / "last.pt"
+        return self.checkpoint_dir / LAST_CHECKPOINT
 
     @property
     def best_path(self) -> Path:
-        return self.checkpoint_dir / "best.pt"
+        return self.checkpoint_dir / BEST_CHECKPOINT
 
     def save_checkpoint(self) -> None:
         state = {

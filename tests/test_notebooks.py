@@ -17,8 +17,9 @@ import pytest
 
 from fetalft import book as chapter
 from fetalft import hc18, plots, report, runfiles, tables
+from fetalft.predict import predict_test_set
 from fetalft.profiles import get_profile
-from fetalft.submission import check_submission
+from fetalft.submission import check_submission, submission_with_fallback
 
 
 @pytest.fixture(autouse=True)
@@ -139,8 +140,8 @@ def test_smoke_study_feeds_results_chapters(synthetic_hc18, tmp_path, monkeypatc
     assert chapter.predictor_for(book, runs) is not None
     assert f"the best on validation, {top['run']} seed {top['seed']}" in capsys.readouterr().out
     test_records = book.records("test")
-    measured = chapter.predict_test_set(predictor, test_records, progress=False)
-    table, fallbacks = chapter.submission_with_fallback(measured, test_records, 150.0)
+    measured = predict_test_set(predictor, test_records, progress=False)
+    table, fallbacks = submission_with_fallback(measured, test_records, 150.0)
     check_submission(table, [r.image_path.name for r in test_records])
     assert set(fallbacks) <= set(table["filename"])
     assert len(chapter.submission_items(table, test_records, fallbacks, 3)) == 3
