@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import textwrap
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
@@ -30,16 +31,18 @@ OURS = "#4e79a7"
 #: The book's text column at a 1280 px window is about 688 px; figures are shown at 100 dpi
 #: (matplotlib-inline's default), so a figure wider than this is shrunk on the page.
 PAGE_WIDTH_IN = 6.7
-#: The page's small print (code output, tables) is 14 px; 10 pt at 100 dpi is 13.9 px.
-SMALLEST_TEXT_PX = 13.5
+#: The smallest text a figure uses (ticks, legends, labels in a plot, titles of image panels):
+#: 10 pt at 100 dpi is 13.9 px, as large as the page's small print (code input and output,
+#: tables: 0.875em of the 16 px body, 14 px in Chromium).
+SMALL_PT = 10
 #: Font sizes of the figures drawn for the page's width (see :func:`readable`).
 READABLE = {
     "font.size": 11,
     "axes.titlesize": 11,
     "axes.labelsize": 11,
-    "xtick.labelsize": 10,
-    "ytick.labelsize": 10,
-    "legend.fontsize": 10,
+    "xtick.labelsize": SMALL_PT,
+    "ytick.labelsize": SMALL_PT,
+    "legend.fontsize": SMALL_PT,
     "figure.titlesize": 11,
 }
 
@@ -60,21 +63,6 @@ def readable(draw):
             plt.rcParams.update(saved)
 
     return wrapper
-
-
-def rendered_text_px(fig: Figure, column_px: float = 688, dpi: float = 100) -> float:
-    """The height in px of the figure's smallest visible text as the book shows it: saved at
-    ``dpi`` with a tight bounding box (as matplotlib-inline does), then shrunk to fit a text
-    column ``column_px`` wide if it is wider."""
-    fig.canvas.draw()
-    width_px = fig.get_tightbbox().width * dpi
-    scale = min(1.0, column_px / width_px)
-    sizes = [
-        text.get_fontsize()
-        for text in fig.findobj(lambda artist: hasattr(artist, "get_fontsize"))
-        if text.get_visible() and text.get_text().strip() and text.get_figure() is not None
-    ]
-    return min(sizes) * dpi / 72 * scale
 
 
 def data_limits(values, errors=None, pad: float = 0.12, min_span: float = 1.0):
@@ -100,10 +88,36 @@ def _outline(ax, ellipse: Ellipse | None, color: str, label: str | None = None, 
     ax.plot(points[:, 0], points[:, 1], color=color, lw=lw, label=label)
 
 
+def wrap(text: str, width_in: float, size: float = SMALL_PT) -> str:
+    """``text`` broken into lines no wider than ``width_in`` inches at ``size`` points (about
+    0.52 em a character in DejaVu Sans): the title of a narrow panel stays over its panel."""
+    chars = max(8, int(width_in * 72 / (0.52 * size)))
+    return "\n".join(textwrap.fill(line, chars) for line in text.split("\n"))
+
+
+def _axis_width_in(ax) -> float:
+    """The width of ``ax`` in inches as laid out so far (tight_layout may change it a little)."""
+    return ax.get_position().width * ax.figure.get_figwidth()
+
+
 def _image_axis(ax, image: np.ndarray, title: str = "") -> None:
     ax.imshow(image, cmap="gray", vmin=0, vmax=255)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(wrap(title, _axis_width_in(ax)), fontsize=SMALL_PT)
     ax.set_axis_off()
+
+
+def _image_grid(n: int, ncols: int, aspect: float = 0.7, title_lines: int = 1):
+    """A figure of the page's width with ``n`` image panels in rows of ``ncols``; ``aspect`` is
+    an image's height over its width, ``title_lines`` the lines of text above each panel."""
+    ncols = max(1, min(ncols, n))
+    nrows = max(1, math.ceil(n / ncols))
+    row_in = PAGE_WIDTH_IN / ncols * aspect + 0.2 * title_lines + 0.1
+    fig, axes = plt.subplots(nrows, ncols, figsize=(PAGE_WIDTH_IN, row_in * nrows), squeeze=False)
+    # panels as wide as they will be after tight_layout, so titles wrap to their real width
+    fig.subplots_adjust(left=0.01, right=0.99, wspace=0.08)
+    for ax in axes.flat[n:]:
+        ax.set_axis_off()
+    return fig, axes
 
 
 def millions(n: float) -> str:
@@ -114,6 +128,7 @@ def millions(n: float) -> str:
 # --------------------------------------------------------------------------- dataset
 
 
+@readable
 def scan_gallery(
     images: Sequence[np.ndarray],
     ellipses: Sequence[Ellipse | None],
@@ -121,11 +136,7 @@ def scan_gallery(
     ncols: int = 4,
 ) -> Figure:
     """Ultrasound images with the expert's ellipse drawn over them."""
-    n = len(images)
-    nrows = max(1, math.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.4 * nrows), squeeze=False)
-    for ax in axes.flat[n:]:
-        ax.set_axis_off()
+    fig, axes = _image_grid(len(images), ncols, title_lines=2)
     for ax, image, ellipse, title in zip(axes.flat, images, ellipses, titles, strict=False):
         _image_axis(ax, image, title)
         _outline(ax, ellipse, TRUTH)
@@ -133,11 +144,14 @@ def scan_gallery(
     return fig
 
 
+@readable
 def annotation_to_mask(
     image: np.ndarray, outline: np.ndarray, filled: np.ndarray, mask: np.ndarray, title: str
 ) -> Figure:
-    """One annotation four ways: image, outline, hole-filled outline, ellipse-fitted mask."""
-    fig, axes = plt.subplots(1, 4, figsize=(13, 2.6))
+    """One annotation four ways: image, outline, hole-filled outline, ellipse-fitted mask
+    (two by two: four in a row would be too small to see the outline at the page's width)."""
+    fig, axes = _image_grid(4, 2, aspect=image.shape[0] / image.shape[1], title_lines=2)
+    axes = axes.flat
     _image_axis(axes[0], image, title)
     panels = (
         (outline, "annotation (outline)"),
@@ -146,15 +160,19 @@ def annotation_to_mask(
     )
     for ax, (picture, label) in zip(axes[1:], panels, strict=True):
         ax.imshow(picture > 0, cmap="gray", vmin=0, vmax=1)
-        ax.set_title(f"{label}: {100 * (picture > 0).mean():.1f}% of pixels", fontsize=9)
+        ax.set_title(
+            wrap(f"{label}: {100 * (picture > 0).mean():.1f}% of pixels", _axis_width_in(ax)),
+            fontsize=SMALL_PT,
+        )
         ax.set_axis_off()
     fig.tight_layout()
     return fig
 
 
+@readable
 def hc_distribution(table: pd.DataFrame) -> Figure:
     """Histograms of expert HC (mm), pixel size (mm) and Hadlock gestational age (weeks)."""
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
+    fig, axes = plt.subplots(1, 3, figsize=(PAGE_WIDTH_IN, 2.9))
     columns = (
         ("hc_mm", "head circumference (mm)"),
         ("pixel_size_mm", "pixel size (mm)"),
@@ -162,13 +180,14 @@ def hc_distribution(table: pd.DataFrame) -> Figure:
     )
     for ax, (column, label) in zip(axes, columns, strict=True):
         ax.hist(table[column], bins=40, color=OURS)
-        ax.set_xlabel(label)
-        ax.set_ylabel("images")
-        ax.set_title(f"median {table[column].median():.2f}", fontsize=9)
+        ax.set_xlabel(wrap(label, _axis_width_in(ax), plt.rcParams["axes.labelsize"]))
+        ax.set_title(f"median {table[column].median():.2f}")
+    axes[0].set_ylabel("images")
     fig.tight_layout()
     return fig
 
 
+@readable
 def hc_vs_pixel_size(table: pd.DataFrame) -> Figure:
     """Pixel size against head circumference: sonographers zoom out as the head grows."""
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
@@ -179,13 +198,16 @@ def hc_vs_pixel_size(table: pd.DataFrame) -> Figure:
     return fig
 
 
+@readable
 def split_overview(counts: pd.DataFrame, siblings: pd.Series) -> Figure:
     """Images per role for each split, and test images with a same-exam scan in training.
 
     ``counts``: index split kind, columns roles; ``siblings``: per split kind, the number of
-    test images whose exam also has a training or validation image.
+    test images whose exam also has a training or validation image. One panel above the
+    other, each as wide as the page.
     """
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3), gridspec_kw={"width_ratios": [3, 2]})
+    row_in = 0.45 * len(counts) + 1.1
+    fig, axes = plt.subplots(2, 1, figsize=(PAGE_WIDTH_IN, 2 * row_in))
     left = np.zeros(len(counts))
     colors = {"train": OURS, "val": "#59a14f", "test": "#e15759"}
     for role in counts.columns:
@@ -194,33 +216,36 @@ def split_overview(counts: pd.DataFrame, siblings: pd.Series) -> Figure:
             axes[0].text(x0 + w / 2, y, str(int(w)), ha="center", va="center", color="white")
         left += counts[role].to_numpy()
     axes[0].set_xlabel("images")
-    axes[0].legend(loc="lower right", ncols=3, fontsize=8)
-    axes[0].set_title("images per role")
+    # above the panel, right of its title: inside it would cover the bars
+    axes[0].legend(loc="lower right", bbox_to_anchor=(1, 1), ncols=3, frameon=False)
+    axes[0].set_title("images per role", loc="left")
     axes[1].barh(siblings.index, siblings.to_numpy(), color="#e15759")
     for y, v in enumerate(siblings.to_numpy()):
         axes[1].text(v, y, f" {int(v)}", va="center")
-    axes[1].set_xlabel("test images with a same-exam scan in train or val")
+    axes[1].set_xlabel("test images with a same-exam scan in training")
     axes[1].set_xlim(0, max(1, siblings.max()) * 1.25)
-    axes[1].set_title("leakage")
+    axes[1].set_title("leakage", loc="left")
     fig.tight_layout()
     return fig
 
 
+@readable
 def augmentation_grid(image: np.ndarray, mask: np.ndarray, transform, n: int = 6) -> Figure:
     """``n`` draws of ``transform`` on one image and its mask, shown de-normalised."""
     from fetalft.data import IMAGENET_MEAN, IMAGENET_STD
 
-    fig, axes = plt.subplots(1, n + 1, figsize=(2.2 * (n + 1), 2.5))
+    fig, axes = _image_grid(n + 1, 4, aspect=0.8)
+    axes = axes.flat
     axes[0].imshow(image, cmap="gray")
     axes[0].contour(mask, levels=[0.5], colors=[TRUTH], linewidths=1)
-    axes[0].set_title("original", fontsize=9)
-    for i, ax in enumerate(axes[1:]):
+    axes[0].set_title("original", fontsize=SMALL_PT)
+    for i, ax in enumerate(axes[1 : n + 1]):
         out = transform(image=image, mask=mask)
         tensor = out["image"].numpy()
         picture = tensor[0] * IMAGENET_STD[0] + IMAGENET_MEAN[0]
         ax.imshow(picture, cmap="gray", vmin=0, vmax=1)
         ax.contour(np.asarray(out["mask"]), levels=[0.5], colors=[TRUTH], linewidths=1)
-        ax.set_title(f"draw {i + 1}", fontsize=9)
+        ax.set_title(f"draw {i + 1}", fontsize=SMALL_PT)
     for ax in axes:
         ax.set_axis_off()
     fig.tight_layout()
@@ -231,14 +256,15 @@ def augmentation_grid(image: np.ndarray, mask: np.ndarray, transform, n: int = 6
 
 
 def freezing_diagram(
-    ax, parts: pd.DataFrame, title: str = "", pretrained: bool = True, fontsize: float = 8
+    ax, parts: pd.DataFrame, title: str = "", pretrained: bool = True, fontsize: float = SMALL_PT
 ) -> None:
     """Draw one network as a U: encoder down the left, decoder blocks up the right, head.
 
     ``parts`` has columns ``part, parameters, trainable`` (one strategy of
     :func:`fetalft.report.strategy_parts`). Orange parts train, blue hatched parts are frozen.
     The encoder is one part in every strategy, so its levels share a colour; dashed arrows
-    are the skip connections. A schematic: block sizes are not to scale.
+    are the skip connections. A schematic: block sizes are not to scale. Labels take two
+    lines (name, parameters) so that a diagram half the page wide holds them at ``fontsize``.
     """
     from fetalft.report import part_order
 
@@ -246,7 +272,7 @@ def freezing_diagram(
     order = part_order(table.index)
     decoders = [p for p in order if p.startswith("decoder")]
     nd = len(decoders)
-    width, height = 1.55, 0.6
+    width, height, step = 1.55, 0.8, 1.2  # box size and the distance of two levels
 
     def box(x, y, part, text, w=width, h=height):
         trains = bool(table.loc[part, "trainable"])
@@ -269,6 +295,7 @@ def freezing_diagram(
             ha="center",
             va="center",
             fontsize=fontsize,
+            linespacing=1.0,
             bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.75},
         )
 
@@ -286,28 +313,28 @@ def freezing_diagram(
         )
 
     init = "ImageNet" if pretrained else "random"
-    enc_xy = [(-2.7 + 0.28 * i, -i) for i in range(nd)]
-    dec_xy = [(2.7 - 0.28 * i, -i) for i in range(nd)]  # index: level from the top
-    bottom = (0.0, -nd - 0.15)
+    enc_xy = [(-2.7 + 0.28 * i, -step * i) for i in range(nd)]
+    dec_xy = [(2.7 - 0.28 * i, -step * i) for i in range(nd)]  # index: level from the top
+    bottom = (0.0, -step * nd - 0.15)
     for i, (x, y) in enumerate(enc_xy):
         box(x, y, "encoder", f"enc {i + 1}")
-        below = enc_xy[i + 1] if i + 1 < nd else (bottom[0] - 0.9, bottom[1] + 0.35)
+        below = enc_xy[i + 1] if i + 1 < nd else (bottom[0] - 0.9, bottom[1] + 0.4)
         arrow((x, y - height / 2), (below[0], below[1] + height / 2))
     encoder = table.loc["encoder", "parameters"]
-    box(*bottom, "encoder", f"encoder ({init})\n{millions(encoder)}", w=2.4, h=0.85)
+    box(*bottom, "encoder", f"encoder ({init})\n{millions(encoder)}", w=3.6, h=0.9)
     for j, part in enumerate(decoders):  # decoder.0 is the deepest: bottom of the right side
         x, y = dec_xy[nd - 1 - j]
         label = part.replace("decoder.", "dec ")
-        box(x, y, part, f"{label}: {millions(table.loc[part, 'parameters'])}")
+        box(x, y, part, f"{label}\n{millions(table.loc[part, 'parameters'])}")
         if j == 0:
-            arrow((bottom[0] + 0.9, bottom[1] + 0.35), (x, y - height / 2))
+            arrow((bottom[0] + 0.9, bottom[1] + 0.4), (x, y - height / 2))
         else:
             below = dec_xy[nd - j]
             arrow((below[0], below[1] + height / 2), (x, y - height / 2))
         ex, ey = enc_xy[nd - 1 - j]
         arrow((ex + width / 2, ey), (x - width / 2, y), dashed=True)
-    hx, hy = dec_xy[0][0], 1.0
-    box(hx, hy, "head", f"head: {millions(table.loc['head', 'parameters'])}")
+    hx, hy = dec_xy[0][0], step
+    box(hx, hy, "head", f"head\n{millions(table.loc['head', 'parameters'])}")
     arrow((dec_xy[0][0], dec_xy[0][1] + height / 2), (hx, hy - height / 2))
     trainable = int(table.loc[table["trainable"], "parameters"].sum())
     total = int(table["parameters"].sum())
@@ -317,7 +344,7 @@ def freezing_diagram(
         fontsize=fontsize + 1,
     )
     ax.set_xlim(-3.6, 3.6)
-    ax.set_ylim(-nd - 0.7, 1.45)
+    ax.set_ylim(bottom[1] - 0.55, step + 0.5)
     ax.set_axis_off()
 
 
@@ -333,16 +360,20 @@ def freezing_legend(fig: Figure) -> None:
     )
 
 
+@readable
 def strategy_diagrams(
-    parts: pd.DataFrame, strategies: Sequence[str] | None = None, ncols: int = 3
+    parts: pd.DataFrame, strategies: Sequence[str] | None = None, ncols: int = 2
 ) -> Figure:
-    """The paper's Figure 1a for every strategy, drawn from the registry."""
+    """The paper's Figure 1a for every strategy, drawn from the registry: two diagrams a row,
+    so that each is half the page wide and its labels read at the page's small print."""
     from fetalft.strategies import STRATEGIES
 
     names = list(strategies or dict.fromkeys(parts["strategy"]))
     ncols = min(ncols, len(names))
     nrows = math.ceil(len(names) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.0 * ncols, 3.3 * nrows + 0.4), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(PAGE_WIDTH_IN, 3.5 * nrows + 0.4), squeeze=False
+    )
     for ax in axes.flat[len(names) :]:
         ax.set_axis_off()
     for ax, name in zip(axes.flat, names, strict=False):
@@ -354,10 +385,11 @@ def strategy_diagrams(
             pretrained=strategy.pretrained,
         )
     freezing_legend(fig)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.tight_layout(rect=(0, 0.4 / fig.get_figheight(), 1, 1))
     return fig
 
 
+@readable
 def trainable_bars(parts: pd.DataFrame) -> Figure:
     """Trainable and frozen parameters per strategy (log scale: they span 4 decades)."""
     totals = (
@@ -366,25 +398,26 @@ def trainable_bars(parts: pd.DataFrame) -> Figure:
         .reindex(list(dict.fromkeys(parts["strategy"])))
         .fillna(0)
     )
-    fig, ax = plt.subplots(figsize=(9, 4.2))
+    fig, ax = plt.subplots(figsize=(PAGE_WIDTH_IN, 0.4 * len(totals) + 1.0))
     y = np.arange(len(totals))
     ax.barh(y - 0.2, totals["trainable"], height=0.4, color=TRAINS, label="trainable")
     ax.barh(y + 0.2, totals.get("frozen", 0), height=0.4, color=FROZEN, hatch="///", label="frozen")
     for yi, value in zip(y, totals["trainable"], strict=True):
-        ax.text(value, yi - 0.2, f" {millions(value)}", va="center", fontsize=8)
+        ax.text(value, yi - 0.2, f" {millions(value)}", va="center", fontsize=SMALL_PT)
     ax.set_yticks(y, totals.index)
     ax.invert_yaxis()
     ax.set_xscale("log")
     ax.set_xlim(1e3, 2e8)
     ax.set_xlabel("parameters (log scale)")
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", bbox_to_anchor=(1, 1), ncols=2, frameon=False)  # off the bars
     fig.tight_layout()
     return fig
 
 
+@readable
 def encoder_parameters(table: pd.DataFrame) -> Figure:
     """Encoder and decoder parameters of ``Unet`` with 13 encoders: ours (bars) vs paper (dots)."""
-    fig, ax = plt.subplots(figsize=(9, 4.6))
+    fig, ax = plt.subplots(figsize=(PAGE_WIDTH_IN, 0.3 * len(table) + 1.2))
     y = np.arange(len(table))
     ax.barh(y, table["encoder_M"], color=FROZEN, label="encoder (measured)")
     ax.barh(y, table["decoder_M"], left=table["encoder_M"], color=TRAINS, label="decoder + head")
@@ -392,7 +425,7 @@ def encoder_parameters(table: pd.DataFrame) -> Figure:
     ax.set_yticks(y, table["encoder_name"])
     ax.invert_yaxis()
     ax.set_xlabel("parameters (millions)")
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", bbox_to_anchor=(1, 1), ncols=3, frameon=False)  # off the bars
     fig.tight_layout()
     return fig
 
@@ -436,10 +469,12 @@ def training_curves(history: pd.DataFrame, title: str = "") -> Figure:
     return fig
 
 
+@readable
 def selection_curves(history: pd.DataFrame, title: str = "") -> Figure:
     """Validation Dice and HC error per epoch, each with the epoch it would keep, and the
-    learning rate: how choosing the epoch by millimetres differs from choosing it by Dice."""
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    learning rate: how choosing the epoch by millimetres differs from choosing it by Dice.
+    One panel above the other on a shared epoch axis, each as wide as the page."""
+    fig, axes = plt.subplots(3, 1, figsize=(PAGE_WIDTH_IN, 6.4), sharex=True)
     panels = (
         (axes[0], 100 * history["val_dice_original"], "validation Dice (%)", "max"),
         (axes[1], history["val_hc_error_mm"], "validation HC error (mm)", "min"),
@@ -455,20 +490,22 @@ def selection_curves(history: pd.DataFrame, title: str = "") -> Figure:
             edgecolors="black",
             zorder=3,
         )
+        late = history.loc[kept, "epoch"] > 0.75 * history["epoch"].max()
         ax.annotate(
             f"best: epoch {int(history.loc[kept, 'epoch'])}",
             (history.loc[kept, "epoch"], values[kept]),
             textcoords="offset points",
-            xytext=(0, 12),
-            ha="center",
-            fontsize=10,
+            xytext=(0, 14),  # clear of the circle around the point
+            ha="right" if late else "center",  # a late epoch's label would leave the panel
         )
-        ax.set_ylabel(label)
+        ax.margins(y=0.25)  # room above the points for the label
+        ax.set_title(label, loc="left")
     axes[2].plot(history["epoch"], history["lr"], marker="o", color=PAPER)
-    axes[2].set_ylabel("learning rate after epoch")
-    for ax in axes:
-        ax.set_xlabel("epoch")
-    fig.suptitle(title, fontsize=11)
+    axes[2].set_title("learning rate after epoch", loc="left")
+    axes[2].set_xlabel("epoch")
+    axes[2].xaxis.get_major_locator().set_params(integer=True)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 
@@ -509,12 +546,13 @@ def metric_bars(
     return fig
 
 
+@readable
 def dice_vs_parameters(summary: pd.DataFrame, paper: pd.DataFrame | None = None) -> Figure:
     """Test Dice against trainable parameters: ours (mean ± sd over seeds) and the paper's."""
-    fig, ax = plt.subplots(figsize=(8, 4.8))
+    fig, ax = plt.subplots(figsize=(PAGE_WIDTH_IN, 4.4))
     if summary.empty:  # no runs yet: the paper's points alone, and say so
         summary = pd.DataFrame(columns=["run", "trainable_parameters", "dice_mean", "dice_sd"])
-        ax.set_title("no runs of this profile yet: the paper's points only", fontsize=9)
+        ax.set_title("no runs of this profile yet: the paper's points only")
     ax.errorbar(
         summary["trainable_parameters"],
         100 * summary["dice_mean"],
@@ -524,14 +562,6 @@ def dice_vs_parameters(summary: pd.DataFrame, paper: pd.DataFrame | None = None)
         capsize=3,
         label="this book (mean ± sd over seeds)",
     )
-    for row in summary.itertuples(index=False):
-        ax.annotate(
-            row.run,
-            (row.trainable_parameters, 100 * row.dice_mean),
-            textcoords="offset points",
-            xytext=(5, 3),
-            fontsize=7,
-        )
     if paper is not None:
         ax.errorbar(
             paper["paper_trainable_M"] * 1e6,
@@ -544,13 +574,34 @@ def dice_vs_parameters(summary: pd.DataFrame, paper: pd.DataFrame | None = None)
             label="paper (leaky split, 512 px, T4)",
         )
     ax.set_xscale("log")
+    # run names a line apart at least (runs with similar parameter counts share an x)
+    fig.tight_layout()
+    low, high = ax.get_ylim()
+    line = 1.3 * SMALL_PT / 72 / (ax.get_position().height * fig.get_figheight()) * (high - low)
+    dice = list(100 * summary["dice_mean"].astype(float))
+    for row, y, y_text in zip(
+        summary.itertuples(index=False),
+        dice,
+        _within(_spread(dice, line), (low, high), line),
+        strict=True,
+    ):
+        ax.annotate(
+            row.run,
+            (row.trainable_parameters, y),
+            xytext=(row.trainable_parameters * 1.15, y_text),
+            textcoords="data",
+            fontsize=SMALL_PT,
+            va="center",
+            arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.6},
+        )
     ax.set_xlabel("trainable parameters (log scale)")
     ax.set_ylabel("test Dice (%)")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower right")
     fig.tight_layout()
     return fig
 
 
+@readable
 def prediction_panel(
     image: np.ndarray,
     truth: Ellipse,
@@ -567,7 +618,7 @@ def prediction_panel(
     _outline(ax, truth, TRUTH, "expert")
     _outline(ax, pred, PRED, "model")
     if pred is None:
-        ax.text(10, 30, "no head found", color="yellow", fontsize=9)
+        ax.text(10, 30, "no head found", color="yellow", va="top")
     ax.set_xlim(0, image.shape[1])
     ax.set_ylim(image.shape[0], 0)
     return fig
@@ -582,17 +633,15 @@ def overlap_panel(shape: tuple[int, int], truth: Ellipse, pred: Ellipse | None, 
     rgb[t & ~p] = (0.84, 0.18, 0.78)
     rgb[~t & p] = (0.17, 0.63, 0.17)
     ax.imshow(rgb)
-    ax.set_title("overlap: both / expert only / model only", fontsize=9)
+    title = "overlap: both / expert only / model only"
+    ax.set_title(wrap(title, _axis_width_in(ax)), fontsize=SMALL_PT)
     ax.set_axis_off()
 
 
+@readable
 def example_predictions(items: Sequence[dict], ncols: int = 3) -> Figure:
     """Several :func:`prediction_panel`s; each item has image, truth, pred, title."""
-    n = len(items)
-    nrows = max(1, math.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.4 * ncols, 3.3 * nrows), squeeze=False)
-    for ax in axes.flat[n:]:
-        ax.set_axis_off()
+    fig, axes = _image_grid(len(items), ncols, title_lines=3)
     for ax, item in zip(axes.flat, items, strict=False):
         prediction_panel(item["image"], item["truth"], item["pred"], item["title"], ax=ax)
     handles = [
@@ -600,14 +649,15 @@ def example_predictions(items: Sequence[dict], ncols: int = 3) -> Figure:
         plt.Line2D([], [], color=PRED, label="model"),
     ]
     fig.legend(handles=handles, loc="lower center", ncols=2, frameon=False)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.tight_layout(rect=(0, 0.35 / fig.get_figheight(), 1, 1))
     return fig
 
 
+@readable
 def hc_agreement(per_image: pd.DataFrame, title: str = "") -> Figure:
     """Predicted against expert HC, and the Bland-Altman plot of their difference."""
     data = per_image.dropna(subset=["hc_pred_mm"])
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH_IN, 3.8))
     ax = axes[0]
     ax.scatter(data["hc_true_mm"], data["hc_pred_mm"], s=10, alpha=0.6, color=OURS)
     low = float(min(data["hc_true_mm"].min(), data["hc_pred_mm"].min()))
@@ -623,16 +673,20 @@ def hc_agreement(per_image: pd.DataFrame, title: str = "") -> Figure:
     ax.axhline(bias, color="black", lw=0.8, label=f"bias {bias:+.2f} mm")
     for limit in (bias - 1.96 * sd, bias + 1.96 * sd):
         ax.axhline(limit, color="black", lw=0.8, ls="--")
-    ax.set_xlabel("mean of expert and predicted HC (mm)")
+    ax.set_xlabel("mean of expert and\npredicted HC (mm)")
     ax.set_ylabel("predicted - expert (mm)")
-    ax.set_title(f"limits of agreement {bias - 1.96 * sd:+.1f} to {bias + 1.96 * sd:+.1f} mm")
-    ax.legend(loc="upper left", fontsize=8)
-    fig.suptitle(title, fontsize=10)
+    ax.set_title(f"limits of agreement\n{bias - 1.96 * sd:+.1f} to {bias + 1.96 * sd:+.1f} mm")
+    ax.legend(loc="upper left")
+    if title:
+        fig.suptitle(wrap(title, PAGE_WIDTH_IN, plt.rcParams["figure.titlesize"]))
     fig.tight_layout()
     return fig
 
 
-def paired_differences(per_image_a: pd.Series, per_image_b: pd.Series, labels, metric: str):
+@readable
+def paired_differences(
+    per_image_a: pd.Series, per_image_b: pd.Series, labels, metric: str
+) -> Figure:
     """Per-image metric of two runs on the same images (one dot per image)."""
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
     ax.scatter(per_image_b, per_image_a, s=10, alpha=0.6, color=OURS)
@@ -640,7 +694,7 @@ def paired_differences(per_image_a: pd.Series, per_image_b: pd.Series, labels, m
     ax.plot([low, 1], [low, 1], color="black", lw=0.8)
     ax.set_xlabel(f"{labels[1]}: {metric}")
     ax.set_ylabel(f"{labels[0]}: {metric}")
-    ax.set_title("one dot per test image; above the line: first run better", fontsize=9)
+    ax.set_title("one dot per test image;\nabove the line: first run better")
     fig.tight_layout()
     return fig
 
@@ -648,6 +702,7 @@ def paired_differences(per_image_a: pd.Series, per_image_b: pd.Series, labels, m
 # --------------------------------------------------------------------------- biometry
 
 
+@readable
 def mask_to_measurement(
     image: np.ndarray,
     mask: np.ndarray,
@@ -657,25 +712,28 @@ def mask_to_measurement(
     truth: Ellipse | None,
     text: str,
 ) -> Figure:
-    """The biometry pipeline in four panels: image, mask, largest blob and boundary, ellipse."""
-    fig, axes = plt.subplots(1, 4, figsize=(14, 2.9))
+    """The biometry pipeline in four panels, two by two: image, mask, largest blob and its
+    boundary, ellipse."""
+    fig, axes = _image_grid(4, 2, aspect=image.shape[0] / image.shape[1], title_lines=2)
+    axes = axes.flat
     _image_axis(axes[0], image, "scan")
     axes[1].imshow(mask, cmap="gray")
-    axes[1].set_title("network mask (original size)", fontsize=9)
+    axes[1].set_title("network mask (original size)", fontsize=SMALL_PT)
     axes[2].imshow(blob, cmap="gray")
     if len(points):
         axes[2].plot(points[:, 0], points[:, 1], ".", ms=1, color=PRED)
-    axes[2].set_title("largest blob and its boundary", fontsize=9)
+    axes[2].set_title("largest blob and its boundary", fontsize=SMALL_PT)
     _image_axis(axes[3], image, text)
     _outline(axes[3], truth, TRUTH, "expert")
     _outline(axes[3], ellipse, PRED, "fitted")
-    axes[3].legend(loc="lower right", fontsize=7)
+    axes[3].legend(loc="lower right")
     for ax in axes:
         ax.set_axis_off()
     fig.tight_layout()
     return fig
 
 
+@readable
 def hadlock_curve(hc_mm: np.ndarray, marks: pd.DataFrame | None = None) -> Figure:
     """Hadlock's gestational age curve, with measured heads marked."""
     from fetalft.biometry import hadlock_ga_weeks
@@ -690,13 +748,10 @@ def hadlock_curve(hc_mm: np.ndarray, marks: pd.DataFrame | None = None) -> Figur
     return fig
 
 
+@readable
 def submission_examples(items: Sequence[dict], ncols: int = 4) -> Figure:
     """Test images with the submitted ellipse (no reference exists for them)."""
-    n = len(items)
-    nrows = max(1, math.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 2.5 * nrows), squeeze=False)
-    for ax in axes.flat[n:]:
-        ax.set_axis_off()
+    fig, axes = _image_grid(len(items), ncols, title_lines=2)
     for ax, item in zip(axes.flat, items, strict=False):
         _image_axis(ax, item["image"], item["title"])
         _outline(ax, item["ellipse"], PRED)
@@ -765,6 +820,27 @@ def _spread(values: Sequence[float], gap: float) -> list[float]:
     return [placed[i] - shift for i in range(len(values))]
 
 
+def _within(ys: list[float], limits: tuple[float, float], gap: float) -> list[float]:
+    """Label positions ``ys`` shifted together so that none sits within half a ``gap`` of the
+    axis' ``limits`` (when they fit): a label at the edge would run into the tick labels."""
+    if not ys:
+        return ys
+    low, high = limits[0] + gap / 2, limits[1] - gap / 2
+    shift = max(0.0, low - min(ys)) or min(0.0, high - max(ys))
+    return [y + shift for y in ys]
+
+
+def _label_room_in(ax, x: float, strip: bool) -> float:
+    """Inches a point's label has in :func:`sota_figure`: right of the point in the strip and
+    below 10M parameters, left of it above (the main panel's x axis is log 1-200)."""
+    width = _axis_width_in(ax)
+    if strip:
+        return width - 0.4
+    share = math.log(x) / math.log(200.0)
+    return max(1.2, (share if x > 10 else 1 - share) * width - 0.3)
+
+
+@readable
 def sota_figure(table: pd.DataFrame) -> Figure:
     """Published HC18 results and fetalft's, by trainable parameters: Dice (top) and ADF (bottom).
 
@@ -774,6 +850,8 @@ def sota_figure(table: pd.DataFrame) -> Figure:
     fetalft's exam-level split. Methods whose parameter count no source states sit in the
     "not stated" strip on the left; a count the paper cites but no source confirms is drawn
     hollow at that count. Methods with no value for a panel's metric are listed under the figure.
+    The figure is the page's width: labels of the points wrap onto two lines and are spaced by
+    their height in inches, so they stay apart at the page's small print.
     """
     from matplotlib.ticker import FuncFormatter
 
@@ -787,57 +865,8 @@ def sota_figure(table: pd.DataFrame) -> Figure:
         return {"marker": "s", "color": TRAINS}
 
     metrics = [("dice_pct", "Dice (%)", 2), ("adf_mm", "ADF (mm)", 2)]
-    fig = plt.figure(figsize=(8.8, 8.6))
-    grid = fig.add_gridspec(2, 2, width_ratios=[2.3, 3.2], wspace=0.04, hspace=0.32)
     listed: list[str] = []
-    hollow = False
-    for r, (column, ylabel, digits) in enumerate(metrics):
-        strip = fig.add_subplot(grid[r, 0])
-        main = fig.add_subplot(grid[r, 1], sharey=strip)
-        rows = table[table[column].notna()]
-        values = rows[column].astype(float)
-        if len(values):
-            low, high = values.min(), values.max()
-            pad = max(0.15 * (high - low), 0.25 if column == "dice_pct" else 0.1)
-            strip.set_ylim(low - pad, high + pad)
-        span = strip.get_ylim()[1] - strip.get_ylim()[0]
-
-        placed = {"strip": [], "main": []}
-        for row in rows.itertuples(index=False):
-            kind = style(row)
-            params = row.trainable_params_m
-            value = getattr(row, column)
-            if pd.notna(params):
-                main.plot(params, value, ls="none", ms=8, **kind)
-                placed["main"].append((params, value, row.label))
-            elif pd.notna(row.cited_params_m):
-                main.plot(row.cited_params_m, value, ls="none", ms=8, mfc="none", **kind)
-                hollow = True
-                placed["main"].append(
-                    (row.cited_params_m, value, f"{row.label}\n(params as cited)")
-                )
-            else:
-                strip.plot(0.0, value, ls="none", ms=8, **kind)
-                placed["strip"].append((0.0, value, row.label))
-        for where, ax in (("strip", strip), ("main", main)):
-            points = placed[where]
-            ys = _spread([p[1] for p in points], gap=0.09 * span)
-            for (x, y, text), y_text in zip(points, ys, strict=True):
-                right = where == "main" and x > 10
-                if where == "strip":
-                    anchor = (x + 0.08, y_text)
-                else:
-                    anchor = (x / 1.2, y_text) if right else (x * 1.2, y_text)
-                ax.annotate(
-                    f"{text}: {y:.{digits}f}",
-                    (x, y),
-                    xytext=anchor,
-                    textcoords="data",
-                    fontsize=9,
-                    va="center",
-                    ha="right" if right else "left",
-                    arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.6},
-                )
+    for column, ylabel, _ in metrics:
         missing = table[table[column].isna()]
         if len(missing):
             names = [
@@ -855,21 +884,86 @@ def sota_figure(table: pd.DataFrame) -> Figure:
                 for row in missing.itertuples(index=False)
             ]
             listed.append(f"No {ylabel.split(' ')[0]} stated: " + "; ".join(names) + ".")
+    note = "\n".join(wrap(line, PAGE_WIDTH_IN - 0.3) for line in listed)
+    line_in = 1.25 * SMALL_PT / 72  # the height of one line of small print
+    note_in = (note.count("\n") + 1) * line_in + 0.15 if listed else 0.0
+    scored = table["dice_pct"].notna() | table["adf_mm"].notna()
+    hollow = table["trainable_params_m"].isna() & table["cited_params_m"].notna() & scored
+    legend_in = (2 + int(hollow.any()) + int((table["group"] == "fetalft").any())) * line_in
+    panel_in, between_in = 3.3, 1.0  # a panel's height; its x label and the next one's title
+    height = legend_in + 0.45 + 2 * panel_in + between_in + 0.55 + note_in
+    fig = plt.figure(figsize=(PAGE_WIDTH_IN, height))
+    grid = fig.add_gridspec(
+        2, 2, width_ratios=[2.5, 3.2], wspace=0.04, hspace=between_in / panel_in
+    )
+    fig.subplots_adjust(
+        top=1 - (legend_in + 0.45) / height,
+        bottom=(note_in + 0.55) / height,
+        left=0.11,
+        right=0.98,
+    )
+    for r, (column, ylabel, digits) in enumerate(metrics):
+        strip = fig.add_subplot(grid[r, 0])
+        main = fig.add_subplot(grid[r, 1], sharey=strip)
+        rows = table[table[column].notna()]
+        values = rows[column].astype(float)
+        if len(values):
+            low, high = values.min(), values.max()
+            pad = max(0.15 * (high - low), 0.25 if column == "dice_pct" else 0.1)
+            strip.set_ylim(low - pad, high + pad)
+        span = strip.get_ylim()[1] - strip.get_ylim()[0]
+
+        placed = {"strip": [], "main": []}
+        for row in rows.itertuples(index=False):
+            kind = style(row)
+            params = row.trainable_params_m
+            value = getattr(row, column)
+            label = f"{row.label}: {value:.{digits}f}"
+            if pd.notna(params):
+                main.plot(params, value, ls="none", ms=8, **kind)
+                placed["main"].append((params, value, label))
+            elif pd.notna(row.cited_params_m):
+                main.plot(row.cited_params_m, value, ls="none", ms=8, mfc="none", **kind)
+                placed["main"].append((row.cited_params_m, value, f"{label}\n(params as cited)"))
+            else:
+                strip.plot(0.0, value, ls="none", ms=8, **kind)
+                placed["strip"].append((0.0, value, label))
+        for where, ax in (("strip", strip), ("main", main)):
+            texts = [wrap(p[2], _label_room_in(ax, p[0], where == "strip")) for p in placed[where]]
+            lines = max((t.count("\n") + 1 for t in texts), default=1)
+            gap = (lines * line_in + 0.05) / panel_in * span  # one label's height, in data
+            ys = _within(_spread([p[1] for p in placed[where]], gap=gap), ax.get_ylim(), gap)
+            for (x, y, _), text, y_text in zip(placed[where], texts, ys, strict=True):
+                right = where == "main" and x > 10
+                if where == "strip":
+                    anchor = (x + 0.08, y_text)
+                else:
+                    anchor = (x / 1.2, y_text) if right else (x * 1.2, y_text)
+                ax.annotate(
+                    text,
+                    (x, y),
+                    xytext=anchor,
+                    textcoords="data",
+                    fontsize=SMALL_PT,
+                    va="center",
+                    ha="right" if right else "left",
+                    arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.6},
+                )
 
         strip.set_xlim(-0.1, 1.5)
-        strip.set_xticks([0.0], ["not stated"], fontsize=9)
-        strip.set_ylabel(ylabel, fontsize=10)
-        strip.tick_params(axis="y", labelsize=9)
-        strip.set_title("parameters not stated", fontsize=9)
+        strip.set_xticks([0.0], ["not stated"])
+        strip.set_ylabel(ylabel)
+        strip.set_title("parameters not stated", fontsize=SMALL_PT)
         main.set_xscale("log")
         main.set_xlim(1.0, 200.0)
         main.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         main.tick_params(axis="y", labelleft=False)
-        main.tick_params(axis="both", labelsize=9)
-        main.set_xlabel("trainable parameters (millions, log scale)", fontsize=10)
+        main.set_xlabel("trainable parameters (millions, log scale)")
         main.grid(True, which="major", alpha=0.3)
         main.set_title(
-            f"{'higher' if column == 'dice_pct' else 'lower'} is better", fontsize=9, loc="right"
+            f"{'higher' if column == 'dice_pct' else 'lower'} is better",
+            fontsize=SMALL_PT,
+            loc="right",
         )
 
     handles = [
@@ -886,7 +980,7 @@ def sota_figure(table: pd.DataFrame) -> Figure:
             label="scored on a split of the 999 training images",
         ),
     ]
-    if hollow:
+    if hollow.any():
         handles.append(
             plt.Line2D(
                 [],
@@ -905,8 +999,7 @@ def sota_figure(table: pd.DataFrame) -> Figure:
                 [], [], ls="none", marker="D", color=OURS, ms=8, label="fetalft, exam-level split"
             )
         )
-    fig.legend(handles=handles, loc="upper center", ncol=2, fontsize=9, frameon=False)
+    fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.02, 0.995), frameon=False)
     if listed:
-        fig.text(0.02, 0.01, "\n".join(listed), fontsize=9, va="bottom", wrap=True)
-    fig.subplots_adjust(top=0.90, bottom=0.08 + 0.03 * len(listed), left=0.09, right=0.97)
+        fig.text(0.02, 0.1 / height, note, fontsize=SMALL_PT, va="bottom")
     return fig

@@ -172,11 +172,13 @@ def predicted_ellipse(row):
     return Ellipse(*map(float, values))
 
 
+@plots.readable
 def prediction_figure(data_dir: str | os.PathLike, row, title: str = ""):
-    """Image with expert and predicted ellipses, and their overlap, for one result row."""
+    """Image with expert and predicted ellipses, and their overlap, for one result row
+    (the page's width, so the static book shows it unshrunk)."""
     image, truth = reference_view(str(data_dir), row["name"])
     pred = predicted_ellipse(row)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(plots.PAGE_WIDTH_IN, 3.0))
     hc_pred = row["hc_pred_mm"]
     text = (
         f"{row['name']}: Dice {100 * row['dice']:.1f}%, HC expert {row['hc_true_mm']:.1f} mm, "
@@ -188,7 +190,7 @@ def prediction_figure(data_dir: str | os.PathLike, row, title: str = ""):
     )
     plots.prediction_panel(image, truth, pred, "expert (magenta), model (green)", ax=axes[0])
     plots.overlap_panel(image.shape, truth, pred, axes[1])
-    fig.suptitle(title or text, fontsize=10)
+    fig.suptitle(plots.wrap(title or text, plots.PAGE_WIDTH_IN, plt.rcParams["figure.titlesize"]))
     fig.tight_layout()
     return fig
 

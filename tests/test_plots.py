@@ -3,6 +3,7 @@ axes chosen for the data (tests/test_book.py checks the page layout itself)."""
 
 from __future__ import annotations
 
+import inspect
 import io
 
 import matplotlib
@@ -13,9 +14,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.figure import Figure
+from matplotlib.text import Text
 from PIL import Image
 
 from fetalft import plots
+from fetalft.ellipse import Ellipse
 
 RUNS = ["baseline", "encoder", "decoder-0", "decoder-2-4", "decoder-4", "decoder-0-4"]
 
@@ -62,33 +66,196 @@ def metrics_table() -> pd.DataFrame:
     )
 
 
-def test_rendered_text_matches_the_png_the_page_shows() -> None:
-    """A 13-inch figure with 10 pt text, as the chapters drew them, is shrunk to the column:
-    its text ends up about half the size of the page's small print."""
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
-    for ax in axes:
-        ax.set_xlabel("epoch", fontsize=10)
-        ax.tick_params(labelsize=10)
+# ------------------------------------------------------------ every figure function, synthetic
+SHAPE = (270, 400)  # an HC18 scan's aspect (540 x 800), halved
+
+
+def scan() -> np.ndarray:
+    rows, cols = np.mgrid[: SHAPE[0], : SHAPE[1]]
+    return (127 + 100 * np.sin(rows / 17) * np.cos(cols / 23)).astype(np.uint8)
+
+
+def head(shift: float = 0.0) -> Ellipse:
+    return Ellipse(cx=200 + shift, cy=135, a=110, b=80, angle=0.3)
+
+
+def images(n: int, title: str = "012_2HC: HC 176 mm") -> list[dict]:
+    return [
+        {"image": scan(), "truth": head(), "pred": head(4), "ellipse": head(4), "title": title}
+        for _ in range(n)
+    ]
+
+
+def parts() -> pd.DataFrame:
+    """Every strategy's parts as :func:`fetalft.report.strategy_parts` lists them, with
+    parameter counts of the size the real network has (millions down to a hundred)."""
+    from fetalft.strategies import STRATEGIES
+
+    sizes = {"encoder": 2.2e6, "head": 145}
+    sizes |= {f"decoder.{i}": 3.76e6 / 8.6**i for i in range(5)}
+    rows = [
+        {
+            "strategy": name,
+            "part": part,
+            "parameters": int(size),
+            "trainable": "all" in strategy.trainable or part in strategy.trainable,
+        }
+        for name, strategy in STRATEGIES.items()
+        for part, size in sizes.items()
+    ]
+    return pd.DataFrame(rows)
+
+
+def results(n: int = len(RUNS)) -> pd.DataFrame:
+    return summary().assign(trainable_parameters=np.geomspace(7e3, 3.1e7, n))
+
+
+def paper() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "strategy": RUNS,
+            "dice": np.linspace(95.2, 96.3, len(RUNS)),
+            "dice_sd": 0.3,
+            "paper_trainable_M": np.geomspace(7e-3, 31, len(RUNS)),
+        }
+    )
+
+
+def per_image(n: int = 60) -> pd.DataFrame:
+    true = np.linspace(60, 340, n)
+    return pd.DataFrame({"hc_true_mm": true, "hc_pred_mm": true + np.sin(true) * 3 + 1})
+
+
+def dataset() -> pd.DataFrame:
+    hc = np.linspace(60, 340, 200)
+    return pd.DataFrame({"hc_mm": hc, "pixel_size_mm": hc / 1500, "ga_weeks": 10 + hc / 12})
+
+
+def sota_table() -> pd.DataFrame:
+    from fetalft import sota
+
+    ours = pd.DataFrame(
+        {
+            "name": ["baseline", "decoder-0-4"],
+            "trainable_params_m": [31.0, 4.4],
+            "dice_pct": [96.96, 95.91],
+            "adf_mm": [2.93, 3.62],
+        }
+    )
+    return sota.with_fetalft(sota.published_methods(), ours)
+
+
+def augment(image: np.ndarray, mask: np.ndarray) -> dict:
+    """A stand-in for the training transform: the normalised tensor and mask it returns."""
+    import torch
+
+    from fetalft.data import IMAGENET_MEAN, IMAGENET_STD
+
+    channel = (image[:256, :256] / 255.0 - IMAGENET_MEAN[0]) / IMAGENET_STD[0]
+    return {"image": torch.tensor(np.stack([channel] * 3)), "mask": mask[:256, :256]}
+
+
+FIGURES = {
+    "scan_gallery": lambda: plots.scan_gallery(
+        [scan()] * 8, [head()] * 8, [item["title"] for item in images(8)]
+    ),
+    "annotation_to_mask": lambda: plots.annotation_to_mask(
+        scan(), scan() > 250, scan() > 200, head().to_mask(SHAPE), "012_2HC: outline not closed"
+    ),
+    "hc_distribution": lambda: plots.hc_distribution(dataset()),
+    "hc_vs_pixel_size": lambda: plots.hc_vs_pixel_size(dataset()),
+    "split_overview": lambda: plots.split_overview(
+        pd.DataFrame(
+            {"train": [749, 749], "val": [125, 125], "test": [125, 125]},
+            index=["image-level", "exam-level"],
+        ),
+        pd.Series([58, 0], index=["image-level", "exam-level"]),
+    ),
+    "augmentation_grid": lambda: plots.augmentation_grid(scan(), head().to_mask(SHAPE), augment),
+    "strategy_diagrams": lambda: plots.strategy_diagrams(parts()),
+    "trainable_bars": lambda: plots.trainable_bars(parts()),
+    "encoder_parameters": lambda: plots.encoder_parameters(
+        pd.DataFrame(
+            {
+                "encoder_name": [f"efficientnet-b{i}" for i in range(13)],
+                "encoder_M": np.linspace(2.2, 63, 13),
+                "decoder_M": np.linspace(4.4, 9, 13),
+                "paper_total_M": np.linspace(6.6, 70, 13),
+            }
+        )
+    ),
+    "training_curves": lambda: plots.training_curves(history(), "decoder-0-4, seed 0 (cpu)"),
+    "selection_curves": lambda: plots.selection_curves(
+        history().assign(
+            val_dice_original=history()["val_dice"], val_hc_error_mm=np.linspace(4, 2, 20)
+        ),
+        "The recipe, seed 0: validation scores per epoch",
+    ),
+    "metric_bars": lambda: plots.metric_bars(summary(), "dice", paper()),
+    "dice_vs_parameters": lambda: plots.dice_vs_parameters(results(), paper()),
+    "prediction_panel": lambda: plots.prediction_panel(scan(), head(), None, "no head"),
+    "example_predictions": lambda: plots.example_predictions(
+        images(3, "012_2HC (seed 2): Dice 97.1%, HC error +2.3 mm")
+    ),
+    "hc_agreement": lambda: plots.hc_agreement(per_image(), "decoder-0-4 (cpu profile)"),
+    "paired_differences": lambda: plots.paired_differences(
+        pd.Series(np.linspace(0.9, 0.99, 50)),
+        pd.Series(np.linspace(0.89, 0.985, 50)),
+        ("decoder-0-4", "baseline"),
+        "Dice",
+    ),
+    "mask_to_measurement": lambda: plots.mask_to_measurement(
+        scan(),
+        head().to_mask(SHAPE),
+        head().to_mask(SHAPE),
+        head().points(90),
+        head(2),
+        head(),
+        "HC 176.2 mm (expert 175.0 mm), GA 19.8 weeks",
+    ),
+    "hadlock_curve": lambda: plots.hadlock_curve(np.linspace(60, 340, 50), dataset().head(5)),
+    "submission_examples": lambda: plots.submission_examples(images(8, "512_HC (fallback)")),
+    "grouped_bars": lambda: plots.grouped_bars(metrics_table(), "percent", "four metrics"),
+    "grouped_bars-many-groups": lambda: plots.grouped_bars(pd.concat([metrics_table()] * 2), "%"),
+    "sota_figure": lambda: plots.sota_figure(sota_table()),
+}
+
+
+def figure_functions() -> set[str]:
+    """The public functions of :mod:`fetalft.plots` that return a figure."""
+    return {
+        name
+        for name, function in inspect.getmembers(plots, inspect.isfunction)
+        if function.__module__ == plots.__name__
+        and not name.startswith("_")
+        and inspect.signature(function).return_annotation in (Figure, "Figure")
+    }
+
+
+def smallest_text_pt(fig) -> float:
+    """The smallest font size (points) of any text the figure draws."""
+    fig.canvas.draw()
+    return min(
+        text.get_fontsize()
+        for text in fig.findobj(Text)
+        if text.get_visible() and text.get_text().strip()
+    )
+
+
+def test_every_figure_function_has_a_case() -> None:
+    assert figure_functions() == {case.split("-")[0] for case in FIGURES}
+
+
+@pytest.mark.parametrize("name", sorted(FIGURES))
+def test_every_figure_fits_the_page_with_text_as_large_as_the_small_print(name: str) -> None:
+    """The page shows a figure at 100 dpi, shrunk to the 688 px column if wider; its smallest
+    text must then be at least the page's small print (14 px: pre and tables are 0.875em of
+    the 16 px body, measured in Chromium), less half a pixel for rounding."""
+    fig = FIGURES[name]()
     width = shown_width_px(fig)
-    assert width > 1000
-    assert plots.rendered_text_px(fig) == pytest.approx(10 / 72 * 100 * 688 / width, rel=0.02)
-    assert plots.rendered_text_px(fig) < plots.SMALLEST_TEXT_PX
-
-
-@pytest.mark.parametrize(
-    "draw",
-    [
-        lambda: plots.training_curves(history(), "decoder-0-4, seed 0 (cpu profile)"),
-        lambda: plots.metric_bars(summary(), "dice"),
-        lambda: plots.grouped_bars(metrics_table(), "percent", "four metrics"),
-        lambda: plots.grouped_bars(pd.concat([metrics_table()] * 2), "percent"),
-    ],
-    ids=["training_curves", "metric_bars", "grouped_bars", "grouped_bars-many-groups"],
-)
-def test_figure_fits_the_page_with_readable_text(draw) -> None:
-    fig = draw()
-    assert shown_width_px(fig) <= 688, "wider than the text column: shrunk on the page"
-    assert plots.rendered_text_px(fig) >= plots.SMALLEST_TEXT_PX
+    assert width <= 688, f"{name} is {width} px wide: the page shrinks it to 688 px"
+    shown_px = smallest_text_pt(fig) / 72 * 100 * min(1.0, 688 / width)
+    assert shown_px >= 13.5, f"{name}: smallest text {shown_px:.1f} px on the page"
 
 
 def test_metric_axis_spans_the_data_not_zero_to_a_hundred() -> None:

@@ -142,7 +142,7 @@ def test_sota_figure_builds(table, ours, with_ours):
         assert fig.get_size_inches()[0] <= 9
         texts = [t for ax in fig.axes for t in ax.texts] + list(fig.texts)
         assert all(t.get_fontsize() >= 9 for t in texts)
-        joined = " ".join(t.get_text() for t in texts)
+        joined = " ".join(" ".join(t.get_text().split()) for t in texts)  # labels wrap
         for label in data["label"]:
             assert label in joined, label  # drawn or listed, never silently dropped
         assert ("fetalft: decoder 0-4" in joined) == with_ours
