@@ -15,6 +15,7 @@ import shlex
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 
@@ -31,7 +32,11 @@ def is_project_error(error: BaseException) -> bool:
 
     Those carry a message written for the user and become one line with exit code 2; any
     other exception (a RuntimeError such as CUDA out of memory, a bug) keeps its traceback.
+    :class:`UsageError` is named on its own: under ``python -m fetalft`` this module runs
+    as ``__main__``, so its classes' module name does not start with ``fetalft``.
     """
+    if isinstance(error, UsageError):
+        return True
     return any(cls.__module__.split(".")[0] == "fetalft" for cls in type(error).__mro__)
 
 
@@ -45,6 +50,24 @@ def _user_input() -> Iterator[None]:
         if is_project_error(error):
             raise
         raise UsageError(str(error)) from error
+
+
+def _refuse_overwriting(option: str, output: str | None, inputs: dict[str, object]) -> None:
+    """Raise :class:`UsageError` before any work if ``option``'s file ``output`` is a folder
+    or one of ``inputs`` (``{what it is: path}``): writing it would fail at the end, or
+    replace the user's input."""
+    from fetalft.io import same_file
+
+    if output is None:
+        return
+    if Path(output).is_dir():
+        raise UsageError(f"{option} {output} is a folder; give a file name for {option}.")
+    for what, path in inputs.items():
+        if same_file(output, path):
+            raise UsageError(
+                f"{option} {output} is the {what} ({path}); writing there would replace it. "
+                f"Choose another file for {option}."
+            )
 
 
 def _seed(text: str) -> int:
@@ -206,6 +229,9 @@ def _predict(args: argparse.Namespace) -> int:
     from fetalft.predict import predict_file
 
     checkpoint = _model_checkpoint(args)
+    _refuse_overwriting(
+        "--overlay", args.overlay, {"input image": args.image, "checkpoint": checkpoint}
+    )
     measurement = predict_file(args.image, args.pixel_size, checkpoint, args.overlay)
     print(measurement)
     if measurement.measurable:
@@ -222,6 +248,7 @@ def _predict(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from fetalft.export import export_onnx
 
+    _refuse_overwriting("--output", args.output, {})  # the checkpoint: export_onnx checks
     path = export_onnx(args.checkpoint, args.output)
     print(f"ONNX model written to {path} (with {path.with_suffix('.json').name})")
     return 0
@@ -233,7 +260,12 @@ def _submit(args: argparse.Namespace) -> int:
     from fetalft.submission import SubmissionError, submission_with_fallback, write_submission
 
     checkpoint = _model_checkpoint(args)
-    records = hc18.load_records("test", hc18.find_data_dir(args.data_dir))
+    data_dir = hc18.find_data_dir(args.data_dir)
+    records = hc18.load_records("test", data_dir)
+    inputs = {"checkpoint": checkpoint, "training CSV": data_dir / hc18.TRAIN_CSV}
+    inputs |= {"test CSV": data_dir / hc18.TEST_CSV}
+    inputs |= {f"test image {r.image_path.name}": r.image_path for r in records}
+    _refuse_overwriting("--output", args.output, inputs)
     measured = predict_test_set(Predictor.from_checkpoint(checkpoint), records)
     if records and not any(m.measurable for m, _ in measured.values()):
         raise SubmissionError(
@@ -242,7 +274,7 @@ def _submit(args: argparse.Namespace) -> int:
             f"so every row would be the same made-up circle; nothing written to {args.output}. "
             "Pass --checkpoint with the best.pt of a trained run (check it with predict)."
         )
-    train_hc = [r.hc_mm for r in hc18.load_records("training", hc18.find_data_dir(args.data_dir))]
+    train_hc = [r.hc_mm for r in hc18.load_records("training", data_dir)]
     table, fallbacks = submission_with_fallback(measured, records, float(np.median(train_hc)))
     write_submission(args.output, table, [r.image_path.name for r in records])
     print(f"{len(table)} rows written to {args.output} and checked against the challenge format")
@@ -484,7 +516,8 @@ def build_parser() -> argparse.ArgumentParser:
 INTERRUPTED = {
     "study": "finished runs are kept; run the same command again and the interrupted run "
     "resumes from its last finished epoch",
-    "download": "run the same command again and it resumes, keeping the finished files",
+    "download": "finished files and the bytes of an interrupted transfer are kept; run the "
+    "same command again and it resumes from them",
 }
 
 

@@ -1,12 +1,14 @@
 """Fetch HC18 from Zenodo (record 1327317) into the data folder, safely and only once.
 
 The download is large and runs on laptops and Colab sessions that get interrupted, so
-every step is atomic: files arrive under a temporary name and are renamed only when
-complete and verified, and each zip is extracted into a temporary folder that becomes
-``training_set/`` or ``test_set/`` only after its file names match the CSV and every file
-its committed sha256 (files of the user's own in the folder are kept). Whatever
-stops the download, the data folder holds either finished pieces or nothing, and running
-the command again picks up where it stopped.
+every step is atomic: files arrive under a hidden ``.<name>.part`` and are renamed only
+when complete and verified (an interrupted transfer, even one killed with kill -9, resumes
+from the bytes already received with an HTTP ``Range`` request), and each zip is
+extracted into a temporary folder that becomes ``training_set/`` or ``test_set/`` only
+after its file names match the CSV and every file its committed sha256 (files of the
+user's own in the folder are kept). Whatever stops the download, the data folder holds
+finished pieces, partial transfers under hidden names, or nothing, and running the
+command again picks up where it stopped.
 
 Only the standard library speaks HTTP (``urllib``), so there is no extra dependency.
 
@@ -37,7 +39,7 @@ from types import MappingProxyType
 from tqdm.auto import tqdm
 
 from fetalft import hc18
-from fetalft.io import atomic_directory, atomic_write
+from fetalft.io import atomic_directory
 
 ZENODO_URL = "https://zenodo.org/records/1327317/files"
 
@@ -75,6 +77,9 @@ SUBSETS: Mapping[str, tuple[str, str, bool]] = MappingProxyType(
 #: ``sha256sum`` format. A later run trusts the folder only if every file still matches it.
 MANIFEST = ".sha256"
 
+#: Suffix of a file that is still arriving (see :func:`partial_path`).
+PARTIAL_SUFFIX = ".part"
+
 _CHUNK = 1 << 20
 _TIMEOUT_S = 60
 _USER_AGENT = "fetalft-download (python urllib)"
@@ -111,7 +116,7 @@ def download(
     """
     root = hc18.data_dir(data_dir)
     root.mkdir(parents=True, exist_ok=True)
-    _remove_leftovers(root)
+    _remove_leftovers(root, force=force)
     checksums = checksums or {}
     command = f"python -m fetalft download --data-dir {root}"
 
@@ -157,7 +162,7 @@ def main(args: argparse.Namespace) -> int:
         )
     except hc18.HC18Error as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return 2  # the CLI's code for an error with a message for the user
     return 0
 
 
@@ -220,44 +225,29 @@ def _ensure_subset(
 
 
 def _fetch(url: str, dest: Path, *, expected_sha256: str | None, progress: bool) -> None:
-    """Stream ``url`` into ``dest`` via a temporary file, renamed only when complete.
+    """Fetch ``url`` into ``dest`` through :func:`partial_path`, renamed only when complete.
 
-    Truncation is detected by comparing the bytes received with Content-Length; a
-    checksum, when known, is checked before the rename so a wrong file never lands.
+    Bytes arrive in the partial file, which survives an interruption (a lost connection,
+    Ctrl-C, kill -9), so the next run asks only for the rest (HTTP ``Range``). Complete
+    means every byte the server announced, and the known sha256 when there is one; a
+    resumed file that fails the checksum may have started from another version of the file,
+    so it is fetched once more from the start before the server's copy is blamed.
     """
-    digest = hashlib.sha256()
-    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
+    partial = partial_path(dest)
     try:
-        with (
-            atomic_write(dest, "wb") as out,
-            urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response,
-        ):
-            total = _content_length(response)
-            received = 0
-            with tqdm(
-                total=total,
-                desc=dest.name,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                disable=not progress,
-                leave=True,
-            ) as bar:
-                while chunk := response.read(_CHUNK):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    received += len(chunk)
-                    bar.update(len(chunk))
-            if total is not None and received < total:
-                raise DownloadError(
-                    f"download of {dest.name} from {url} stopped after {received:,} of "
-                    f"{total:,} bytes (connection lost). Nothing was kept; "
-                    f"{_again(dest.parent)}"
-                )
-            _check_sha256(dest.name, url, digest.hexdigest(), expected_sha256)
+        resumed = _transfer(url, partial, progress=progress)
+        if resumed and not _checksum_ok(partial, expected_sha256):
+            _say(progress, f"{dest.name}: the resumed file fails its checksum; fetching it anew")
+            partial.unlink()
+            _transfer(url, partial, progress=progress)
+        if not _checksum_ok(partial, expected_sha256):
+            actual = _sha256(partial)
+            partial.unlink()
+            _check_sha256(dest.name, url, actual, expected_sha256)
+        os.replace(partial, dest)
     except http.client.IncompleteRead as error:
         raise DownloadError(
-            f"download of {dest.name} from {url} was cut off ({error!r}). Nothing was kept; "
+            f"download of {dest.name} from {url} was cut off ({error!r}). {_kept(partial)}"
             f"{_again(dest.parent)}"
         ) from error
     except urllib.error.HTTPError as error:
@@ -268,9 +258,73 @@ def _fetch(url: str, dest: Path, *, expected_sha256: str | None, progress: bool)
     except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
         reason = getattr(error, "reason", error)
         raise DownloadError(
-            f"cannot download {dest.name} from {url}: {reason}. Check the internet "
-            f"connection, then {_again(dest.parent)}"
+            f"cannot download {dest.name} from {url}: {reason}. {_kept(partial)}Check the "
+            f"internet connection, then {_again(dest.parent)}"
         ) from error
+
+
+def _transfer(url: str, partial: Path, *, progress: bool) -> bool:
+    """Append the rest of ``url`` to ``partial`` (all of it if there is none); whether it
+    resumed. Starts over when the server ignores ``Range`` (200), cannot serve it (416,
+    the partial is as long as the file or longer) or answers for other bytes than asked.
+    Raises :class:`DownloadError` if fewer bytes arrive than the server announced.
+    """
+    name = partial.name.removeprefix(".").removesuffix(PARTIAL_SUFFIX)
+    offset = partial.stat().st_size if partial.is_file() else 0
+    headers = {"User-Agent": _USER_AGENT}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    try:
+        response = urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers), timeout=_TIMEOUT_S
+        )
+    except urllib.error.HTTPError as error:
+        if error.code != 416 or not offset:
+            raise
+        partial.unlink()
+        return _transfer(url, partial, progress=progress)
+    with response:
+        total = _content_length(response)
+        if offset and response.status == 206:
+            start, total = _content_range(response)
+            if start != offset:
+                partial.unlink()
+                return _transfer(url, partial, progress=progress)
+        else:
+            offset = 0  # the whole file: what was there is replaced
+        if offset:
+            _say(progress, f"resuming {url} after the {offset:,} bytes already received")
+        received = offset
+        with (
+            # unbuffered: what arrived is on disk even if the process is killed next
+            open(partial, "ab" if offset else "wb", buffering=0) as out,
+            tqdm(
+                total=total,
+                initial=offset,
+                desc=name,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                disable=not progress,
+                leave=True,
+            ) as bar,
+        ):
+            while chunk := response.read1(_CHUNK):  # what has arrived, up to _CHUNK
+                out.write(chunk)
+                received += len(chunk)
+                bar.update(len(chunk))
+            os.fsync(out.fileno())
+    if total is not None and received != total:
+        raise DownloadError(
+            f"download of {name} from {url} stopped after {received:,} of {total:,} "
+            f"bytes (connection lost). {_kept(partial)}{_again(partial.parent)}"
+        )
+    return offset > 0
+
+
+def partial_path(dest: Path) -> Path:
+    """Where the bytes of ``dest`` collect until it is complete (hidden, never read as data)."""
+    return dest.with_name(f".{dest.name}{PARTIAL_SUFFIX}")
 
 
 def _extract_verified(
@@ -491,6 +545,22 @@ def _content_length(response: http.client.HTTPResponse) -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
+def _content_range(response: http.client.HTTPResponse) -> tuple[int | None, int | None]:
+    """``(first byte, file size)`` of a 206 answer's ``Content-Range: bytes a-b/size``;
+    ``None`` for what it does not state (a size of ``*``, or no such header)."""
+    match = re.fullmatch(r"bytes\s+(\d+)-\d+/(\d+|\*)", response.headers.get("Content-Range", ""))
+    if match is None:
+        return None, None
+    return int(match[1]), None if match[2] == "*" else int(match[2])
+
+
+def _kept(partial: Path) -> str:
+    """What an interrupted transfer left for the next run to resume from."""
+    if not partial.is_file() or not (size := partial.stat().st_size):
+        return "Nothing was kept; "
+    return f"The {size:,} bytes received are kept in {partial} and the next run resumes there: "
+
+
 def _url(base_url: str, name: str) -> str:
     return f"{base_url.rstrip('/')}/{name}?download=1"
 
@@ -499,16 +569,20 @@ def _again(root: Path) -> str:
     return f"run `python -m fetalft download --data-dir {root}` again"
 
 
-def _remove_leftovers(root: Path) -> None:
+def _remove_leftovers(root: Path, *, force: bool = False) -> None:
     """Delete temporary files of a run that was killed too hard to clean up after itself.
 
-    Two downloads into the same folder at once are not supported: the second would
-    remove the first one's temporary files.
+    Partial transfers (:func:`partial_path`) are kept for the next fetch to resume, unless
+    ``force`` asks for everything anew. Two downloads into the same folder at once are not
+    supported: the second would remove the first one's temporary files.
     """
     names = [*SUBSETS, *(zip_name for zip_name, _, _ in SUBSETS.values())]
     names += [hc18.TRAIN_CSV, hc18.TEST_CSV]
+    partials = {partial_path(root / name) for name in names}
     for name in names:
         for leftover in root.glob(f".{name}.*"):
+            if leftover in partials and not force:
+                continue
             if leftover.is_dir():
                 shutil.rmtree(leftover, ignore_errors=True)
             else:

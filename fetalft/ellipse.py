@@ -94,17 +94,34 @@ def fit_ellipse(points: np.ndarray) -> Ellipse:
 
     OpenCV's direct fit always returns an ellipse, never a hyperbola, and reproduces the
     HC18 reference head circumferences within 0.05 mm from the annotation outlines.
+    Points on one straight line raise :class:`EllipseFitError`: OpenCV would return a
+    needle whose length and width mean nothing.
     """
-    points = np.asarray(points, dtype=np.float32).reshape(-1, 2)
+    given = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    points = given.astype(np.float32)
     if len(points) < MIN_FIT_POINTS:
         raise EllipseFitError(
             f"need at least {MIN_FIT_POINTS} points to fit an ellipse, got {len(points)}"
+        )
+    if _collinear(given):
+        # OpenCV returns a needle of arbitrary length and a width of float noise here
+        raise EllipseFitError(
+            f"points are degenerate: all {len(points)} lie on one straight line, which no "
+            "ellipse fits"
         )
     (cx, cy), (width, height), angle_deg = cv2.fitEllipseDirect(points)
     if not (width > 0 and height > 0 and math.isfinite(width * height)):
         raise EllipseFitError(f"points are degenerate (fitted axes {width:.3g} x {height:.3g})")
     # OpenCV's RotatedRect: `width` lies along `angle_deg`, turning from +x towards +y.
     return Ellipse.normalized(cx, cy, width / 2, height / 2, math.radians(angle_deg))
+
+
+def _collinear(points: np.ndarray) -> bool:
+    """Whether the points spread along one line only (identical points included): the
+    smaller singular value of the centred points is zero up to rounding."""
+    centred = points - points.mean(axis=0)
+    spread = np.linalg.svd(centred, compute_uv=False)
+    return bool(spread[1] <= 1e-9 * spread[0]) or not spread[0] > 0
 
 
 def outline_points(outline: np.ndarray) -> np.ndarray:

@@ -4,6 +4,11 @@ Training studies run for hours and get interrupted; a half-written JSON or CSV w
 later be read as a finished run. Everything fetalft writes goes to a temporary file in
 the destination folder first and is then renamed into place, which is atomic on POSIX
 and Windows file systems.
+
+``tempfile`` creates its files 0600 and folders 0700 (private, because a temporary name
+is guessable). A result or checkpoint is not a temporary file once renamed, so it gets
+the permissions any other new file would get: 0666 / 0777 minus the user's umask (0644
+with the usual 022), and colleagues or a group-shared results folder can read it.
 """
 
 from __future__ import annotations
@@ -19,14 +24,32 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def _umask() -> int:
+    """The process's umask. POSIX can only read it by setting it, so it is set back at once
+    (a file another thread creates in between would get 0o022; fetalft writes from one)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _as_if_created_normally(path: str | os.PathLike, *, folder: bool = False) -> None:
+    """Give a ``tempfile`` file or folder the mode ``open``/``mkdir`` would have given it."""
+    os.chmod(path, (0o777 if folder else 0o666) & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -> Iterator[IO]:
-    """Open a temporary file beside ``path``; rename it onto ``path`` only on success."""
+    """Open a temporary file beside ``path``; rename it onto ``path`` only on success.
+
+    The file ends up with the user's umask (0644 with umask 022), as if opened directly; a
+    file it replaces does not pass on its mode.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        _as_if_created_normally(tmp_name)
         with open(tmp_name, mode, **open_kwargs) as handle:
             yield handle
             handle.flush()
@@ -36,6 +59,15 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name one file, through links and relative paths: an output that
+    is one of the command's inputs would destroy it, so commands refuse it first."""
+    a, b = Path(a), Path(b)
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
@@ -74,12 +106,14 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; it becomes ``path`` only if the block succeeds.
 
     An existing ``path`` is replaced. After an interruption the temporary folder is removed,
-    so no half-filled folder is ever left under the final name.
+    so no half-filled folder is ever left under the final name. The folder gets the user's
+    umask (0755 with umask 022), as if made with ``mkdir``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     try:
+        _as_if_created_normally(tmp, folder=True)
         yield tmp
         if path.exists():
             old = path.with_name(f".{path.name}.old")

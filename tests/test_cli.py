@@ -688,3 +688,66 @@ def test_study_on_a_data_folder_without_hc18_fails_instead_of_training_on_fake_s
     assert err.startswith(f"error: HC18 dataset not found in {given}")
     assert "--data-dir synthetic" in err
     assert not (tmp_path / "results").exists() and not (tmp_path / "ck").exists()
+
+
+# -- issue 17 audit: outputs that would replace an input, and `python -m fetalft` -----------
+
+
+def _digests(*paths: Path) -> list[bytes]:
+    return [path.read_bytes() for path in paths]
+
+
+def test_predict_refuses_an_overlay_that_would_replace_its_input(
+    checkpoint: Path, scan: hc18.Record, tmp_path: Path, capsys
+) -> None:
+    """Before: --overlay equal to the scan (or the checkpoint) replaced it with the drawing."""
+    image = tmp_path / "scan.png"
+    image.write_bytes(scan.image_path.read_bytes())
+    kept = _digests(image, checkpoint)
+    base = ["predict", str(image), "--pixel-size", str(scan.pixel_size_mm)]
+    same_image = tmp_path / "." / "scan.png"  # another spelling of the same file
+    for overlay, what in ((same_image, "input image"), (checkpoint, "checkpoint")):
+        assert main([*base, "--checkpoint", str(checkpoint), "--overlay", str(overlay)]) == 2
+        err = capsys.readouterr().err
+        assert f"--overlay {overlay} is the {what}" in err and "Choose another" in err
+    assert main([*base, "--checkpoint", str(checkpoint), "--overlay", str(tmp_path)]) == 2
+    assert f"--overlay {tmp_path} is a folder" in capsys.readouterr().err
+    assert _digests(image, checkpoint) == kept
+
+
+def test_submit_refuses_an_output_that_would_replace_the_data_or_the_model(
+    checkpoint: Path, synthetic_hc18: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """Before: --output equal to the dataset's test CSV overwrote it with the submission (the
+    dataset no longer loaded). Refused before any image is measured."""
+    monkeypatch.setattr(
+        "fetalft.predict.predict_test_set", lambda *a, **k: pytest.fail("measured anyway")
+    )
+    test_image = next((synthetic_hc18 / hc18.TEST_DIR).glob("*.png"))
+    targets = {
+        synthetic_hc18 / hc18.TEST_CSV: "test CSV",
+        synthetic_hc18 / hc18.TRAIN_CSV: "training CSV",
+        test_image: f"test image {test_image.name}",
+        checkpoint: "checkpoint",
+    }
+    kept = _digests(*targets)
+    for output, what in targets.items():
+        args = ["submit", "--data-dir", str(synthetic_hc18), "--checkpoint", str(checkpoint)]
+        assert main([*args, "--output", str(output)]) == 2
+        assert f"--output {output} is the {what}" in capsys.readouterr().err
+    assert _digests(*targets) == kept
+
+
+def test_usage_errors_are_one_line_under_python_dash_m(tmp_path: Path) -> None:
+    """Before: `python -m fetalft study --strategies decoder` printed a traceback (exit 1):
+    run as a script, the CLI module is ``__main__``, so its UsageError did not look like
+    fetalft's own. The tests import it as fetalft.__main__, where it did."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "fetalft", "study", "--profile", "smoke"]
+    command += ["--data-dir", "synthetic", "--strategies", "no-such-strategy"]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith("error: unknown strategy 'no-such-strategy'; valid strategies:")

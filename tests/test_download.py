@@ -6,8 +6,13 @@ import argparse
 import hashlib
 import importlib
 import io
+import json
 import re
+import signal
+import subprocess
+import sys
 import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -96,9 +101,20 @@ class FakeZenodo:
     requests: list[str] = field(default_factory=list)
     #: file name -> extra bytes announced in Content-Length but never sent
     short_bodies: dict[str, int] = field(default_factory=dict)
+    #: whether ``Range: bytes=N-`` is answered with 206 (http.server alone ignores it: 200)
+    ranges: bool = False
+    #: the Range header of each request, in order (None: the whole file was asked for)
+    ranges_asked: list[tuple[str, str | None]] = field(default_factory=list)
+    #: file name -> bytes to send before the connection drops (once; the whole length is
+    #: announced)
+    drop_after: dict[str, int] = field(default_factory=dict)
+    #: file name -> bytes to send before the server stalls until ``resume`` is set (once)
+    stall_after: dict[str, int] = field(default_factory=dict)
+    resume: threading.Event = field(default_factory=threading.Event)
 
     def reset(self) -> None:
         self.requests.clear()
+        self.ranges_asked.clear()
         self.short_bodies.clear()
 
 
@@ -109,16 +125,39 @@ class _Handler(BaseHTTPRequestHandler):
         zenodo: FakeZenodo = self.server.zenodo  # type: ignore[attr-defined]
         name = urlsplit(self.path).path.rsplit("/", 1)[-1]
         zenodo.requests.append(name)
+        asked = self.headers.get("Range")
+        zenodo.ranges_asked.append((name, asked))
         body = zenodo.files.get(name)
         if body is None:
             self.send_error(404)
             return
-        self.send_response(200)
+        start = 0
+        if zenodo.ranges and asked:
+            start = int(re.fullmatch(r"bytes=(\d+)-", asked)[1])
+            if start >= len(body):  # RFC 9110: the range starts past the end of the file
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(body)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        else:
+            self.send_response(200)
+        body = body[start:]
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(len(body) + zenodo.short_bodies.get(name, 0)))
         self.end_headers()
-        self.wfile.write(body)
         self.close_connection = True
+        if (cut := zenodo.drop_after.pop(name, None)) is not None:
+            self.wfile.write(body[:cut])  # then the connection closes early
+            return
+        if (cut := zenodo.stall_after.pop(name, None)) is not None:
+            self.wfile.write(body[:cut])
+            self.wfile.flush()
+            zenodo.resume.wait(timeout=30)
+            return
+        self.wfile.write(body)
 
     def log_message(self, format: str, *args: object) -> None:  # keep test output clean
         pass
@@ -137,6 +176,7 @@ def zenodo() -> Iterator[FakeZenodo]:
     try:
         yield fake
     finally:
+        fake.resume.set()
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
@@ -211,10 +251,6 @@ def test_incomplete_folder_is_fetched_again(zenodo: FakeZenodo, tmp_path: Path) 
     assert (tmp_path / "training_set" / "002_HC_Annotation.png").is_file()
 
 
-def _announce_more_than_sent(zenodo: FakeZenodo) -> None:
-    zenodo.short_bodies["training_set.zip"] = 5000
-
-
 def _cut_the_zip(zenodo: FakeZenodo) -> None:
     zenodo.files["training_set.zip"] = zenodo.files["training_set.zip"][:-200]
 
@@ -225,10 +261,11 @@ def _flip_a_byte(zenodo: FakeZenodo) -> None:
     zenodo.files["training_set.zip"] = bytes(data)
 
 
-@pytest.mark.parametrize("damage", [_announce_more_than_sent, _cut_the_zip, _flip_a_byte])
-def test_truncated_download_leaves_nothing_and_retry_works(
+@pytest.mark.parametrize("damage", [_cut_the_zip, _flip_a_byte])
+def test_a_damaged_zip_leaves_nothing_and_retry_works(
     zenodo: FakeZenodo, tmp_path: Path, damage
 ) -> None:
+    """The transfer completes, the zip inside is bad: nothing is kept, not even to resume."""
     good = dict(zenodo.files)
     damage(zenodo)
 
@@ -247,6 +284,161 @@ def test_truncated_download_leaves_nothing_and_retry_works(
     assert "training_set.zip" in zenodo.requests
     assert hc18.TRAIN_CSV not in zenodo.requests  # already complete: kept
     assert len(hc18.load_records("training", tmp_path)) == len(TRAIN_ROWS)
+    assert leftovers(tmp_path) == []
+
+
+# -- resuming an interrupted transfer (HTTP Range) ------------------------------------------
+
+
+def _only_partial(root: Path, name: str) -> bytes:
+    """The bytes kept of ``name``, checking that nothing else was left and nothing of it
+    lies under its final name (where it would pass for complete)."""
+    assert leftovers(root) == [f".{name}.part"]
+    assert not (root / name).exists()
+    return (root / f".{name}.part").read_bytes()
+
+
+@pytest.mark.parametrize("name", ["training_set.zip", hc18.TRAIN_CSV])
+def test_a_dropped_transfer_resumes_from_the_bytes_received(
+    zenodo: FakeZenodo, tmp_path: Path, name: str
+) -> None:
+    """The connection drops half-way; the next run asks only for the rest. The CSV has a
+    known sha256 (checked on the joined file), the zip its CRCs."""
+    zenodo.ranges = True
+    whole = zenodo.files[name]
+    half = len(whole) // 2
+    zenodo.drop_after[name] = half
+
+    with pytest.raises(DownloadError, match=f"{half:,} bytes received are kept.*resumes"):
+        fetch(zenodo, tmp_path)
+    assert _only_partial(tmp_path, name) == whole[:half]
+
+    zenodo.reset()
+    fetch(zenodo, tmp_path)
+    assert (name, f"bytes={half}-") in zenodo.ranges_asked
+    assert [asked for n, asked in zenodo.ranges_asked if n == name] == [f"bytes={half}-"]
+    assert len(hc18.load_records("training", tmp_path)) == len(TRAIN_ROWS)
+    if name.endswith(".csv"):
+        assert (tmp_path / name).read_bytes() == whole
+    assert leftovers(tmp_path) == []
+
+
+def test_a_server_that_ignores_range_sends_it_all_again(zenodo: FakeZenodo, tmp_path: Path) -> None:
+    """http.server answers a Range request with 200 and the whole file: start over."""
+    whole = zenodo.files[hc18.TEST_CSV]
+    zenodo.short_bodies[hc18.TEST_CSV] = 100  # announced, never sent: the connection is lost
+    with pytest.raises(DownloadError, match="connection lost"):
+        fetch(zenodo, tmp_path)
+    assert _only_partial(tmp_path, hc18.TEST_CSV) == whole
+
+    zenodo.reset()
+    fetch(zenodo, tmp_path)
+    assert zenodo.ranges_asked[0] == (hc18.TEST_CSV, f"bytes={len(whole)}-")
+    assert (tmp_path / hc18.TEST_CSV).read_bytes() == whole
+    assert leftovers(tmp_path) == []
+
+
+def test_a_partial_longer_than_the_file_starts_over(zenodo: FakeZenodo, tmp_path: Path) -> None:
+    """416 Range Not Satisfiable: the kept bytes are not a start of this file."""
+    zenodo.ranges = True
+    whole = zenodo.files["test_set.zip"]
+    (tmp_path / ".test_set.zip.part").write_bytes(whole + b"more")
+
+    fetch(zenodo, tmp_path)
+    asked = [a for n, a in zenodo.ranges_asked if n == "test_set.zip"]
+    assert asked == [f"bytes={len(whole) + 4}-", None]
+    assert len(hc18.load_records("test", tmp_path)) == len(TEST_ROWS)
+    assert leftovers(tmp_path) == []
+
+
+def test_a_resumed_file_that_fails_its_checksum_is_fetched_anew(
+    zenodo: FakeZenodo, tmp_path: Path
+) -> None:
+    """Kept bytes from another version of the file: joined with the rest they fail the
+    sha256, so the whole file is fetched once more; the server's copy is then right."""
+    zenodo.ranges = True
+    whole = zenodo.files[hc18.TRAIN_CSV]
+    (tmp_path / f".{hc18.TRAIN_CSV}.part").write_bytes(b"X" * 10)
+
+    fetch(zenodo, tmp_path)
+    assert [a for n, a in zenodo.ranges_asked if n == hc18.TRAIN_CSV] == ["bytes=10-", None]
+    assert (tmp_path / hc18.TRAIN_CSV).read_bytes() == whole
+    assert leftovers(tmp_path) == []
+
+
+def test_force_discards_kept_bytes(zenodo: FakeZenodo, tmp_path: Path) -> None:
+    zenodo.ranges = True
+    (tmp_path / ".test_set.zip.part").write_bytes(zenodo.files["test_set.zip"][:50])
+    fetch(zenodo, tmp_path, force=True)
+    assert ("test_set.zip", None) in zenodo.ranges_asked
+    assert not any(a for n, a in zenodo.ranges_asked)
+    assert leftovers(tmp_path) == []
+
+
+def test_a_download_killed_with_sigkill_resumes_and_leaves_nothing(
+    zenodo: FakeZenodo, tmp_path: Path
+) -> None:
+    """kill -9 mid-transfer (no handler runs): the next run resumes with Range and cleans up."""
+    zenodo.ranges = True
+    whole = zenodo.files["training_set.zip"]
+    half = len(whole) // 2
+    zenodo.stall_after["training_set.zip"] = half
+    script = (
+        "import json, sys; from fetalft.download import download; "
+        "download(sys.argv[1], base_url=sys.argv[2], progress=False, "
+        "checksums=json.loads(sys.argv[3]))"
+    )
+    args = [str(tmp_path), zenodo.url, json.dumps(sha256s(zenodo.files))]
+    child = subprocess.Popen([sys.executable, "-c", script, *args])
+    partial = tmp_path / ".training_set.zip.part"
+    try:
+        deadline = time.monotonic() + 25  # the server stalls for 30 s at most
+        while not (partial.is_file() and partial.stat().st_size == half):
+            assert child.poll() is None and time.monotonic() < deadline, "never got half-way"
+            time.sleep(0.05)
+    finally:
+        child.kill()  # SIGKILL on POSIX
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+    assert partial.read_bytes() == whole[:half]
+    assert not (tmp_path / "training_set.zip").exists()
+
+    zenodo.resume.set()
+    zenodo.reset()
+    fetch(zenodo, tmp_path)
+    assert [a for n, a in zenodo.ranges_asked if n == "training_set.zip"] == [f"bytes={half}-"]
+    assert len(hc18.load_records("training", tmp_path)) == len(TRAIN_ROWS)
+    assert leftovers(tmp_path) == []
+
+
+def test_ctrl_c_keeps_the_bytes_and_says_how_to_resume(
+    zenodo: FakeZenodo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """Through the CLI: exit 130, the message says what was kept, the rerun resumes."""
+    from fetalft import __main__ as cli
+
+    module = importlib.import_module("fetalft.download")
+    monkeypatch.setattr(module, "_CHUNK", 64)
+    real_tqdm = module.tqdm
+
+    class CtrlC(real_tqdm):
+        def update(self, n: int = 1) -> None:
+            super().update(n)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, "tqdm", CtrlC)
+    zenodo.ranges = True
+    argv = ["download", "--data-dir", str(tmp_path), "--base-url", zenodo.url, "--quiet"]
+    assert cli.main(argv) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "resumes" in err and "--data-dir" in err
+    [kept] = [n for n in leftovers(tmp_path) if n.endswith(".part")]
+    assert (tmp_path / kept).stat().st_size == 64
+
+    monkeypatch.setattr(module, "tqdm", real_tqdm)
+    zenodo.reset()
+    fetch(zenodo, tmp_path)  # the CLI's official checksums would refuse the fake dataset
+    assert zenodo.ranges_asked[0] == (hc18.TRAIN_CSV, "bytes=64-")
     assert leftovers(tmp_path) == []
 
 
@@ -311,8 +503,8 @@ def test_cli_entry(zenodo: FakeZenodo, tmp_path: Path, capsys: pytest.CaptureFix
     args = _cli(["--data-dir", str(tmp_path), "--base-url", zenodo.url, "--quiet"])
     assert args.force is False
 
-    # The real CSV checksums do not match the fake dataset: a one-line error, exit code 1.
-    assert main(args) == 1
+    # The real CSV checksums do not match the fake dataset: a one-line error, exit code 2.
+    assert main(args) == 2
     assert "error:" in capsys.readouterr().err
 
     assert _cli(["--force"]).force is True

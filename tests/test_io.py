@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import pandas as pd
@@ -121,3 +123,48 @@ def test_json_is_strict_with_null_for_non_finite_numbers(tmp_path: Path) -> None
     text = path.read_text()
     assert "NaN" not in text and "Infinity" not in text
     assert json.loads(text) == {"adf": {"mean": None, "n": 0}, "xs": [1.5, None]}
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test and restore it after."""
+    saved = os.umask(0o022)
+    try:
+        yield os.umask
+    finally:
+        os.umask(saved)
+
+
+@pytest.mark.parametrize(
+    ("mask", "file_mode", "folder_mode"),
+    [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700), (0o002, 0o664, 0o775)],
+    ids=["umask-022", "umask-077", "umask-002"],
+)
+def test_results_get_the_users_umask_not_tempfiles_private_mode(
+    tmp_path: Path, umask, mask: int, file_mode: int, folder_mode: int
+) -> None:
+    """The expected modes are the ones plain ``open``/``mkdir`` give under the same umask
+    (checked below too), not tempfile's 0600/0700."""
+    umask(mask)
+    with open(tmp_path / "plain.txt", "w"):
+        pass
+    (tmp_path / "plain").mkdir()
+    assert stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode) == file_mode
+    assert stat.S_IMODE((tmp_path / "plain").stat().st_mode) == folder_mode
+
+    written = [
+        write_text_atomic(tmp_path / "a.txt", "x"),
+        write_json_atomic(tmp_path / "m.json", {"dice": 0.9}),
+        write_csv_atomic(tmp_path / "t.csv", pd.DataFrame({"a": [1]})),
+    ]
+    (tmp_path / "old.pt").write_bytes(b"old")
+    os.chmod(tmp_path / "old.pt", 0o600)  # a checkpoint written by an older fetalft
+    with atomic_write(tmp_path / "old.pt", "wb") as handle:
+        handle.write(b"new")
+    written.append(tmp_path / "old.pt")
+    with atomic_directory(tmp_path / "run") as folder:
+        (folder / "metrics.json").write_text("{}")
+    for path in written:
+        assert stat.S_IMODE(path.stat().st_mode) == file_mode, path.name
+    assert stat.S_IMODE((tmp_path / "run").stat().st_mode) == folder_mode
+    assert os.umask(mask) == mask  # writing did not change the umask
