@@ -408,3 +408,192 @@ def test_a_uniform_image_is_no_scan(level: int) -> None:
     assert f"grey level {level}" in image_problem(np.full(SHAPE, level, np.uint8))
     speckle = np.random.default_rng(0).integers(0, 256, SHAPE, dtype=np.uint8)
     assert image_problem(speckle) == ""
+
+
+# --------------------------------------------------------------------------- mutation survivors
+# Tests added after mutation testing (docs/mutation.md): each kills a mutant that survived.
+
+
+def square_edge(rows: range, cols: range) -> set[tuple[float, float]]:
+    """The marching-squares outline of a square of pixels (``rows`` x ``cols``) in a 40x40
+    image, worked out by hand: the level-0.5 points half a pixel outside the square, on the
+    grid lines through pixel centres, leaving out every point on the image border (row or
+    column 0 or 39): there the square is cut, not bounded by an edge."""
+    top, bottom, left, right = rows[0] - 0.5, rows[-1] + 0.5, cols[0] - 0.5, cols[-1] + 0.5
+    points = {(x, y) for x in cols for y in (top, bottom)}
+    points |= {(x, y) for y in rows for x in (left, right)}
+    return {(x, y) for x, y in points if 0 < x < 39 and 0 < y < 39}
+
+
+@pytest.mark.parametrize("side", ["left", "right", "top", "bottom"])
+def test_boundary_points_stop_at_every_border_but_keep_the_edge_up_to_it(side: str) -> None:
+    """A square cut by one border: its edge is traced right up to the last pixel column (or
+    row) inside the image, and no point lies on the border itself."""
+    rows, cols = {
+        "left": (range(10, 30), range(0, 20)),
+        "right": (range(10, 30), range(20, 40)),
+        "top": (range(0, 20), range(10, 30)),
+        "bottom": (range(20, 40), range(10, 30)),
+    }[side]
+    mask = np.zeros((40, 40), np.uint8)
+    mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1] = 1
+    points = {(float(x), float(y)) for x, y in boundary_points(mask)}
+    assert points == square_edge(rows, cols)
+
+
+def test_largest_component_of_an_empty_mask_is_an_empty_uint8_mask() -> None:
+    blob = largest_component(np.zeros((7, 9), np.float32))
+    assert blob.dtype == np.uint8 and blob.shape == (7, 9) and not blob.any()
+
+
+def test_measure_head_refuses_a_mask_that_is_not_elliptical() -> None:
+    """A plus sign of two 400 x 80 px bars: no ellipse covers it well (the fit's Dice is
+    far below 0.8, so a formula that inflated the Dice, e.g. union for intersection or a
+    wrong factor, would let it through)."""
+    mask = np.zeros(SHAPE, np.uint8)
+    mask[230:310, 200:600] = 1
+    mask[70:470, 360:440] = 1
+    result = measure_head(mask, PIXEL_MM)
+    assert_not_measurable(result)
+    assert result.measurable is False
+    dice = float(result.reason.removeprefix("mask is not elliptical (ellipse fit Dice ")[:-1])
+    assert dice < 0.8
+
+
+def test_measure_head_refuses_a_head_mostly_out_of_view() -> None:
+    """Centred 21 px beyond the right edge: measured along the ellipse's angle parameter
+    (as measure_head samples it), the share of the outline with x <= 799 is
+    1 - acos(-21 / 150) / pi = 45.5%, under the 50% measure_head needs."""
+    head = Ellipse(820, 270, 150, 120, 0.0)
+    in_view = 1 - math.acos((799 - head.cx) / head.a) / math.pi
+    assert 0.45 < in_view < 0.5
+    result = measure_head(head.to_mask(SHAPE), PIXEL_MM)
+    assert_not_measurable(result)
+    assert result.measurable is False
+    assert result.reason.endswith("of the fitted head outline is in the image")
+    shown = float(result.reason.removeprefix("only ").split("%")[0]) / 100
+    assert shown == pytest.approx(in_view, abs=0.015)  # the fit sees only part of the head
+
+
+def test_not_measurable_is_false_not_merely_falsy() -> None:
+    """``measurable`` becomes a table column (fetalft.evaluate); None would turn it to object."""
+    cases = [
+        measure_head(np.zeros(SHAPE, np.uint8), PIXEL_MM),  # no head
+        measure_head(np.ones(SHAPE, np.uint8), PIXEL_MM),  # no boundary to fit
+        measure_plausible_head(HEADS[0].to_mask(SHAPE), 1.0),  # field of view
+        plausible(measure_head(HEADS[0].to_mask(SHAPE), PIXEL_MM), (54, 80)),
+    ]
+    assert [case.measurable for case in cases] == [False] * 4
+
+
+def test_a_refusal_keeps_the_pixel_size_so_its_ellipse_can_be_drawn_in_mm() -> None:
+    accepted = measure_head(HEADS[0].to_mask(SHAPE), PIXEL_MM)
+    refused_plausibly = plausible(accepted, (54, 80))
+    assert refused_plausibly.pixel_size_mm == PIXEL_MM
+    assert refused_plausibly.ellipse_mm == accepted.ellipse_mm
+    wrong_scale = measure_plausible_head(HEADS[0].to_mask(SHAPE), 1.0)
+    assert wrong_scale.pixel_size_mm == 1.0
+
+
+def test_field_of_view_message_names_width_by_height_and_its_limits_are_inclusive() -> None:
+    from fetalft.biometry import field_of_view_problem
+
+    message = field_of_view_problem((540, 800), 1.0)
+    assert message.startswith("a 800x540-pixel image at 1 mm per pixel would be 800 mm")
+    assert message.endswith("check the pixel size")
+    assert field_of_view_problem((540, 800), 0.5) == ""  # exactly 400 mm across
+    assert field_of_view_problem((540, 800), 0.025) == ""  # exactly 20 mm across
+    assert field_of_view_problem((540, 800), 0.5001) != ""
+
+
+def test_annotation_thinner_than_a_head_is_refused_with_its_width() -> None:
+    """A drawn ellipse 2 px in semi-minor axis (4 px wide): a line, not a head outline."""
+    outline = draw_outline(Ellipse(390, 260, 200, 2, 0.3), SHAPE)
+    with pytest.raises(
+        AnnotationError, match=r"^thin\.png: the outline fits an ellipse only"
+    ) as info:
+        ellipse_from_outline(outline, source="thin.png")
+    width = float(str(info.value).split("only ")[1].split(" pixels")[0])
+    # 2 x the drawn 2 px semi-axis, widened by the 2 px pen (its pixels reach out to b = 3)
+    assert 4.0 <= width <= 6.0
+    assert str(info.value).endswith("Check that this is an HC18 annotation.")
+
+
+def test_an_annotation_of_any_positive_value_is_an_outline() -> None:
+    """0/1 outlines work like HC18's 0/255 ones."""
+    truth = Ellipse(390, 260, 200, 150, 0.7)
+    outline = draw_outline(truth, SHAPE)
+    as_ones = ellipse_from_outline((outline > 0).astype(np.uint8))
+    assert as_ones == ellipse_from_outline(outline)
+
+
+def test_an_annotation_of_exactly_six_outline_pixels_is_fitted() -> None:
+    """Six points on an ellipse determine it (five would too): no refusal at the minimum."""
+    truth = Ellipse(30, 20, 20, 12, 0.0)
+    outline = np.zeros((40, 60), np.uint8)
+    for t in np.linspace(0, 2 * np.pi, 6, endpoint=False):
+        x, y = truth.cx + truth.a * np.cos(t), truth.cy + truth.b * np.sin(t)
+        outline[round(y), round(x)] = 255
+    assert np.count_nonzero(outline) == 6
+    found = ellipse_from_outline(outline)
+    assert (found.cx, found.cy) == pytest.approx((truth.cx, truth.cy), abs=1.0)
+
+
+def test_mask_from_outline_names_the_source_of_a_bad_annotation() -> None:
+    with pytest.raises(
+        AnnotationError, match=r"^042_HC_Annotation\.png has 0 outline pixels"
+    ) as info:
+        mask_from_outline(np.zeros((50, 60), np.uint8), source="042_HC_Annotation.png")
+    assert str(info.value).endswith(
+        "expected a thin white ellipse on black. Check that this is an HC18 annotation."
+    )
+
+
+@pytest.mark.parametrize("function", [ellipse_from_outline, mask_from_outline])
+def test_an_annotation_without_a_source_is_called_annotation(function) -> None:
+    with pytest.raises(AnnotationError, match=r"^annotation has 0 outline pixels"):
+        function(np.zeros((50, 60), np.uint8))
+
+
+def test_an_outline_opencv_cannot_fit_is_an_annotation_error_naming_the_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """OpenCV's degenerate answers (a zero or infinite axis) are test_ellipse.py's; here,
+    that such a failure reaches the user as an AnnotationError that names the file."""
+    import fetalft.biometry
+    from fetalft.ellipse import EllipseFitError
+
+    def degenerate(points: np.ndarray) -> Ellipse:
+        raise EllipseFitError("degenerate ellipse fit")
+
+    monkeypatch.setattr(fetalft.biometry, "fit_ellipse", degenerate)
+    outline = draw_outline(Ellipse(390, 260, 200, 150, 0.3), SHAPE)
+    with pytest.raises(
+        AnnotationError, match=r"^x\.png: degenerate ellipse fit; the outline is not"
+    ):
+        ellipse_from_outline(outline, source="x.png")
+
+
+def test_refusal_reasons_keep_the_tables_index_and_every_row() -> None:
+    """A filtered table (index 5, 7, 9) whose unmeasurable row comes first."""
+    from fetalft.biometry import UNMEASURED, refusal_reasons
+
+    head, sliver = HEADS[0], Ellipse(400, 6, 230, 5, 0.0)
+    table = pd.DataFrame(
+        {
+            "name": ["c", "a", "b"],
+            "measurable": [False, True, True],
+            "pixel_size_mm": [PIXEL_MM] * 3,
+            "pred_cx": [np.nan, head.cx, sliver.cx],
+            "pred_cy": [np.nan, head.cy, sliver.cy],
+            "pred_a": [np.nan, head.a, sliver.a],
+            "pred_b": [np.nan, head.b, sliver.b],
+            "pred_angle": [np.nan, head.angle, sliver.angle],
+        },
+        index=[5, 7, 9],
+    )
+    reasons = refusal_reasons(table, dict.fromkeys("abc", SHAPE))
+    assert reasons.name == "refusal_reason"
+    assert list(reasons.index) == [5, 7, 9]
+    assert reasons[5] == UNMEASURED and reasons[7] == ""
+    assert "flatter than a head" in reasons[9]

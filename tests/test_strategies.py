@@ -519,3 +519,39 @@ def test_only_pretrained_strategies_load_the_encoder_weights_file(tmp_path) -> N
         model = prepare_model(strategy, encoder_weights=str(tmp_path / "fake.pth"))
         first = model.net.encoder.features[0][0].weight
         assert bool((first == 0.5).all()) == strategy.pretrained, name
+
+
+def test_unknown_random_bn_mode_names_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match=r"^unknown random_bn 'batch'; choose one of eval, train$"):
+        prepare_model(get_strategy("decoder-4"), encoder_weights=None, random_bn="batch")
+
+
+def test_a_strategy_naming_a_part_the_model_lacks_is_refused() -> None:
+    from fetalft.strategies import Strategy, trainable_parts
+
+    typo = Strategy(
+        name="decoder-9",
+        label="decoder 9",
+        architecture="mobilenet_v2",
+        pretrained=True,
+        trainable=("decoder.9",),
+    )
+    net = prepare_model(get_strategy("decoder-4"), encoder_weights=None).net
+    with pytest.raises(
+        ValueError, match=r"^strategy decoder-9 names unknown parts \['decoder\.9'\]$"
+    ):
+        trainable_parts(typo, net)
+
+
+def test_unknown_strategy_message_lists_the_names_comma_separated() -> None:
+    with pytest.raises(ValueError) as info:
+        get_strategy("decoder-9")
+    assert str(info.value).endswith(f"valid strategies: {', '.join(STRATEGIES)}")
+
+
+def test_random_bn_train_follows_the_head_variant() -> None:
+    """A head frozen by the variant is a frozen never-trained part like any other."""
+    model = prepare_model(
+        get_strategy("decoder-0-4"), encoder_weights=None, head_trainable=False, random_bn="train"
+    )
+    assert model.batch_statistics == {"head"}

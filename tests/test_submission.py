@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -107,20 +108,26 @@ def test_invalid_table_is_not_written(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- checks
 
 
+FINITE = r"^every centre, semi-axis and angle must be a finite number$"
+POSITIVE = r"^semi-axes must be positive$"
+ANGLE = r"^angles must lie in \[0, pi\) radians$"
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
         (lambda t: t.rename(columns={"angle_rad": "angle_deg"}), "columns"),
         (lambda t: t[[COLUMNS[0], *COLUMNS[2:], COLUMNS[1]]], "columns"),
         (lambda t: pd.concat([t, t.iloc[[0]]], ignore_index=True), "duplicate.*000_HC.png"),
-        (with_value("center_x_mm", math.nan), "finite"),
-        (with_value("center_y_mm", math.inf), "finite"),
-        (with_value("semi_axes_b_mm", "wide"), "finite"),
-        (with_value("semi_axes_a_mm", 0.0), "positive"),
-        (with_value("semi_axes_b_mm", -2.0), "positive"),
-        (with_value("angle_rad", -0.1), r"\[0, pi\)"),
-        (with_value("angle_rad", 3.2), r"\[0, pi\)"),
-        (with_value("angle_rad", 180.0), r"\[0, pi\)"),
+        (with_value("center_x_mm", math.nan), FINITE),
+        (with_value("center_y_mm", math.inf), FINITE),
+        (with_value("semi_axes_b_mm", "wide"), FINITE),
+        (with_value("semi_axes_a_mm", 0.0), POSITIVE),
+        (with_value("semi_axes_b_mm", 0.0), POSITIVE),
+        (with_value("semi_axes_b_mm", -2.0), POSITIVE),
+        (with_value("angle_rad", -0.1), ANGLE),
+        (with_value("angle_rad", 3.2), ANGLE),
+        (with_value("angle_rad", 180.0), ANGLE),
     ],
     ids=[
         "renamed_column",
@@ -130,6 +137,7 @@ def test_invalid_table_is_not_written(tmp_path: Path) -> None:
         "inf",
         "text",
         "zero_axis",
+        "zero_b_axis",
         "negative_axis",
         "negative_angle",
         "angle_above_pi",
@@ -236,3 +244,60 @@ def test_fallback_rows_are_centred_circles_of_the_given_hc_with_their_reason(
     assert 2 * math.pi * circle["semi_axes_a_mm"] == pytest.approx(150.0)
     assert circle["center_x_mm"] == pytest.approx(199.5 * pixel[1])  # (400 - 1) / 2 pixels
     assert circle["center_y_mm"] == pytest.approx(134.5 * pixel[1])
+
+
+# --------------------------------------------------------------------------- mutation survivors
+# Tests added after mutation testing (docs/mutation.md): each kills a mutant that survived.
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("semi_axes_a_mm", 0.5),  # positive is positive, however small
+        ("semi_axes_b_mm", 0.5),
+        ("angle_rad", math.pi - 1e-12),  # below pi is inside [0, pi)
+        ("angle_rad", 0.0),
+    ],
+)
+def test_check_submission_accepts_values_at_the_edge_of_the_rules(
+    column: str, value: float
+) -> None:
+    check_submission(with_value(column, value)(valid_table()), list(ELLIPSES))
+
+
+def test_write_submission_refuses_a_table_missing_an_expected_file(tmp_path: Path) -> None:
+    with pytest.raises(SubmissionError, match=r"missing rows for \['002_HC.png'\]"):
+        write_submission(tmp_path / "s.csv", valid_table(), [*ELLIPSES, "002_HC.png"])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_file_writes_every_number_with_six_decimals(tmp_path: Path) -> None:
+    """Micrometres in mm and microradians: enough for the challenge, and the precision that
+    write_submission's angle-below-pi rounding assumes."""
+    table = valid_table().assign(center_x_mm=[1 / 3, 2.0, 12.3456789])
+    lines = write_submission(tmp_path / "s.csv", table).read_text().splitlines()
+    for line in lines[1:]:
+        for number in line.split(",")[1:]:
+            assert re.fullmatch(r"\d+\.\d{6}", number), line
+    assert lines[1].split(",")[1] == "0.333333"
+
+
+def test_error_messages_name_at_most_five_files() -> None:
+    names = [f"{i:03d}_HC.png" for i in range(7)]
+    table = submission_table(
+        {name: Measurement(True, Ellipse(40, 30, 20, 10, 0.5), 0.1) for name in names}
+    )
+    with pytest.raises(SubmissionError, match=re.escape(f"missing rows for {names[:5]};")):
+        check_submission(table.iloc[:0], names)
+    with pytest.raises(SubmissionError, match=re.escape(f"unexpected rows {names[:5]}")):
+        check_submission(table, [])
+    doubled = pd.concat([table, table], ignore_index=True)
+    with pytest.raises(SubmissionError, match=re.escape(f"duplicate rows for {names[:5]}")):
+        check_submission(doubled)
+    refused = {name: Measurement(False, reason="no head") for name in names}
+    with pytest.raises(SubmissionError) as info:
+        submission_table(refused)
+    assert str(info.value) == (
+        f"7 images have no measurable head ({', '.join(names[:5])}); "
+        "the submission needs an ellipse for every image."
+    )
