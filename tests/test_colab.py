@@ -210,6 +210,37 @@ def test_drive_from_the_environment_and_explicit_folders_win(
     assert book.checkpoint_dir == tmp_path / "drive" / "MyDrive" / "fetalft" / "checkpoints"
 
 
+DRIVE_FIELD = 'keep_on_drive = False  # @param {type:"boolean"}'
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_every_setup_cell_has_a_drive_box_that_works(
+    path, fake_colab, clean_env, tmp_path, monkeypatch, capsys
+) -> None:
+    """The Colab form field of each chapter's setup cell: unticked (as committed, and in CI)
+    ``$FETALFT_DRIVE`` decides; ticked, Drive is mounted and holds data, runs and checkpoints."""
+    source = nbformat.read(path, as_version=4).cells[2].source
+    assert source.count(DRIVE_FIELD) == 1, f"{path.name}: the setup cell lost its Drive box"
+    monkeypatch.setattr(chapter, "DRIVE_MOUNT", tmp_path / "drive")
+    monkeypatch.setenv("FETALFT_PROFILE", "smoke")
+    write_synthetic_hc18(tmp_path / "drive" / "MyDrive" / "fetalft" / "hc18", n_train=4, n_test=2)
+
+    def run_cell(cell: str) -> chapter.BookSetup:
+        namespace: dict = {}
+        exec(compile(cell, f"{path.name}: setup cell", "exec"), namespace)
+        return namespace["book"]
+
+    assert not run_cell(source).drive and fake_colab == []
+    monkeypatch.setenv(chapter.DRIVE_ENV, "1")  # unticked: the environment still decides
+    assert run_cell(source).drive and len(fake_colab) == 1
+    for name in ENVS:
+        monkeypatch.delenv(name, raising=False)
+    ticked = run_cell(source.replace(DRIVE_FIELD, DRIVE_FIELD.replace("False", "True")))
+    assert ticked.drive and fake_colab == [str(tmp_path / "drive")] * 2
+    assert ticked.results_dir == tmp_path / "drive" / "MyDrive" / "fetalft" / "results"
+    capsys.readouterr()
+
+
 def test_drive_is_off_by_default_and_refused_outside_colab(clean_env, monkeypatch) -> None:
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
     assert chapter.drive_requested() is False
