@@ -103,8 +103,10 @@ def fit_ellipse(points: np.ndarray) -> Ellipse:
         raise EllipseFitError(
             f"need at least {MIN_FIT_POINTS} points to fit an ellipse, got {len(points)}"
         )
-    if _collinear(given):
-        # OpenCV returns a needle of arbitrary length and a width of float noise here
+    # The spread of the points along their main axis and across it: none across means one
+    # straight line, where OpenCV returns a needle of arbitrary length and a width of noise.
+    along, across = np.linalg.svd(given - given.mean(axis=0), compute_uv=False)[:2]
+    if not across > 1e-9 * along:
         raise EllipseFitError(
             f"points are degenerate: all {len(points)} lie on one straight line, which no "
             "ellipse fits"
@@ -114,14 +116,6 @@ def fit_ellipse(points: np.ndarray) -> Ellipse:
         raise EllipseFitError(f"points are degenerate (fitted axes {width:.3g} x {height:.3g})")
     # OpenCV's RotatedRect: `width` lies along `angle_deg`, turning from +x towards +y.
     return Ellipse.normalized(cx, cy, width / 2, height / 2, math.radians(angle_deg))
-
-
-def _collinear(points: np.ndarray) -> bool:
-    """Whether the points spread along one line only (identical points included): the
-    smaller singular value of the centred points is zero up to rounding."""
-    centred = points - points.mean(axis=0)
-    spread = np.linalg.svd(centred, compute_uv=False)
-    return bool(spread[1] <= 1e-9 * spread[0]) or not spread[0] > 0
 
 
 def outline_points(outline: np.ndarray) -> np.ndarray:
