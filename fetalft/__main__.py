@@ -187,8 +187,9 @@ def _split(args: argparse.Namespace) -> int:
     return 0
 
 
-def _default_checkpoint(profile_name: str | None) -> str:
-    """The best-on-validation finished run's ``best.pt`` of the profile, or a clear error."""
+def _default_checkpoint(profile_name: str | None) -> tuple[str, str]:
+    """The best-on-validation finished run's ``best.pt`` of the profile and the line that
+    names it, or a clear error."""
     from fetalft.predict import CheckpointError
     from fetalft.profiles import get_profile
     from fetalft.report import best_checkpoint
@@ -206,33 +207,51 @@ def _default_checkpoint(profile_name: str | None) -> str:
             f"{checkpoints_root()}; train one (python -m fetalft study) or pass --checkpoint."
         )
     row = choice.row
-    print(
+    note = (
         f"using {choice.path} ({row.run}, seed {row.seed}, validation Dice {row.best_val_dice:.4f})"
     )
-    return str(choice.path)
+    return str(choice.path), note
 
 
-def _model_checkpoint(args: argparse.Namespace) -> str:
-    """--checkpoint; else the best run of --profile; else the model that ships with fetalft."""
+def _model_checkpoint(args: argparse.Namespace) -> tuple[str, str | None]:
+    """--checkpoint; else the best run of --profile; else the model that ships with fetalft.
+
+    Returns the path and, when the user did not name it, a line saying which model it is.
+    The caller prints that line only once every argument has been checked, so a refused
+    command does not first announce a model it will not use.
+    """
     if args.checkpoint:
-        return args.checkpoint
+        return args.checkpoint, None
     if args.profile:
         return _default_checkpoint(args.profile)
     from fetalft.shipped import shipped_checkpoint
 
     path = shipped_checkpoint()
-    print(f"using the model that ships with fetalft ({path.name}; see MODEL_CARD.md beside it)")
-    return str(path)
+    return str(path), (
+        f"using the model that ships with fetalft ({path.name}; see MODEL_CARD.md beside it)"
+    )
+
+
+def _announce(note: str | None) -> None:
+    """Print which model is used (see :func:`_model_checkpoint`), if there is a line to print."""
+    if note:
+        print(note)
 
 
 def _predict(args: argparse.Namespace) -> int:
     from fetalft.predict import predict_file
 
-    checkpoint = _model_checkpoint(args)
+    checkpoint, note = _model_checkpoint(args)
     _refuse_overwriting(
         "--overlay", args.overlay, {"input image": args.image, "checkpoint": checkpoint}
     )
-    measurement = predict_file(args.image, args.pixel_size, checkpoint, args.overlay)
+    measurement = predict_file(
+        args.image,
+        args.pixel_size,
+        checkpoint,
+        args.overlay,
+        before_loading=lambda: _announce(note),
+    )
     print(measurement)
     if measurement.measurable:
         e = measurement.ellipse_mm
@@ -259,13 +278,14 @@ def _submit(args: argparse.Namespace) -> int:
     from fetalft.predict import Predictor, predict_test_set
     from fetalft.submission import SubmissionError, submission_with_fallback, write_submission
 
-    checkpoint = _model_checkpoint(args)
+    checkpoint, note = _model_checkpoint(args)
     data_dir = hc18.find_data_dir(args.data_dir)
     records = hc18.load_records("test", data_dir)
     inputs = {"checkpoint": checkpoint, "training CSV": data_dir / hc18.TRAIN_CSV}
     inputs |= {"test CSV": data_dir / hc18.TEST_CSV}
     inputs |= {f"test image {r.image_path.name}": r.image_path for r in records}
     _refuse_overwriting("--output", args.output, inputs)
+    _announce(note)
     measured = predict_test_set(Predictor.from_checkpoint(checkpoint), records)
     if records and not any(m.measurable for m, _ in measured.values()):
         raise SubmissionError(

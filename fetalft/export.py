@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ import torch
 
 from fetalft.data import IMAGENET_MEAN, IMAGENET_STD
 from fetalft.evaluate import TTA_FLIPS
-from fetalft.io import write_json_atomic
+from fetalft.io import atomic_path, same_file, write_json_atomic
 from fetalft.predict import MaskPredictor, Predictor
 from fetalft.profiles import image_shape
 
@@ -30,12 +29,6 @@ class ExportError(ValueError):
     """An export that would destroy a file: the checkpoint, or the model by its own sidecar."""
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    if a.exists() and b.exists():
-        return os.path.samefile(a, b)
-    return a.resolve() == b.resolve()
-
-
 def output_paths(
     checkpoint: str | os.PathLike, output: str | os.PathLike | None = None
 ) -> tuple[Path, Path]:
@@ -44,14 +37,14 @@ def output_paths(
     checkpoint = Path(checkpoint)
     model = Path(output) if output else checkpoint.with_suffix(".onnx")
     sidecar = model.with_suffix(".json")
-    if _same_file(model, sidecar):
+    if same_file(model, sidecar):
         raise ExportError(
             f"--output {model} is also where the JSON sidecar goes (the output path with .json), "
             f"so the sidecar would overwrite the ONNX model; give an --output ending in .onnx, "
             f"such as {model.with_suffix('.onnx')}."
         )
     for path, what in ((model, "ONNX model"), (sidecar, "JSON sidecar")):
-        if _same_file(path, checkpoint):
+        if same_file(path, checkpoint):
             raise ExportError(
                 f"the {what} {path} would overwrite the checkpoint {checkpoint}; "
                 "choose another --output, such as model.onnx in another folder."
@@ -82,14 +75,8 @@ def export_onnx(checkpoint: str | os.PathLike, output: str | os.PathLike | None 
         external_data=False,
         verbose=False,
     )
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-    os.close(fd)
-    try:
+    with atomic_path(output) as tmp:  # ONNX saves to a file name, not an open file
         program.save(tmp)
-        os.replace(tmp, output)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     write_json_atomic(
         sidecar,
         {

@@ -38,27 +38,39 @@ def _as_if_created_normally(path: str | os.PathLike, *, folder: bool = False) ->
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -> Iterator[IO]:
-    """Open a temporary file beside ``path``; rename it onto ``path`` only on success.
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; it becomes ``path`` only if the block succeeds.
 
-    The file ends up with the user's umask (0644 with umask 022), as if opened directly; a
-    file it replaces does not pass on its mode.
+    For writers that take a file name rather than an open file (ONNX's ``save``). The file
+    is synced to disk before the rename, and ends up with the user's umask (0644 with umask
+    022) whether the writer wrote into the temporary file or replaced it; a file it
+    replaces does not pass on its mode. After an exception nothing is left beside ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    tmp = Path(tmp_name)
     try:
-        _as_if_created_normally(tmp_name)
-        with open(tmp_name, mode, **open_kwargs) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
+        yield tmp
+        _as_if_created_normally(tmp)  # after writing: a writer may have made a new file there
+        with open(tmp, "rb") as written:
+            os.fsync(written.fileno())
+        os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -> Iterator[IO]:
+    """Open a temporary file beside ``path``; rename it onto ``path`` only on success.
+
+    The file ends up with the user's umask (0644 with umask 022), as if opened directly; a
+    file it replaces does not pass on its mode (see :func:`atomic_path`).
+    """
+    with atomic_path(path) as tmp, open(tmp, mode, **open_kwargs) as handle:
+        yield handle
 
 
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:

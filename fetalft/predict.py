@@ -5,8 +5,9 @@ python -m fetalft predict IMAGE --pixel-size MM [--checkpoint best.pt] [--overla
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,53 @@ from fetalft.training import RunConfig
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing or not one of fetalft's."""
+
+
+class ImageError(ValueError):
+    """An image file ``predict`` cannot read: missing, a folder, or not readable."""
+
+
+def check_image_file(path: str | os.PathLike) -> Path:
+    """``path`` if it is a file this process can open, else :class:`ImageError` saying why.
+
+    Checked before OpenCV sees the path: ``cv2.imread`` of a missing file prints its own
+    WARN line to stderr and then returns ``None``, so the user got two messages, the first
+    one OpenCV's.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(f"image {path} not found; check the path and give an existing PNG.")
+    if path.is_dir():
+        raise ImageError(f"image {path} is a folder; give the path of one PNG file in it.")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as error:
+        raise ImageError(
+            f"cannot open image {path} ({error.strerror}); check its permissions."
+        ) from error
+    return path
+
+
+@contextlib.contextmanager
+def _opencv_quiet() -> Iterator[None]:
+    """OpenCV's log limited to errors: its warnings about a file (a path that vanished
+    after :func:`check_image_file`) would come before fetalft's own message about it."""
+    logging = cv2.utils.logging
+    level = logging.getLogLevel()
+    logging.setLogLevel(logging.LOG_LEVEL_ERROR)
+    try:
+        yield
+    finally:
+        logging.setLogLevel(level)
+
+
+def read_scan(path: str | os.PathLike) -> np.ndarray:
+    """A user's scan as :func:`fetalft.hc18.read_gray` reads it, with one clear error (and
+    no OpenCV warning) for a path that is missing, a folder or unreadable."""
+    path = check_image_file(path)
+    with _opencv_quiet():
+        return read_gray(path)
 
 
 class MaskPredictor:
@@ -162,13 +210,23 @@ def predict_file(
     pixel_size_mm: float,
     checkpoint: str | os.PathLike,
     overlay_path: str | os.PathLike | None = None,
+    before_loading: Callable[[], object] | None = None,
 ) -> Measurement:
+    """Measure one scan; write the overlay PNG if asked, refused ellipses in red.
+
+    The pixel size and the image are checked first (:class:`fetalft.hc18.HC18Error`,
+    :class:`ImageError`), then whether the pixel size fits the image (not measurable, no
+    model loaded). Only then is ``before_loading`` called and the model loaded: the CLI
+    says there which model it uses, so nothing is announced for input that is refused.
+    """
     pixel_size_mm = check_pixel_size(pixel_size_mm, "--pixel-size")
-    image = read_gray(image_path)
+    image = read_scan(image_path)
     if problem := field_of_view_problem(image.shape, pixel_size_mm):
         # no model can make a wrong pixel size right: say so before loading one
         measurement = Measurement(False, pixel_size_mm=pixel_size_mm, reason=problem)
     else:
+        if before_loading is not None:
+            before_loading()
         _, measurement = Predictor.from_checkpoint(checkpoint).measure(image, pixel_size_mm)
     if overlay_path is not None:
         from fetalft.io import atomic_write

@@ -267,7 +267,9 @@ def test_predict_without_checkpoint_uses_the_best_validation_run(
     monkeypatch.setattr(Predictor, "from_checkpoint", classmethod(spy_load))
     monkeypatch.setattr(Predictor, "forward", oracle_forward(scan, 32))  # finds the head: exit 0
     assert main(args) == 0
-    assert "decoder-0-4, seed 0, validation Dice 0.9000" in capsys.readouterr().out
+    first, second, *_ = capsys.readouterr().out.splitlines()
+    assert "decoder-0-4, seed 0, validation Dice 0.9000" in first  # said before measuring
+    assert second.startswith("HC ")
     assert loaded == [checkpoints / "smoke" / "decoder-0-4" / "seed-0" / "best.pt"]
 
 
@@ -751,3 +753,71 @@ def test_usage_errors_are_one_line_under_python_dash_m(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     assert done.stderr.startswith("error: unknown strategy 'no-such-strategy'; valid strategies:")
+
+
+# -- issue 17 leftovers: arguments checked before a model is named; one line for a bad image ----
+
+
+@pytest.mark.parametrize("pixel_size", ["5", "0", "nan"])
+def test_predict_checks_the_pixel_size_before_naming_a_model(
+    pixel_size: str, scan: hc18.Record, capsys
+) -> None:
+    """Before: "using the model that ships with fetalft ..." and then the refusal."""
+    assert main(["predict", str(scan.image_path), "--pixel-size", pixel_size]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.splitlines()
+    assert line.startswith(f"error: pixel size {float(pixel_size)!r} mm from --pixel-size")
+
+
+def test_predict_names_no_model_when_the_pixel_size_does_not_fit_the_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """Refused without any model (exit 3), so none is announced."""
+    path = tmp_path / "big.png"
+    cv2.imwrite(str(path), np.zeros((4000, 4000), np.uint8))
+    monkeypatch.setattr(Predictor, "from_checkpoint", lambda *a, **k: pytest.fail("loaded"))
+    assert main(["predict", str(path), "--pixel-size", "0.2"]) == 3
+    out = capsys.readouterr().out
+    assert out.startswith("not measurable: a 4000x4000-pixel image at 0.2 mm"), out
+    assert "using" not in out
+
+
+def test_submit_checks_its_output_before_naming_a_model(synthetic_hc18: Path, capsys) -> None:
+    output = synthetic_hc18 / hc18.TEST_CSV
+    kept = output.read_bytes()
+    assert main(["submit", "--data-dir", str(synthetic_hc18), "--output", str(output)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"error: --output {output} is the test CSV")
+    assert output.read_bytes() == kept
+
+
+def _truncated_png(path: Path) -> None:
+    _, encoded = cv2.imencode(".png", np.full((60, 80), 128, np.uint8))
+    path.write_bytes(encoded.tobytes()[:40])
+
+
+@pytest.mark.parametrize(
+    ("make", "said"),
+    [
+        (lambda path: None, "not found; check the path"),
+        (lambda path: path.mkdir(), "is a folder; give the path of one PNG file"),
+        (lambda path: path.write_text("not a picture"), "missing or not a valid PNG"),
+        (_truncated_png, "missing or not a valid PNG"),
+    ],
+    ids=["missing", "folder", "text", "truncated"],
+)
+def test_predict_on_an_unreadable_image_says_so_in_one_line_naming_it(
+    make, said: str, tmp_path: Path, capfd
+) -> None:
+    """Before: for a missing file OpenCV first wrote its own "[ WARN:0@...] ... imread_"
+    line to stderr (file descriptor 2, hence capfd). The checkpoint is never read."""
+    path = tmp_path / "scan.png"
+    make(path)
+    args = ["predict", str(path), "--pixel-size", "0.1"]
+    assert main([*args, "--checkpoint", str(tmp_path / "never-read.pt")]) == 2
+    captured = capfd.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.splitlines()
+    assert line.startswith("error: ") and str(path) in line and said in line, line

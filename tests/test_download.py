@@ -111,6 +111,9 @@ class FakeZenodo:
     #: file name -> bytes to send before the server stalls until ``resume`` is set (once)
     stall_after: dict[str, int] = field(default_factory=dict)
     resume: threading.Event = field(default_factory=threading.Event)
+    #: file name -> the first byte a 206 answer sends instead of the one asked for (once);
+    #: ``None``: a 206 without a Content-Range header (a broken proxy)
+    wrong_ranges: dict[str, int | None] = field(default_factory=dict)
 
     def reset(self) -> None:
         self.requests.clear()
@@ -141,7 +144,14 @@ class _Handler(BaseHTTPRequestHandler):
                 self.end_headers()
                 return
             self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+            if name in zenodo.wrong_ranges:
+                start = zenodo.wrong_ranges.pop(name)
+                if start is None:  # no header at all; the bytes asked for
+                    start = int(re.fullmatch(r"bytes=(\d+)-", asked)[1])
+                else:
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+            else:
+                self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
         else:
             self.send_response(200)
         body = body[start:]
@@ -239,6 +249,35 @@ def test_second_call_skips_everything(zenodo: FakeZenodo, tmp_path: Path) -> Non
 
     fetch(zenodo, tmp_path, force=True)
     assert sorted(zenodo.requests) == sorted(zenodo.files)
+
+
+def _unreachable_url() -> str:
+    """A local URL nothing listens on (a port just freed): connecting is refused at once."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/records/1327317/files"
+
+
+def test_offline_with_complete_data_it_says_the_data_is_ready(
+    zenodo: FakeZenodo, tmp_path: Path, capsys
+) -> None:
+    """No network at all, every file verified: nothing fetched, every part said to be
+    present, and the folder said to be ready (before the issue it only compared names)."""
+    fetch(zenodo, tmp_path)
+    capsys.readouterr()
+    root = download(tmp_path, base_url=_unreachable_url(), checksums=sha256s(zenodo.files))
+    assert root == tmp_path
+    said = capsys.readouterr().err.splitlines()
+    assert said == [
+        f"{hc18.TRAIN_CSV} already present, skipping",
+        f"{hc18.TEST_CSV} already present, skipping",
+        "training_set/ already present and verified, skipping",
+        "test_set/ already present and verified, skipping",
+        f"HC18 is ready in {tmp_path}",
+    ]
 
 
 def test_incomplete_folder_is_fetched_again(zenodo: FakeZenodo, tmp_path: Path) -> None:
@@ -363,6 +402,29 @@ def test_a_resumed_file_that_fails_its_checksum_is_fetched_anew(
     fetch(zenodo, tmp_path)
     assert [a for n, a in zenodo.ranges_asked if n == hc18.TRAIN_CSV] == ["bytes=10-", None]
     assert (tmp_path / hc18.TRAIN_CSV).read_bytes() == whole
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("kept", "served"),
+    [(10, 0), (10, 4), (10, 20), (10, None)],
+    ids=["from-the-start", "earlier", "later", "no-content-range"],
+)
+def test_a_206_for_other_bytes_than_asked_starts_over(
+    zenodo: FakeZenodo, tmp_path: Path, kept: int, served: int | None
+) -> None:
+    """Asked for ``bytes=10-``, the server answers 206 for bytes from ``served`` on (or
+    without saying which): appending them would shift the file, so the kept bytes are
+    dropped and the whole file is asked for once more, without Range."""
+    zenodo.ranges = True
+    name = hc18.TRAIN_CSV
+    whole = zenodo.files[name]
+    (tmp_path / f".{name}.part").write_bytes(whole[:kept])
+    zenodo.wrong_ranges[name] = served
+
+    fetch(zenodo, tmp_path, checksums={})  # no checksum: the Range handling alone must be right
+    assert [a for n, a in zenodo.ranges_asked if n == name] == [f"bytes={kept}-", None]
+    assert (tmp_path / name).read_bytes() == whole
     assert leftovers(tmp_path) == []
 
 

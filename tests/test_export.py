@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -133,3 +135,71 @@ def test_export_refuses_a_symlink_to_the_checkpoint(tmp_path):
     with pytest.raises(ExportError, match="would overwrite the checkpoint"):
         export_onnx(tmp_path / "best.pt", tmp_path / "link.onnx")
     assert (tmp_path / "best.pt").read_bytes() == b"model"
+
+
+# -- the exported files get the user's umask, like any file the user creates ---------------------
+
+
+class StandInProgram:
+    """What ``torch.onnx.export`` returns, reduced to ``save``: it writes a file by name, as
+    ONNX's own save does (the real export takes minutes on a busy CPU; it is tested above)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+
+    def save(self, destination) -> None:
+        with open(destination, "wb") as handle:
+            handle.write(b"stand-in ONNX model")
+            if self.fail:
+                raise OSError("disk full")
+
+
+def untrained_checkpoint(path):
+    """A best.pt as a study run writes it, of an untrained 32 x 32 decoder-0-4 model."""
+    from fetalft.strategies import get_strategy, prepare_model
+
+    config = RunConfig("decoder-0-4", image_size=32, encoder_weights=None, precision="fp32")
+    net = prepare_model(get_strategy(config.strategy), None, config.head_trainable)
+    torch.save({"config": config.as_dict(), "model": net.state_dict()}, path)
+    return path
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test and restore it after."""
+    saved = os.umask(0o022)
+    try:
+        yield os.umask
+    finally:
+        os.umask(saved)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027, 0o002], ids=["022", "027", "002"])
+def test_exported_files_get_the_users_umask(mask, umask, tmp_path, monkeypatch):
+    """Before: the .onnx came from mkstemp and stayed 0600 whatever the umask."""
+    umask(mask)
+    checkpoint = untrained_checkpoint(tmp_path / "best.pt")
+    out = tmp_path / "deploy"
+    out.mkdir()
+    (out / "plain").write_bytes(b"")  # what open() gives a new file under this umask
+    expected = 0o666 & ~mask
+    assert stat.S_IMODE((out / "plain").stat().st_mode) == expected
+    (out / "model.onnx").write_bytes(b"an older export")
+    os.chmod(out / "model.onnx", 0o600)  # as the old code left it: its mode is not kept
+    monkeypatch.setattr(torch.onnx, "export", lambda *a, **k: StandInProgram())
+
+    model = export_onnx(checkpoint, out / "model.onnx")
+    assert model.read_bytes() == b"stand-in ONNX model"
+    for path in (model, model.with_suffix(".json")):
+        assert stat.S_IMODE(path.stat().st_mode) == expected, path.name
+    assert sorted(p.name for p in out.iterdir()) == ["model.json", "model.onnx", "plain"]
+
+
+def test_a_failed_save_keeps_the_old_model_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    checkpoint = untrained_checkpoint(tmp_path / "best.pt")
+    (tmp_path / "model.onnx").write_bytes(b"an older export")
+    monkeypatch.setattr(torch.onnx, "export", lambda *a, **k: StandInProgram(fail=True))
+    with pytest.raises(OSError, match="disk full"):
+        export_onnx(checkpoint, tmp_path / "model.onnx")
+    assert (tmp_path / "model.onnx").read_bytes() == b"an older export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "model.onnx"]

@@ -12,6 +12,7 @@ import pytest
 
 from fetalft.io import (
     atomic_directory,
+    atomic_path,
     atomic_write,
     write_csv_atomic,
     write_json_atomic,
@@ -168,3 +169,45 @@ def test_results_get_the_users_umask_not_tempfiles_private_mode(
         assert stat.S_IMODE(path.stat().st_mode) == file_mode, path.name
     assert stat.S_IMODE((tmp_path / "run").stat().st_mode) == folder_mode
     assert os.umask(mask) == mask  # writing did not change the umask
+
+
+def _write_into(path: Path) -> None:
+    with open(path, "wb") as handle:  # keeps the temporary file's inode (and its 0600)
+        handle.write(b"model")
+
+
+def _replace(path: Path) -> None:
+    path.unlink()  # a writer that makes its own file under the name it is given
+    path.write_bytes(b"model")
+
+
+@pytest.mark.parametrize("writer", [_write_into, _replace], ids=["writes-into", "replaces"])
+@pytest.mark.parametrize("mask", [0o022, 0o027])
+def test_atomic_path_gives_a_writer_by_name_the_users_umask(
+    tmp_path: Path, umask, mask: int, writer
+) -> None:
+    """For writers that take a file name (ONNX's save): the result is 0666 minus the umask
+    however the writer made it, and it appears under its name only once written."""
+    umask(mask)
+    target = tmp_path / "model.onnx"
+    target.write_bytes(b"old")
+    os.chmod(target, 0o600)
+    with atomic_path(target) as tmp:
+        assert tmp.parent == tmp_path and tmp != target
+        writer(tmp)
+        assert target.read_bytes() == b"old"
+    assert target.read_bytes() == b"model"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask
+    assert entries(tmp_path) == ["model.onnx"]
+
+
+def test_atomic_path_leaves_nothing_and_keeps_the_old_file_when_the_writer_fails(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "model.onnx"
+    target.write_bytes(b"old")
+    with pytest.raises(Interrupted), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half a mo")
+        raise Interrupted
+    assert target.read_bytes() == b"old"
+    assert entries(tmp_path) == ["model.onnx"]
