@@ -157,12 +157,14 @@ def get_strategy(name: str) -> Strategy:
 
 
 def model_parts(model: nn.Module) -> dict[str, nn.Module]:
-    """The named parts strategies refer to (decoder blocks only for smp models)."""
+    """The named parts strategies refer to: the encoder, the head and each decoder block.
+
+    Both networks :func:`fetalft.models.build_model` makes keep their decoder blocks in
+    ``decoder.blocks`` (smp's ``UnetDecoder``, fetalft's own ``UNetDecoder``), and those
+    blocks hold every parameter of the decoder, so the parts cover the whole network.
+    """
     parts = {"encoder": model.encoder, "head": model.segmentation_head}
-    blocks = getattr(model.decoder, "blocks", [])
-    parts.update({f"decoder.{i}": block for i, block in enumerate(blocks)})
-    if not blocks:
-        parts["decoder"] = model.decoder
+    parts.update({f"decoder.{i}": block for i, block in enumerate(model.decoder.blocks)})
     return parts
 
 

@@ -256,6 +256,11 @@ def main(argv: list[str] | None = None) -> int:
     for module in modules:
         workdir = args.workdir / module
         out = workdir / "summary.json"
+        if args.recheck and not out.is_file():
+            raise SystemExit(
+                f"no finished run of {module} in {workdir} to recheck; run it all first: "
+                f"python scripts/mutation.py {module}"
+            )
         previous = json.loads(out.read_text(encoding="utf-8")) if args.recheck else None
         names = [m["mutant"] for m in previous["not_killed"]] if previous else []
         if args.report:  # the wall time is the run's, kept from its summary

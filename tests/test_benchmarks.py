@@ -26,11 +26,16 @@ def test_train_speed_records_both_pipelines(tmp_path: Path) -> None:
 
     result = json.loads(output.read_text())
     assert {row["pipeline"] for row in result["rows"]} == {"authors", "fetalft"}
-    assert all(row["train_img_per_s"] > 0 for row in result["rows"])
+    for row in result["rows"]:  # the book's s/epoch: the paper's 799 training images
+        assert row["epoch_s_799"] == pytest.approx(799 / row["train_img_per_s"], rel=1e-12)
     assert "accuracy" not in result  # only with --accuracy
     (recording,) = speed.recordings("train_speed", tmp_path)
     table = speed.train_table(recording)
-    assert table.loc[(32, "decoder-0-4", "fetalft"), "speed-up"] > 0
+    ips = {row["pipeline"]: row["train_img_per_s"] for row in result["rows"]}
+    assert table.loc[(32, "decoder-0-4", "fetalft"), "speed-up"] == pytest.approx(
+        ips["fetalft"] / ips["authors"], abs=0.005
+    )  # shown to two decimals
+    assert table.loc[(32, "decoder-0-4", "authors"), "speed-up"] == 1.0
     assert table.loc[(32, "decoder-0-4", "fetalft"), "precision"] in {"fp32", "bf16-autocast"}
 
 

@@ -289,9 +289,14 @@ def test_predict_with_a_checkpoint_never_looks_for_the_shipped_model(
 
     monkeypatch.setattr(shipped, "shipped_checkpoint", no_shipped_model)
     loaded = spy_on_loading(monkeypatch)
-    assert main(["predict", image, "--pixel-size", "0.1", "--checkpoint", str(best)]) in (0, 3)
+    code = main(["predict", image, "--pixel-size", "0.1", "--checkpoint", str(best)])
+    out = capsys.readouterr().out
     assert loaded == [best]
-    assert "ships with fetalft" not in capsys.readouterr().out
+    assert "ships with fetalft" not in out
+    # what that checkpoint finds, asked directly: the command reports exactly that
+    _, found = Predictor.from_checkpoint(best).measure(hc18.read_gray(image), 0.1)
+    assert code == (0 if found.measurable else 3), out
+    assert out.splitlines()[0] == str(found)
 
 
 def test_predict_with_a_profile_takes_that_profiles_best_run(

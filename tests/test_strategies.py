@@ -555,3 +555,17 @@ def test_random_bn_train_follows_the_head_variant() -> None:
         get_strategy("decoder-0-4"), encoder_weights=None, head_trainable=False, random_bn="train"
     )
     assert model.batch_statistics == {"head"}
+
+
+@pytest.mark.parametrize("architecture", sorted({s.architecture for s in STRATEGIES.values()}))
+def test_parts_hold_every_parameter_of_the_network_once(architecture: str) -> None:
+    """Encoder, head and decoder blocks cover the network: nothing is left out of every part
+    (it would train under no strategy, or under all) and nothing is in two parts."""
+    from fetalft.models import build_model
+
+    net = build_model(architecture, None)
+    in_parts = [id(p) for part in model_parts(net).values() for p in part.parameters()]
+    assert len(in_parts) == len(set(in_parts))
+    assert set(in_parts) == {id(p) for p in net.parameters()}
+    blocks = 4 if architecture == "unet" else 5  # four up-steps; smp: one per encoder stage
+    assert list(model_parts(net)) == ["encoder", "head", *(f"decoder.{i}" for i in range(blocks))]
