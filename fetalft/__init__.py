@@ -9,6 +9,7 @@ The package behind the fetalft book. Modules, one concern each:
 - :mod:`fetalft.metrics`, :mod:`fetalft.evaluate`: per-image metrics at original resolution
 - :mod:`fetalft.unet`, :mod:`fetalft.models`, :mod:`fetalft.strategies`,
   :mod:`fetalft.batchnorm`: networks, freezing, the folded offline weights
+- :mod:`fetalft.settings`: the ``FETALFT_*`` environment variables, read in one place
 - :mod:`fetalft.profiles`, :mod:`fetalft.device`, :mod:`fetalft.environment`: run sizes,
   device and precision, and the labels every result carries
 - :mod:`fetalft.training`, :mod:`fetalft.study`, :mod:`fetalft.io`: training runs, the

@@ -6,9 +6,10 @@ Every notebook starts the same way (MONAI style): install, imports, then ::
     book = setup()
 
 which picks the run profile (``$FETALFT_PROFILE``, else ``paper`` on a GPU and ``cpu``
-otherwise), finds the data (HC18 in ``$FETALFT_DATA_DIR`` or the cache folder; downloaded
-there when missing and the profile is not ``smoke``; the smoke profile falls back to
-synthetic scans and says so), chooses device and precision, and prints all of it.
+otherwise), finds the data (HC18 in ``setup(data_dir=...)``, ``$FETALFT_DATA_DIR`` or the
+cache folder; downloaded there when missing and the profile is not ``smoke``; the smoke
+profile falls back to synthetic scans and says so), chooses device and precision, and prints
+all of it. The environment is read through :mod:`fetalft.settings`.
 
 Where results go:
 
@@ -43,20 +44,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fetalft import hc18
+from fetalft import hc18, settings
 from fetalft.device import Runtime
-from fetalft.hc18 import DATA_DIR_ENV
-from fetalft.models import default_encoder_weights, weights_source
+from fetalft.models import weights_source
 from fetalft.profiles import Profile, get_profile, size_label
-from fetalft.runfiles import CHECKPOINTS_ENV, RESULTS_ENV
 
 SMOKE_NOTE = "smoke profile: a handful of tiny images and one epoch; the numbers measure nothing"
 #: Characters per printed line that fit the book's page width (a 1280-pixel-wide window).
 PRINT_WIDTH = 76
 
 
-#: ``1``/``true``/``yes``: :func:`setup` keeps data and runs on Google Drive (Colab).
-DRIVE_ENV = "FETALFT_DRIVE"
 #: Where Colab mounts Google Drive, and fetalft's folder in it.
 DRIVE_MOUNT = Path("/content/drive")
 DRIVE_FOLDER = Path("MyDrive") / "fetalft"
@@ -71,23 +68,16 @@ def in_colab() -> bool:
 
 def drive_requested(drive: bool | None = None) -> bool:
     """``drive`` if given, else whether ``$FETALFT_DRIVE`` says yes."""
-    if drive is not None:
-        return bool(drive)
-    value = os.environ.get(DRIVE_ENV, "").strip().lower()
-    if value in ("", "0", "false", "no"):
-        return False
-    if value in ("1", "true", "yes"):
-        return True
-    raise ValueError(f"{DRIVE_ENV}={value!r}: use 1 (keep data and runs on Google Drive) or 0")
+    return bool(drive) if drive is not None else settings.current().drive
 
 
 def drive_folders(mount: str | os.PathLike = DRIVE_MOUNT) -> dict[str, Path]:
     """The environment variable of each folder fetalft keeps on Drive, and its folder."""
     base = Path(mount) / DRIVE_FOLDER
     return {
-        DATA_DIR_ENV: base / "hc18",
-        RESULTS_ENV: base / "results",
-        CHECKPOINTS_ENV: base / "checkpoints",
+        settings.DATA_DIR_ENV: base / "hc18",
+        settings.RESULTS_ENV: base / "results",
+        settings.CHECKPOINTS_ENV: base / "checkpoints",
     }
 
 
@@ -102,16 +92,16 @@ def use_drive(mount: str | os.PathLike | None = None) -> dict[str, Path]:
     if not in_colab():
         raise RuntimeError(
             "drive=True (or FETALFT_DRIVE=1) mounts Google Drive, which only works in Colab; "
-            f"elsewhere set {DATA_DIR_ENV}, {RESULTS_ENV} and {CHECKPOINTS_ENV} instead."
+            f"elsewhere set {settings.DATA_DIR_ENV}, {settings.RESULTS_ENV} and "
+            f"{settings.CHECKPOINTS_ENV} instead."
         )
     from google.colab import drive
 
     mount = Path(mount or DRIVE_MOUNT)
     drive.mount(str(mount))
-    folders = {}
-    for env, folder in drive_folders(mount).items():
-        folders[env] = Path(os.environ.setdefault(env, str(folder))).expanduser()
-        folders[env].mkdir(parents=True, exist_ok=True)
+    folders = settings.export_unset(drive_folders(mount))
+    for folder in folders.values():
+        folder.mkdir(parents=True, exist_ok=True)
     return folders
 
 
@@ -143,9 +133,9 @@ def shown_path(path: str | os.PathLike) -> str:
     return f".../{path.name}"
 
 
-def _work_dir(env: str, name: str, profile: Profile, scratch: Path | None) -> Path:
-    if value := os.environ.get(env):
-        return Path(value).expanduser()
+def _work_dir(configured: Path | None, name: str, profile: Profile, scratch: Path | None) -> Path:
+    if configured is not None:
+        return configured
     if profile.name == "smoke" and scratch is not None:
         return scratch / name
     return (project_root() or Path.cwd()) / name
@@ -301,55 +291,61 @@ def committed_study(root: str | os.PathLike | None = None) -> ShownStudy | None:
     return ShownStudy(get_profile(COMMITTED_PROFILE), root / "results", committed=True)
 
 
-def ensure_data(profile: Profile, download: bool = True) -> tuple[Path, bool]:
+def ensure_data(
+    profile: Profile, download: bool = True, data_dir: str | os.PathLike | None = None
+) -> tuple[Path, bool]:
     """The data folder and whether it is synthetic; fetch HC18 only when needed.
 
-    HC18 is downloaded (into ``$FETALFT_DATA_DIR`` or the cache folder) only when it is
-    missing and the profile is not ``smoke``: the smoke profile never touches the network.
+    ``data_dir`` defaults to ``$FETALFT_DATA_DIR``, else the cache folder. HC18 is downloaded
+    there only when it is missing, the profile is not ``smoke`` (which never touches the
+    network) and the folder is not ``synthetic`` (which asks for synthetic scans).
     """
-    from fetalft.data import dataset_dir
+    from fetalft.data import dataset_dir, wants_synthetic
 
     try:
-        return hc18.find_data_dir(), False
+        return hc18.find_data_dir(data_dir), False
     except hc18.DatasetNotFoundError:
-        if profile.name == "smoke" or not download:
-            return dataset_dir(profile)
+        if profile.name == "smoke" or not download or wants_synthetic(data_dir):
+            return dataset_dir(profile, data_dir)
     from fetalft.download import download as fetch
 
-    print(f"HC18 not found in {hc18.data_dir()}: downloading it from Zenodo (about 170 MB).")
-    return fetch(), False
+    root = hc18.data_dir(data_dir)
+    print(f"HC18 not found in {root}: downloading it from Zenodo (about 170 MB).")
+    return fetch(root), False
 
 
 def setup(
     profile: str | Profile | None = None,
     *,
+    data_dir: str | os.PathLike | None = None,
     download: bool = True,
     show: bool = True,
     drive: bool | None = None,
 ) -> BookSetup:
     """Profile, data, device, precision, weights and output folders for one chapter.
 
-    ``drive=True`` (default: ``$FETALFT_DRIVE``) keeps HC18, runs and checkpoints on Google
-    Drive in Colab (:func:`use_drive`), so that a runtime reset loses nothing.
+    Each comes from its argument, else from the environment (:mod:`fetalft.settings`).
+    ``data_dir``: the HC18 folder (``synthetic`` for synthetic scans). ``drive=True``
+    (default: ``$FETALFT_DRIVE``) keeps HC18, runs and checkpoints on Google Drive in Colab
+    (:func:`use_drive`), so that a runtime reset loses nothing.
     """
     profile = profile if isinstance(profile, Profile) else get_profile(profile or None)
     on_drive = drive_requested(drive)
     if on_drive:
         use_drive()
-    data_dir, synthetic = ensure_data(profile, download)
+    data_dir, synthetic = ensure_data(profile, download, data_dir)
+    config = settings.current()  # after use_drive, which may have set the folders
     scratch = None
-    if profile.name == "smoke" and not (
-        os.environ.get(RESULTS_ENV) and os.environ.get(CHECKPOINTS_ENV)
-    ):
+    if profile.name == "smoke" and not (config.results_dir and config.checkpoint_dir):
         scratch = Path(tempfile.mkdtemp(prefix="fetalft-smoke-"))
     book = BookSetup(
         profile=profile,
         data_dir=data_dir,
         synthetic=synthetic,
         runtime=Runtime.choose(),
-        encoder_weights=default_encoder_weights(),
-        results_dir=_work_dir(RESULTS_ENV, "results", profile, scratch),
-        checkpoint_dir=_work_dir(CHECKPOINTS_ENV, "checkpoints", profile, scratch),
+        encoder_weights=config.encoder_weights,
+        results_dir=_work_dir(config.results_dir, "results", profile, scratch),
+        checkpoint_dir=_work_dir(config.checkpoint_dir, "checkpoints", profile, scratch),
         colab=in_colab(),
         drive=on_drive,
     )

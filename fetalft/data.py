@@ -21,7 +21,7 @@ import torch
 from albumentations.pytorch import ToTensorV2
 from tqdm.auto import tqdm
 
-from fetalft import hc18
+from fetalft import hc18, settings
 from fetalft.biometry import ellipse_from_outline
 from fetalft.ellipse import Ellipse
 from fetalft.profiles import ImageSize, Profile, image_shape, size_label
@@ -154,6 +154,12 @@ def smoke_data_dir() -> Path:
     return root
 
 
+def wants_synthetic(data_dir: str | os.PathLike | None = None) -> bool:
+    """Whether ``data_dir`` (default: ``$FETALFT_DATA_DIR``) asks for synthetic scans."""
+    given = data_dir if data_dir is not None else settings.current().data_dir
+    return given is not None and str(given) == SYNTHETIC
+
+
 def dataset_dir(profile: Profile, data_dir: str | os.PathLike | None = None) -> tuple[Path, bool]:
     """The folder to train from, and whether it is synthetic.
 
@@ -162,18 +168,18 @@ def dataset_dir(profile: Profile, data_dir: str | os.PathLike | None = None) -> 
     said loudly either way. A folder that is given (argument or ``$FETALFT_DATA_DIR``) must
     hold HC18: a typo must not turn a run into one on fake scans.
     """
-    given = data_dir if data_dir is not None else os.environ.get(hc18.DATA_DIR_ENV) or None
-    if given is not None and str(given) == SYNTHETIC:
+    given = data_dir if data_dir is not None else settings.current().data_dir
+    if wants_synthetic(given):
         root = smoke_data_dir()
         print(f"WARNING: synthetic scans, as asked ({root}): not HC18, the numbers mean nothing.")
         return root, True
     try:
-        return hc18.find_data_dir(data_dir), False
+        return hc18.find_data_dir(given), False
     except hc18.DatasetNotFoundError as error:
         if given is not None:
             raise hc18.DatasetNotFoundError(
                 f"{error} To train on synthetic scans instead, ask for them: --data-dir "
-                f"{SYNTHETIC} (or {hc18.DATA_DIR_ENV}={SYNTHETIC})."
+                f"{SYNTHETIC} (or {settings.DATA_DIR_ENV}={SYNTHETIC})."
             ) from None
         if profile.name != "smoke":
             raise
@@ -181,6 +187,6 @@ def dataset_dir(profile: Profile, data_dir: str | os.PathLike | None = None) -> 
         print(
             f"WARNING: HC18 not found in {hc18.data_dir()} and no data folder configured: the "
             f"smoke profile uses synthetic scans in {root} (not real data; the numbers mean "
-            f"nothing). Set {hc18.DATA_DIR_ENV} to a folder with HC18 to use it."
+            f"nothing). Set {settings.DATA_DIR_ENV} to a folder with HC18 to use it."
         )
         return root, True

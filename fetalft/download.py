@@ -38,7 +38,7 @@ from types import MappingProxyType
 
 from tqdm.auto import tqdm
 
-from fetalft import hc18
+from fetalft import hc18, settings
 from fetalft.io import atomic_directory
 
 ZENODO_URL = "https://zenodo.org/records/1327317/files"
@@ -140,7 +140,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
         default=None,
-        help=f"where to put HC18 (default: ${hc18.DATA_DIR_ENV} or {_default_dir_for_help()})",
+        help=f"where to put HC18 (default: ${settings.DATA_DIR_ENV} or {_default_dir_for_help()})",
     )
     parser.add_argument(
         "--force", action="store_true", help="download again even what is already present"

@@ -18,7 +18,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-DATA_DIR_ENV = "FETALFT_DATA_DIR"
+from fetalft import settings
+
 TRAIN_CSV = "training_set_pixel_size_and_HC.csv"
 TEST_CSV = "test_set_pixel_size.csv"
 TRAIN_DIR = "training_set"
@@ -52,8 +53,7 @@ def data_dir(path: str | os.PathLike | None = None) -> Path:
     """The HC18 folder: ``path`` if given, else ``$FETALFT_DATA_DIR``, else the default."""
     if path is not None:
         return Path(path).expanduser()
-    env = os.environ.get(DATA_DIR_ENV)
-    return Path(env).expanduser() if env else default_data_dir()
+    return settings.current().data_dir or default_data_dir()
 
 
 def find_data_dir(path: str | os.PathLike | None = None) -> Path:
@@ -64,7 +64,7 @@ def find_data_dir(path: str | os.PathLike | None = None) -> Path:
         raise DatasetNotFoundError(
             f"HC18 dataset not found in {root} (missing: {', '.join(missing)}). "
             f"Run `python -m fetalft download --data-dir {root}` to fetch it from Zenodo, "
-            f"or set {DATA_DIR_ENV} to a folder that holds it."
+            f"or set {settings.DATA_DIR_ENV} to a folder that holds it."
         )
     return root
 

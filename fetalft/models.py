@@ -17,10 +17,9 @@ import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
-from fetalft import paper
+from fetalft import paper, settings
 from fetalft.unet import UNet
 
-ENCODER_WEIGHTS_ENV = "FETALFT_ENCODER_WEIGHTS"
 ENCODER = "mobilenet_v2"
 
 
@@ -30,7 +29,7 @@ class WeightsError(ValueError):
 
 def default_encoder_weights() -> str:
     """``$FETALFT_ENCODER_WEIGHTS`` if set (a local file), else smp's ``"imagenet"`` download."""
-    return os.environ.get(ENCODER_WEIGHTS_ENV) or "imagenet"
+    return settings.current().encoder_weights
 
 
 def weights_source(weights: str | os.PathLike | None) -> str:
@@ -48,7 +47,7 @@ def load_encoder_state(encoder: nn.Module, path: str | os.PathLike) -> None:
     if not path.is_file():
         raise WeightsError(
             f"encoder weights file {path} not found; pass an existing .pth file, "
-            f"unset {ENCODER_WEIGHTS_ENV}, or use encoder_weights='imagenet' to download."
+            f"unset {settings.ENCODER_WEIGHTS_ENV}, or use encoder_weights='imagenet' to download."
         )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
 from dataclasses import asdict, dataclass, field, replace
 
-PROFILE_ENV = "FETALFT_PROFILE"
+from fetalft import settings
+
 EPOCHS_HC = 12
 
 
@@ -116,8 +116,8 @@ PROFILES: dict[str, Profile] = {
 
 def default_profile_name() -> str:
     """``$FETALFT_PROFILE`` if set, else ``paper`` on a GPU and ``cpu`` otherwise."""
-    if env := os.environ.get(PROFILE_ENV):
-        return env
+    if name := settings.current().profile:
+        return name
     import torch
 
     return "paper" if torch.cuda.is_available() else "cpu"

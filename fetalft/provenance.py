@@ -146,7 +146,8 @@ def check_finished_run(folder: Path, requested: Mapping) -> None:
     The run's environment.json holds its config; its metrics.json the data label that
     older configs lack.
     """
-    from fetalft.runfiles import CHECKPOINTS_ENV, ENVIRONMENT_FILE, METRICS_FILE, RESULTS_ENV
+    from fetalft.runfiles import ENVIRONMENT_FILE, METRICS_FILE
+    from fetalft.settings import CHECKPOINTS_ENV, RESULTS_ENV
 
     metrics = json.loads((folder / METRICS_FILE).read_text())
     environment = folder / ENVIRONMENT_FILE

@@ -24,8 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-RESULTS_ENV = "FETALFT_RESULTS_DIR"
-CHECKPOINTS_ENV = "FETALFT_CHECKPOINT_DIR"
+from fetalft import settings
 
 METRICS_FILE = "metrics.json"
 PER_IMAGE_FILE = "per_image.csv"
@@ -45,12 +44,12 @@ _SEED_PREFIX = "seed-"
 
 def results_root(path: str | os.PathLike | None = None) -> Path:
     """``path``, else ``$FETALFT_RESULTS_DIR``, else ``results`` (of the working folder)."""
-    return Path(path or os.environ.get(RESULTS_ENV) or "results")
+    return Path(path or settings.current().results_dir or "results")
 
 
 def checkpoints_root(path: str | os.PathLike | None = None) -> Path:
     """``path``, else ``$FETALFT_CHECKPOINT_DIR``, else ``checkpoints``."""
-    return Path(path or os.environ.get(CHECKPOINTS_ENV) or "checkpoints")
+    return Path(path or settings.current().checkpoint_dir or "checkpoints")
 
 
 def seed_folder(root: str | os.PathLike, profile: str, run: str, seed: int) -> Path:

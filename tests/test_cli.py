@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from fetalft import hc18, paper
+from fetalft import hc18, paper, settings
 from fetalft.__main__ import main
 from fetalft.biometry import hadlock_ga_weeks
 from fetalft.data import load_scans, select_records
@@ -682,7 +682,7 @@ def test_study_on_a_data_folder_without_hc18_fails_instead_of_training_on_fake_s
     given = tmp_path / folder
     if folder == "empty":
         given.mkdir()
-    monkeypatch.setenv(hc18.DATA_DIR_ENV, str(given))
+    monkeypatch.setenv(settings.DATA_DIR_ENV, str(given))
     out = ["--results-dir", str(tmp_path / "results"), "--checkpoint-dir", str(tmp_path / "ck")]
     args = ["study", "--profile", "smoke", "--strategies", "decoder-4", *out, "--quiet"]
     assert main(args) == 2

@@ -27,13 +27,12 @@ import nbformat
 import pytest
 
 from fetalft import book as chapter
-from fetalft.hc18 import DATA_DIR_ENV
-from fetalft.runfiles import CHECKPOINTS_ENV, RESULTS_ENV
+from fetalft.settings import CHECKPOINTS_ENV, DATA_DIR_ENV, DRIVE_ENV, RESULTS_ENV
 from fetalft.synthetic import write_synthetic_hc18
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-ENVS = (DATA_DIR_ENV, RESULTS_ENV, CHECKPOINTS_ENV, chapter.DRIVE_ENV)
+ENVS = (DATA_DIR_ENV, RESULTS_ENV, CHECKPOINTS_ENV, DRIVE_ENV)
 
 
 def sync_script():
@@ -179,8 +178,11 @@ def test_install_cell_does_nothing_outside_colab(tmp_path, monkeypatch, capsys) 
 
 @pytest.fixture
 def clean_env(monkeypatch) -> None:
+    """None of the variables set; what Drive sets is undone afterwards (setenv records the
+    old state, a delenv of an unset variable would not, and the Drive folders leaked)."""
     for name in ENVS:
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
 
 
 def test_drive_keeps_data_runs_and_checkpoints_on_drive(
@@ -201,7 +203,7 @@ def test_drive_from_the_environment_and_explicit_folders_win(
     fake_colab, clean_env, tmp_path, monkeypatch
 ) -> None:
     monkeypatch.setattr(chapter, "DRIVE_MOUNT", tmp_path / "drive")
-    monkeypatch.setenv(chapter.DRIVE_ENV, "1")
+    monkeypatch.setenv(DRIVE_ENV, "1")
     monkeypatch.setenv(RESULTS_ENV, str(tmp_path / "mine"))
     write_synthetic_hc18(tmp_path / "drive" / "MyDrive" / "fetalft" / "hc18", n_train=4, n_test=2)
     book = chapter.setup("smoke", show=False)
@@ -231,7 +233,7 @@ def test_every_setup_cell_has_a_drive_box_that_works(
         return namespace["book"]
 
     assert not run_cell(source).drive and fake_colab == []
-    monkeypatch.setenv(chapter.DRIVE_ENV, "1")  # unticked: the environment still decides
+    monkeypatch.setenv(DRIVE_ENV, "1")  # unticked: the environment still decides
     assert run_cell(source).drive and len(fake_colab) == 1
     for name in ENVS:
         monkeypatch.delenv(name, raising=False)
@@ -244,9 +246,9 @@ def test_every_setup_cell_has_a_drive_box_that_works(
 def test_drive_is_off_by_default_and_refused_outside_colab(clean_env, monkeypatch) -> None:
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
     assert chapter.drive_requested() is False
-    monkeypatch.setenv(chapter.DRIVE_ENV, "0")
+    monkeypatch.setenv(DRIVE_ENV, "0")
     assert chapter.drive_requested() is False
-    monkeypatch.setenv(chapter.DRIVE_ENV, "maybe")
+    monkeypatch.setenv(DRIVE_ENV, "maybe")
     with pytest.raises(ValueError, match="FETALFT_DRIVE='maybe'"):
         chapter.drive_requested()
     with pytest.raises(RuntimeError, match="only works in Colab"):

@@ -25,6 +25,7 @@ from fetalft.data import (
 )
 from fetalft.ellipse import Ellipse
 from fetalft.profiles import get_profile
+from fetalft.settings import DATA_DIR_ENV
 from fetalft.synthetic import SyntheticScan, synthetic_scan
 
 SIZE = 64
@@ -239,7 +240,7 @@ def test_dataset_gives_empty_mask_for_unannotated_scan() -> None:
 @pytest.fixture
 def no_hc18(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """No data folder configured and none in the cache; temporary files go under tmp_path."""
-    monkeypatch.delenv(hc18.DATA_DIR_ENV, raising=False)
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     return tmp_path
@@ -267,7 +268,7 @@ def test_a_given_folder_without_hc18_is_an_error_not_synthetic_data(
     if folder == "empty":
         given.mkdir()
     if how == "environment":
-        monkeypatch.setenv(hc18.DATA_DIR_ENV, str(given))
+        monkeypatch.setenv(DATA_DIR_ENV, str(given))
     with pytest.raises(hc18.DatasetNotFoundError) as error:
         dataset_dir(get_profile(profile), given if how == "argument" else None)
     message = str(error.value)
@@ -288,7 +289,7 @@ def test_synthetic_data_when_asked_for_in_any_profile(
     no_hc18: Path, monkeypatch: pytest.MonkeyPatch, capsys, how: str
 ) -> None:
     if how == "environment":
-        monkeypatch.setenv(hc18.DATA_DIR_ENV, "synthetic")
+        monkeypatch.setenv(DATA_DIR_ENV, "synthetic")
     root, synthetic = dataset_dir(get_profile("cpu"), "synthetic" if how == "argument" else None)
     assert synthetic and root.parent == no_hc18
     assert capsys.readouterr().out.startswith("WARNING: synthetic scans, as asked")

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fetalft import hc18
+from fetalft import hc18, settings
 from fetalft.download import (
     MANIFEST,
     DownloadError,
@@ -234,7 +234,7 @@ def test_full_download_gives_a_readable_dataset(zenodo: FakeZenodo, tmp_path: Pa
 def test_data_dir_comes_from_the_environment(
     zenodo: FakeZenodo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(hc18.DATA_DIR_ENV, str(tmp_path / "env"))
+    monkeypatch.setenv(settings.DATA_DIR_ENV, str(tmp_path / "env"))
     root = download(base_url=zenodo.url, progress=False, checksums=None)
     assert root == tmp_path / "env"
     assert hc18.find_data_dir() == root

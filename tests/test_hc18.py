@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from fetalft import hc18
+from fetalft.settings import DATA_DIR_ENV
 
 
 @pytest.fixture
@@ -45,7 +46,7 @@ def test_find_data_dir_on_missing_folder_names_folder_and_download_command(
     message = str(info.value)
     assert str(missing) in message
     assert "python -m fetalft download" in message
-    assert hc18.DATA_DIR_ENV in message
+    assert DATA_DIR_ENV in message
 
 
 def test_find_data_dir_lists_what_is_missing(dataset: Path) -> None:
@@ -60,7 +61,7 @@ def test_dataset_not_found_is_a_file_not_found_error(tmp_path: Path) -> None:
 
 
 def test_env_var_is_honoured(synthetic_hc18: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(hc18.DATA_DIR_ENV, str(synthetic_hc18))
+    monkeypatch.setenv(DATA_DIR_ENV, str(synthetic_hc18))
     assert hc18.data_dir() == synthetic_hc18
     assert hc18.find_data_dir() == synthetic_hc18
 
@@ -68,14 +69,14 @@ def test_env_var_is_honoured(synthetic_hc18: Path, monkeypatch: pytest.MonkeyPat
 def test_explicit_path_wins_over_env_var(
     synthetic_hc18: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(hc18.DATA_DIR_ENV, str(tmp_path / "elsewhere"))
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "elsewhere"))
     assert hc18.find_data_dir(synthetic_hc18) == synthetic_hc18
 
 
 def test_default_data_dir_is_in_the_cache_without_env_var(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv(hc18.DATA_DIR_ENV, raising=False)
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert hc18.data_dir() == tmp_path / "fetalft" / "hc18"
 

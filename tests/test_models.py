@@ -9,7 +9,6 @@ import torch
 
 from fetalft import paper
 from fetalft.models import (
-    ENCODER_WEIGHTS_ENV,
     WeightsError,
     build_model,
     count_parameters,
@@ -19,6 +18,7 @@ from fetalft.models import (
     parameter_table,
     weights_source,
 )
+from fetalft.settings import ENCODER_WEIGHTS_ENV
 from fetalft.unet import UNet
 
 # Exact counts (smp 0.6.0); see the reference notes.

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from fetalft.profiles import (
-    PROFILE_ENV,
     PROFILES,
     SETTINGS,
     default_profile_name,
@@ -19,6 +18,7 @@ from fetalft.profiles import (
     size_label,
     with_settings,
 )
+from fetalft.settings import PROFILE_ENV
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import pytest
 
 from fetalft import runfiles
 from fetalft.runfiles import load_per_image, load_runs
+from fetalft.settings import CHECKPOINTS_ENV, RESULTS_ENV
 from fetalft.study import RunSpec
 from tests.test_report import NAN, PROFILE, scores, write_run
 
@@ -25,20 +26,20 @@ def results(tmp_path: Path) -> Path:
 
 
 def test_roots_follow_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(runfiles.RESULTS_ENV, raising=False)
-    monkeypatch.delenv(runfiles.CHECKPOINTS_ENV, raising=False)
+    monkeypatch.delenv(RESULTS_ENV, raising=False)
+    monkeypatch.delenv(CHECKPOINTS_ENV, raising=False)
     assert runfiles.results_root() == Path("results")
     assert runfiles.checkpoints_root() == Path("checkpoints")
-    monkeypatch.setenv(runfiles.RESULTS_ENV, "/x/r")
-    monkeypatch.setenv(runfiles.CHECKPOINTS_ENV, "/x/c")
+    monkeypatch.setenv(RESULTS_ENV, "/x/r")
+    monkeypatch.setenv(CHECKPOINTS_ENV, "/x/c")
     assert runfiles.results_root() == Path("/x/r")
     assert runfiles.checkpoints_root() == Path("/x/c")
     assert runfiles.results_root("given") == Path("given")
 
 
 def test_paths_of_one_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(runfiles.RESULTS_ENV, "/x/r")
-    monkeypatch.setenv(runfiles.CHECKPOINTS_ENV, "/x/c")
+    monkeypatch.setenv(RESULTS_ENV, "/x/r")
+    monkeypatch.setenv(CHECKPOINTS_ENV, "/x/c")
     assert runfiles.run_folder("cpu", "decoder-4--leaky", 2) == Path(
         "/x/r/cpu/decoder-4--leaky/seed-2"
     )

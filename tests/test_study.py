@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fetalft import hc18, runfiles, study, training
+from fetalft import hc18, settings, study, training
 from fetalft.__main__ import main
 from fetalft.data import select_records
 from fetalft.profiles import Profile
@@ -33,13 +33,13 @@ TINY = Profile(
 @pytest.fixture
 def study_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, synthetic_hc18: Path) -> dict:
     """Fresh results and checkpoint folders; HC18 if present (as in CI), else synthetic scans."""
-    monkeypatch.setenv(runfiles.RESULTS_ENV, str(tmp_path / "results"))
-    monkeypatch.setenv(runfiles.CHECKPOINTS_ENV, str(tmp_path / "checkpoints"))
+    monkeypatch.setenv(settings.RESULTS_ENV, str(tmp_path / "results"))
+    monkeypatch.setenv(settings.CHECKPOINTS_ENV, str(tmp_path / "checkpoints"))
     monkeypatch.delenv("FETALFT_PROFILE", raising=False)
     try:
         hc18.find_data_dir()
     except hc18.DatasetNotFoundError:
-        monkeypatch.setenv(hc18.DATA_DIR_ENV, str(synthetic_hc18))
+        monkeypatch.setenv(settings.DATA_DIR_ENV, str(synthetic_hc18))
     weights = os.environ.get("FETALFT_ENCODER_WEIGHTS")
     if not (weights and Path(weights).is_file()):  # never download in tests
         monkeypatch.setenv("FETALFT_ENCODER_WEIGHTS", "random")
