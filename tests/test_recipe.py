@@ -224,6 +224,60 @@ def cpu_hc(results: Path) -> pd.DataFrame:
 # --------------------------------------------------------------------------- ablation
 
 
+#: A candidate whose measured heads get closer late but which loses one head from epoch 3
+#: on: the rule (failures counted as their whole HC) keeps epoch 2; the lowest ADF is epoch 4.
+CANDIDATE = recipe.CANDIDATE_RUNS[0]
+CANDIDATE_HISTORY = RECIPE_HISTORY.assign(
+    val_dice_original=[0.9390, 0.9650, 0.9690, 0.9730, 0.9720],
+    val_adf_mm=[3.90, 2.50, 2.00, 1.80, 1.90],
+    val_failures=[0, 0, 1, 1, 1],
+    val_hc_error_mm=[3.90, 2.50, 4.60, 4.40, 4.50],
+)
+
+
+def with_candidate(results: Path) -> Path:
+    write_run(
+        results,
+        "cpu-hc",
+        CANDIDATE,
+        0,
+        test=summary(0.99, 1.0, 0, 200),  # the test images choose nothing: never shown
+        val=summary(0.9650, 2.50, 0),
+        best_epoch=2,
+        history=CANDIDATE_HISTORY,
+        **{**RECIPE, "image_size": [320, 480], "epochs": 20},
+    )
+    return results
+
+
+def test_a_candidate_is_not_an_ablation_row(results: Path) -> None:
+    table = recipe.ablation_table(cpu_hc(with_candidate(results)), results_dir=results)
+    assert CANDIDATE not in set(table["run"])
+    assert len(table) == 6  # the recipe, its two free rows, three ablation runs
+
+
+def test_candidate_table_gives_the_kept_epoch_and_the_lowest_adf_epoch(results: Path) -> None:
+    table = recipe.candidate_table(cpu_hc(with_candidate(results)), results_dir=results)
+    assert list(table["run"]) == ["decoder-0-4", CANDIDATE, CANDIDATE]
+    assert list(table["change"]) == [
+        "the recipe",
+        "input 320 x 480; 20 epochs",
+        "input 320 x 480; 20 epochs; the epoch with the lowest ADF",
+    ]
+    assert list(table["best epoch"]) == ["4 of 5", "2 of 20", "4 of 20"]
+    # recipe: val 97.12% / 2.10 mm, 1 failure; kept epoch from metrics.json; lowest ADF
+    # from the history's row of epoch 4 (1.80 mm, Dice 97.30% at original size, 1 failure)
+    assert table["val Dice (%)"].tolist() == pytest.approx([97.12, 96.50, 97.30])
+    assert table["val ADF (mm)"].tolist() == pytest.approx([2.10, 2.50, 1.80])
+    assert table["failures"].tolist() == [1, 0, 1]
+    assert table["ADF change (mm)"].tolist() == pytest.approx([0.0, 0.40, -0.30])
+    assert table["Dice change"].tolist() == pytest.approx([0.0, -0.62, 0.18])
+
+
+def test_candidate_table_is_empty_without_a_candidate(results: Path) -> None:
+    assert recipe.candidate_table(cpu_hc(results), results_dir=results).empty
+
+
 def test_ablation_table_rows_are_the_recipe_its_free_ablations_and_one_per_run(
     results: Path,
 ) -> None:
