@@ -194,8 +194,8 @@ def read_gray(path: str | os.PathLike) -> np.ndarray:
     image = cv2.imread(str(path), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
     if image is None:
         raise HC18Error(
-            f"cannot read image {path}: missing or not a valid PNG. "
-            "Check the file or download the dataset again."
+            f"cannot read image {path}: missing or not a valid PNG. Check the file "
+            "(an HC18 image: download the dataset again)."
         )
     if image.dtype == np.uint16:
         bits = max(8, int(image.max()).bit_length())

@@ -37,13 +37,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_WEIGHTS = (
-    ROOT.parent
-    / "shared"
-    / "weights"
-    / "mobilenet_v2_imagenet_tflite_quant_dequant_torchvision.pth"
-)
+from mutation import ROOT, SHARED_WEIGHTS  # scripts/ is on sys.path when run as a script
+
 RESULTS = "plant_results.json"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,14 @@ def imagenet_weights() -> Path:
         if candidate and Path(candidate).is_file():
             return Path(candidate)
     pytest.skip("no local ImageNet weights: set FETALFT_ENCODER_WEIGHTS to run this test")
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask (022) for one test and restore it after; the test may set
+    another through the yielded ``os.umask``."""
+    saved = os.umask(0o022)
+    try:
+        yield os.umask
+    finally:
+        os.umask(saved)

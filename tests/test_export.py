@@ -164,16 +164,6 @@ def untrained_checkpoint(path):
     return path
 
 
-@pytest.fixture
-def umask():
-    """Set the process umask for one test and restore it after."""
-    saved = os.umask(0o022)
-    try:
-        yield os.umask
-    finally:
-        os.umask(saved)
-
-
 @pytest.mark.parametrize("mask", [0o022, 0o027, 0o002], ids=["022", "027", "002"])
 def test_exported_files_get_the_users_umask(mask, umask, tmp_path, monkeypatch):
     """Before: the .onnx came from mkstemp and stayed 0600 whatever the umask."""

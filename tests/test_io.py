@@ -126,16 +126,6 @@ def test_json_is_strict_with_null_for_non_finite_numbers(tmp_path: Path) -> None
     assert json.loads(text) == {"adf": {"mean": None, "n": 0}, "xs": [1.5, None]}
 
 
-@pytest.fixture
-def umask():
-    """Set the process umask for one test and restore it after."""
-    saved = os.umask(0o022)
-    try:
-        yield os.umask
-    finally:
-        os.umask(saved)
-
-
 @pytest.mark.parametrize(
     ("mask", "file_mode", "folder_mode"),
     [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700), (0o002, 0o664, 0o775)],

@@ -306,7 +306,8 @@ def test_bf16_and_fp32_paths_both_train_and_agree(
 def test_a_resumed_run_keeps_the_precision_it_began_with(
     scans, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Precision "auto" is decided by timing the CPU; a later process may decide otherwise."""
+    """Precision "auto" is decided when a run begins; a later process (another machine, or
+    this one with other CPU flags) may decide otherwise, and the resumed run keeps its own."""
     monkeypatch.setattr("fetalft.device.bf16_pays_off", lambda: True)
     first = trainer(scans, tmp_path, epochs=2, precision="auto")
     interrupt_at_step(first, 3)  # after epoch 1's checkpoint
