@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fetalft import provenance
+from fetalft import provenance, settings
 from fetalft.profiles import get_profile
 from fetalft.provenance import RunMismatchError, differences
 from fetalft.study import RunSpec, Study
@@ -58,17 +58,38 @@ def test_there_are_committed_runs() -> None:
     assert len(COMMITTED) >= 100
 
 
+@pytest.fixture(scope="module")
+def moved_real_weights(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
+    """The real ImageNet weights ($FETALFT_ENCODER_WEIGHTS) copied to another folder, for
+    the runs whose records hold the weights' SHA-256; None when they are not on this machine."""
+    given = settings.current().encoder_weights
+    if not Path(given).is_file():
+        return None
+    path = tmp_path_factory.mktemp("moved") / WEIGHTS_NAME
+    shutil.copyfile(given, path)
+    return path
+
+
 @pytest.mark.parametrize("path", COMMITTED, ids=lambda p: str(p.parent.relative_to(ROOT)))
-def test_every_committed_run_still_counts_as_finished(path: Path, moved_weights: Path) -> None:
+def test_every_committed_run_still_counts_as_finished(
+    path: Path, moved_weights: Path, moved_real_weights: Path | None
+) -> None:
     """The command that made each committed run, given again (profile, variant, seed and
     --precision, which the run's config records as asked: auto, or bf16 for cpu-hc and fp32
     or bf16 for the precision check), finds it finished, with the weights file moved:
-    nothing is trained again, nothing refused."""
+    nothing is trained again, nothing refused. Runs recorded before hashing accept any
+    weights under the recorded name; later runs need the very same bytes."""
     metrics = json.loads(path.read_text())
     folder = path.parent
     results_dir = folder.parents[2]  # <results>/<profile>/<run>/seed-<k>
-    precision = json.loads((folder / "environment.json").read_text())["config"]["precision"]
-    study = request(metrics["profile"], moved_weights, precision)
+    config = json.loads((folder / "environment.json").read_text())["config"]
+    precision = config["precision"]
+    weights = moved_weights
+    if "encoder_sha256" in config.get("extra", {}):
+        if moved_real_weights is None:
+            pytest.skip("this run records its weights' SHA-256: needs $FETALFT_ENCODER_WEIGHTS")
+        weights = moved_real_weights
+    study = request(metrics["profile"], weights, precision)
     study.results_dir = results_dir
     spec = spec_of(metrics)
     assert spec.folder(results_dir, study.profile) == folder
