@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import random
+import re
 import shutil
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pytest
 import torch
 
 from fetalft import hc18, training
-from fetalft.data import load_scans, select_records
+from fetalft.data import eval_transform, load_scans, select_records
 from fetalft.device import Runtime
 from fetalft.training import RunConfig, Trainer, TrainingError, make_loss, validation_dice
 
@@ -674,3 +676,239 @@ def test_a_non_square_run_refuses_square_scans_naming_both_sizes(
             tmp_path,
             progress=False,
         )
+
+
+# -- found by mutation testing (docs/mutation.md) --------------------------------------------
+
+
+def test_seed_everything_seeds_pythons_numpys_and_torchs_generators() -> None:
+    """Each global generator draws what a fresh generator of that seed draws first."""
+    training.seed_everything(5)
+    assert random.random() == random.Random(5).random()
+    assert np.random.random() == np.random.RandomState(5).random_sample()  # noqa: NPY002
+    assert torch.equal(torch.rand(3), torch.rand(3, generator=torch.Generator().manual_seed(5)))
+
+
+def with_mask(scan, mask: np.ndarray):
+    return dataclasses.replace(scan, mask=mask.astype(np.uint8))
+
+
+def test_validation_dice_of_an_empty_prediction_of_an_empty_mask_is_one(scans) -> None:
+    """No head predicted where there is none is a perfect answer (1), not 0/0; the same empty
+    prediction of a real head scores 0. Mean of (1, 0) = 0.5."""
+    runtime = Runtime.choose("fp32", "cpu")
+    head = scans["val"][0]
+    empty = with_mask(head, np.zeros_like(head.mask))
+    assert head.mask.any()
+    never_head = UnsureOracle([empty, empty], margin=0.2)  # -0.2 everywhere
+    assert validation_dice(never_head, [empty, head], runtime, 1) == pytest.approx(0.5, abs=1e-12)
+
+
+def test_only_strategies_that_train_the_encoder_recalibrate_its_batchnorm(
+    scans, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A frozen encoder keeps the statistics it came with; one that trains starts from the
+    statistics of the training scans (fetalft.batchnorm)."""
+    calls: list[tuple[int, list[str]]] = []
+
+    def record(encoder, train):
+        calls.append((id(encoder), [s.name for s in train]))
+        return False
+
+    monkeypatch.setattr(training, "recalibrate_folded_batchnorm", record)
+    trainer(scans, tmp_path / "decoder", strategy="decoder-0-4")
+    assert calls == []
+    t = trainer(scans, tmp_path / "encoder", strategy="encoder")
+    assert calls == [(id(t.model.net.encoder), [s.name for s in scans["train"]])]
+
+
+class FakeClock:
+    """``time.perf_counter`` reading the given instants, one per call."""
+
+    def __init__(self, *instants: float) -> None:
+        self.instants = iter(instants)
+
+    def perf_counter(self) -> float:
+        return next(self.instants)
+
+
+def test_fit_times_each_epoch_and_the_whole_run_by_the_clock(
+    scans, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each epoch reads the clock at its start, after training and after validation: epoch 1
+    at 0, 3, 10 s (trains 3 s, takes 10 s), epoch 2 at 20, 24, 31 s (4 s, 11 s). The run took
+    21 s, none carried from an earlier process; 8 images in 3 s and in 4 s."""
+    monkeypatch.setattr(training, "time", FakeClock(0, 3, 10, 20, 24, 31))
+    t = trainer(scans, tmp_path, epochs=2)
+    history = t.fit()
+    assert list(history["train_seconds"]) == [3, 4]
+    assert list(history["images_per_second"]) == pytest.approx([8 / 3, 8 / 4], abs=1e-12)
+    assert (t.fit_seconds, t.carried_seconds) == (21, 0)
+    assert torch.load(t.last_path, weights_only=False)["fit_seconds"] == 21
+    again = trainer(scans, tmp_path, epochs=2)
+    again.fit()  # finished: nothing to train, the time is carried
+    assert (again.fit_seconds, again.carried_seconds) == (21, 21)
+
+
+def test_resume_says_whether_there_was_a_checkpoint(
+    scans, finished: Trainer, tmp_path: Path
+) -> None:
+    assert trainer(scans, tmp_path / "fresh", epochs=1).resume() is False
+    assert trainer(scans, copy_run(finished, tmp_path / "copy"), epochs=1).resume() is True
+
+
+def test_a_checkpoint_from_before_precision_and_fit_seconds_were_recorded_resumes(
+    scans, finished: Trainer, tmp_path: Path
+) -> None:
+    """Older checkpoints lack both keys: the run keeps this process's precision, and its
+    training time is at least the sum of its epochs' training times."""
+    folder = copy_run(finished, tmp_path)
+    state = torch.load(folder / "last.pt", weights_only=False)
+    del state["precision"], state["fit_seconds"]
+    state["history"][0]["train_seconds"] = 7.5
+    torch.save(state, folder / "last.pt")
+    old = trainer(scans, folder, epochs=1)
+    assert old.resume() is True
+    assert old.runtime.precision == "fp32"
+    assert (old.fit_seconds, old.carried_seconds) == (7.5, 7.5)
+
+
+def test_a_tie_keeps_the_earlier_epoch(
+    scans, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a better validation score replaces the kept epoch: 0.5, 0.5, 0.4 keeps epoch 1."""
+    scores = iter([0.5, 0.5, 0.4])
+    monkeypatch.setattr(training, "validation_dice", lambda *args, **kwargs: next(scores))
+    t = trainer(scans, tmp_path)
+    t.fit()
+    assert (t.best_epoch, t.best_score) == (1, 0.5)
+    assert torch.load(t.best_path, weights_only=False)["epoch"] == 1
+
+
+def epoch_order(t: Trainer, epoch: int) -> list[int]:
+    """Which training scans (by index) one epoch's loader yields, in order: with the
+    augmentation replaced by the deterministic evaluation transform, each mask comes out
+    exactly as it went in."""
+    t.transform = eval_transform()
+    t.epoch = epoch
+    masks = [s.mask for s in t.train_scans]
+    order = []
+    for _, batch in t._loader():
+        for mask in batch[:, 0].numpy():
+            order += [i for i, m in enumerate(masks) if np.array_equal(m, mask)]
+    return order
+
+
+def test_each_epoch_shuffles_the_training_scans_anew_and_reproducibly(
+    scans, tmp_path: Path
+) -> None:
+    t = trainer(scans, tmp_path)
+    masks = [s.mask.tobytes() for s in scans["train"]]
+    assert len(set(masks)) == len(masks) == 8  # each scan is recognised by its mask
+    first, second = epoch_order(t, 0), epoch_order(t, 1)
+    assert sorted(first) == sorted(second) == list(range(8))  # each scan once per epoch
+    assert first != list(range(8))  # shuffled (1 chance in 40320 of the identity)
+    assert first != second  # anew each epoch
+    assert epoch_order(trainer(scans, tmp_path), 0) == first  # reproducibly
+    assert epoch_order(trainer(scans, tmp_path, seed=4), 0) != first  # the seed decides
+
+
+class Pattern(torch.nn.Module):
+    """The same logits for every image, whatever it shows."""
+
+    def __init__(self, logits: np.ndarray) -> None:
+        super().__init__()
+        self.logits = torch.from_numpy(logits).float()
+
+    def forward(self, x):
+        return self.logits.expand(len(x), 1, *self.logits.shape)
+
+
+def test_validation_dice_counts_a_logit_of_exactly_zero_as_no_head(scans) -> None:
+    runtime = Runtime.choose("fp32", "cpu")
+    val = scans["val"]
+    assert validation_dice(Pattern(np.zeros((SIZE, SIZE))), val, runtime, 2) == 0.0
+
+
+def test_validation_dice_with_flips_scores_the_flip_averaged_logits(scans) -> None:
+    """+0.2 on the top-left quadrant, -0.2 elsewhere, whatever the image: alone it predicts
+    that quadrant exactly (Dice 1). With the flips, the horizontally and vertically flipped
+    copies each put -0.2 there, so the mean is (0.2 - 0.2 - 0.2) / 3 < 0 everywhere: no
+    head (Dice 0)."""
+    runtime = Runtime.choose("fp32", "cpu")
+    quadrant = np.zeros((SIZE, SIZE))
+    quadrant[: SIZE // 2, : SIZE // 2] = 1
+    val = [with_mask(s, quadrant) for s in scans["val"]]
+    model = Pattern(0.2 * (quadrant * 2 - 1))
+    assert validation_dice(model, val, runtime, 2, tta=False) == pytest.approx(1.0, abs=1e-12)
+    assert validation_dice(model, val, runtime, 2, tta=True) == 0.0
+
+
+def test_checkpoints_are_read_onto_the_runs_device(
+    scans, finished: Trainer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run saved on a GPU must open on a machine without one: both readers of a checkpoint
+    map it onto the device this run uses (no GPU here, so the call itself is checked)."""
+    t = trainer(scans, copy_run(finished, tmp_path), epochs=1)
+    real_load = torch.load
+    devices = []
+
+    def spy(path, *args, **kwargs):
+        devices.append((Path(path).name, kwargs.get("map_location")))
+        return real_load(path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    t.resume()
+    t.load_best()
+    assert devices == [("last.pt", t.runtime.device), ("best.pt", t.runtime.device)]
+
+
+def test_a_refused_resume_lists_every_differing_field_separated_by_semicolons(
+    scans, finished: Trainer, tmp_path: Path
+) -> None:
+    other = trainer(scans, copy_run(finished, tmp_path), epochs=1, seed=4, lr=1e-3)
+    with pytest.raises(TrainingError) as info:
+        other.fit()
+    phrase = r"(seed: recorded 3, requested 4|lr: recorded 0.0001, requested 0.001)"
+    assert re.search(rf"\(differs in: {phrase}; {phrase}\)", str(info.value))
+
+
+def test_a_square_run_refuses_non_square_scans_naming_their_width_then_height(
+    wide_scans, tmp_path: Path
+) -> None:
+    """The scans are 96 wide and 64 high (WIDE is height, width): the message says 96x64."""
+    with pytest.raises(ValueError, match=r"is 96x64 \(W x H\) but the run is configured for 64x64"):
+        Trainer(
+            config(image_size=64), wide_scans["train"], wide_scans["val"], tmp_path, progress=False
+        )
+
+
+def test_the_trainer_builds_the_configured_encoder_and_head(scans, tmp_path: Path) -> None:
+    """The config's encoder weights file and head choice reach the model: a stand-in weights
+    file of constant 0.5 (a MobileNetV2 state dict) is what the encoder holds, and decoder-4's
+    head trains only when the config says so."""
+    from fetalft.strategies import get_strategy, prepare_model
+
+    encoder = prepare_model(get_strategy("random-encoder"), encoder_weights=None).net.encoder
+    torch.save(
+        {k: torch.full_like(v, 0.5) for k, v in encoder.state_dict().items()}, tmp_path / "w.pth"
+    )
+    t = trainer(
+        scans, tmp_path / "a", strategy="decoder-4", encoder_weights=str(tmp_path / "w.pth")
+    )
+    assert bool((t.model.net.encoder.features[0][0].weight == 0.5).all())
+    for head, parts in ((True, {"decoder.4", "head"}), (False, {"decoder.4"})):
+        t = trainer(scans, tmp_path / str(head), strategy="decoder-4", head_trainable=head)
+        assert set(t.model.trainable) == parts
+
+
+@pytest.mark.parametrize(("mode", "training_mode"), [("train", True), ("eval", False)])
+def test_the_trainer_passes_the_random_bn_mode_to_the_model(
+    scans, tmp_path: Path, mode: str, training_mode: bool
+) -> None:
+    """random-decoder-0-4 freezes a random encoder: in training its BatchNorm layers
+    normalise by batch only under random_bn="train"."""
+    t = trainer(scans, tmp_path, strategy="random-decoder-0-4", random_bn=mode)
+    t.model.train()
+    norms = [m for m in t.model.net.encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and {m.training for m in norms} == {training_mode}
