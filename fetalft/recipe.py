@@ -122,7 +122,11 @@ def ablation_table(
                 run=row["run"],
             )
         )
-    table = pd.DataFrame(rows)
+    return _relative_to_first(pd.DataFrame(rows))
+
+
+def _relative_to_first(table: pd.DataFrame) -> pd.DataFrame:
+    """Add each row's Dice and ADF change from the first row (the recipe's)."""
     first = table.iloc[0]
     table["Dice change"] = table["val Dice (%)"] - first["val Dice (%)"]
     table["ADF change (mm)"] = table["val ADF (mm)"] - first["val ADF (mm)"]
@@ -143,7 +147,7 @@ def candidate_table(
     if table.empty:
         return table
     recipe = runs[(runs["run"] == RECIPE_RUN) & (runs["seed"] == seed)].iloc[0]
-    rows = [table.iloc[0].to_dict()]
+    rows = [table.iloc[0].drop(["Dice change", "ADF change (mm)"]).to_dict()]
     for name in CANDIDATE_RUNS:
         found = runs[(runs["run"] == name) & (runs["seed"] == seed)]
         if found.empty:
@@ -175,10 +179,7 @@ def candidate_table(
         )
     if len(rows) == 1:
         return pd.DataFrame()
-    out = pd.DataFrame(rows)
-    out["Dice change"] = out["val Dice (%)"] - out["val Dice (%)"].iloc[0]
-    out["ADF change (mm)"] = out["val ADF (mm)"] - out["val ADF (mm)"].iloc[0]
-    return out
+    return _relative_to_first(pd.DataFrame(rows))
 
 
 def final_table(
