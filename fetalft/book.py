@@ -612,28 +612,3 @@ def prediction_items(data_dir: str | os.PathLike, rows: pd.DataFrame) -> list[di
             {"image": image, "truth": truth, "pred": predicted_ellipse(row), "title": title}
         )
     return items
-
-
-def submission_items(
-    submission: pd.DataFrame,
-    records: Sequence[hc18.Record],
-    fallbacks: Iterable[str] = (),
-    n: int = 8,
-) -> list[dict]:
-    """The first ``n`` rows of a submission redrawn over their test images, as items for
-    :func:`fetalft.plots.submission_examples` (fallback rows are marked)."""
-    from fetalft.submission import ellipse_from_row
-
-    by_name = {r.image_path.name: r for r in records}
-    fallbacks = set(fallbacks)
-    items = []
-    for _, row in submission.head(n).iterrows():
-        record = by_name[row["filename"]]
-        items.append(
-            {
-                "image": hc18.read_gray(record.image_path),
-                "ellipse": ellipse_from_row(row, record.pixel_size_mm),
-                "title": record.name + (" (fallback)" if row["filename"] in fallbacks else ""),
-            }
-        )
-    return items

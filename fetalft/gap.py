@@ -115,46 +115,6 @@ def _scoring_change(scores: pd.DataFrame, run: str) -> float:
     return float((by_protocol[PROTOCOLS["authors"]] - by_protocol[PROTOCOLS["original"]]) * 100)
 
 
-def gap_caption(table: pd.DataFrame) -> str:
-    """The caption of :func:`format_gap_table`: units and the seeds behind each column."""
-    if table.empty:
-        return "test Dice (points)"
-    groups = table.groupby("seeds").groups
-    if len(groups) == 1:
-        ours = f"seeds {next(iter(groups))}"
-    else:
-        ours = "; ".join(f"seeds {seeds} for {', '.join(rows)}" for seeds, rows in groups.items())
-    return (
-        f"Test Dice (points). ours: mean over {ours}. leak and random BN: differences of "
-        "means against ours; scoring: over the re-scored seeds of section 7."
-    )
-
-
-def format_gap_table(table: pd.DataFrame) -> pd.DataFrame:
-    """:func:`gap_table` for reading: signed changes, "not measured", "none frozen"; narrow
-    enough for the page (the seeds go to :func:`gap_caption`, the head's worth to the
-    variant table)."""
-    if table.empty:
-        return table
-
-    def change(value: float) -> str:
-        return "not measured" if pd.isna(value) else f"{value:+.2f}"
-
-    out = pd.DataFrame(index=table.index)
-    out["paper"] = table["paper"].map("{:.2f}".format)
-    out["ours"] = table["ours"].map("{:.2f}".format)
-    out["leak"] = table["leak"].map(change)
-    out["scoring"] = table["scoring"].map(change)
-    out["random BN"] = [
-        change(v) if has_frozen_random_layers(name) else "none frozen"
-        for name, v in table["random BatchNorm"].items()
-    ]
-    out["explained"] = table["explained"].map("{:.2f}".format)
-    out["remaining"] = table["remaining"].map("{:+.2f}".format)
-    out["head"] = table["head"]
-    return out
-
-
 def findings(table: pd.DataFrame, close: float = 2.0) -> str:
     """The table's findings in words, every number taken from ``table`` (:func:`gap_table`).
 
@@ -192,20 +152,3 @@ def findings(table: pd.DataFrame, close: float = 2.0) -> str:
                 f"{len(values)} row{'s' if len(values) > 1 else ''} where measured."
             )
     return " ".join(sentences)
-
-
-def remaining_differences(runs: pd.DataFrame) -> str:
-    """What still differs between these runs and the paper's, named from the runs' labels."""
-    sizes = ", ".join(str(s) for s in sorted(set(runs["image_size"])))
-    epochs = ", ".join(str(e) for e in sorted(set(runs["epochs"])))
-    weights = ", ".join(sorted(set(runs.loc[runs["weights"] != "random", "weights"])))
-    return (
-        f"The remaining gap is what this book has not measured: these runs train at {sizes} px "
-        f"for {epochs} epochs (the paper: 512 px, 20 epochs), with the encoder weights "
-        f"{weights or 'from smp'} (the paper: smp's ImageNet download), a cosine learning-rate decay and the best validation "
-        "epoch (the authors: constant 1e-4 and the last epoch), ImageNet input normalisation "
-        f"(the authors: pixels / 255), {len(set(runs['seed']))} seeds (the paper: four "
-        "repeats on a GPU), and "
-        "the frozen pretrained encoder's BatchNorm in eval mode (the authors': in training "
-        "mode, measured only in the short real runs of section 5)."
-    )

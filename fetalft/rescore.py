@@ -176,27 +176,6 @@ def protocol_table(scores: pd.DataFrame, runs: pd.DataFrame, metric: str = "dice
     return table.sort_values(PROTOCOLS["original"], ascending=False).round(2)
 
 
-def protocol_caption(table: pd.DataFrame, metric: str = "dice") -> str:
-    """The caption of :func:`protocol_table`: which seeds each mean is over."""
-    if table.empty:
-        return ""
-    label = {"dice": "Test Dice (%)", "iou": "Test foreground IoU (%), the paper's 'mIoU',"}
-    caption = (
-        f"{label.get(metric, metric)} of the same predictions under each scoring protocol, "
-        "mean over the re-scored seeds of each run (column seeds)"
-    )
-    every = table.get(EVERY_SEED_COLUMN)
-    if every is not None:
-        partial = (table[PROTOCOLS["original"]] - every).abs() > 0.005
-        if partial.any():
-            caption += (
-                f". {partial.sum()} runs could be re-scored on some seeds only; their rows "
-                "differ from chapter 5's mean over every seed (second column), so read each "
-                "row from left to right"
-            )
-    return caption + "."
-
-
 #: The paper's table's column for each re-scored metric (its "mIoU" is the foreground IoU).
 PAPER_COLUMNS = {"pixel_accuracy": "pa", "dice": "dice", "iou": "fg_iou"}
 
@@ -241,28 +220,6 @@ def whole_protocol_table(
             }
         )
     return pd.DataFrame(rows).set_index("run").round(2)
-
-
-def reproduction_message(scores: pd.DataFrame) -> str:
-    """Which runs were re-scored, where, and how closely they reproduce their records."""
-    if scores.empty:
-        return "No run of this profile has been re-scored."
-    from fetalft.tables import short_hardware
-
-    runs = scores.drop_duplicates(["run", "seed"])
-    where = "; ".join(
-        f"{short_hardware(hardware)} in {', '.join(sorted(set(group['precision'])))}"
-        for hardware, group in runs.groupby("hardware")
-    )
-    gap = reproduction_gap(scores)
-    if gap < 1e-6:
-        how = "exactly (every difference below 1e-6 points)"
-    else:
-        how = f"to within {gap:.2g} points"
-    return (
-        f"{len(runs)} run(s) re-scored ({where}). At the original size the predictions "
-        f"reproduce the recorded test Dice {how}."
-    )
 
 
 def smoke_rescore(book) -> None:

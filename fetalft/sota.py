@@ -28,7 +28,6 @@ the challenge server, the only place a model is scored on the hidden test set.
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, fields
 
 import pandas as pd
@@ -305,50 +304,6 @@ def study_rows(
             "source": source or "fetalft's committed study",
         }
     )
-
-
-def scored_on(test_set: str, test_images: float | None) -> str:
-    """The "scored on" cell: the test set, with its number of images said once.
-
-    The count is added in brackets unless the label already states it (the challenge's
-    label says "335 hidden images", fetalft's split "200 test images").
-    """
-    if test_images is None or pd.isna(test_images):
-        return test_set
-    n = int(test_images)
-    if re.search(rf"(?<![\d.]){n}(?![\d.])", test_set):
-        return test_set
-    return f"{test_set} ({n} test images)"
-
-
-def display_table(table: pd.DataFrame) -> pd.DataFrame:
-    """The table for the page: numbers formatted, missing ones as "not stated"."""
-
-    def fmt(value: float, digits: int) -> str:
-        return NOT_STATED if pd.isna(value) else f"{value:.{digits}f}"
-
-    out = pd.DataFrame(
-        {
-            "method": table["label"],
-            "scored on": [
-                scored_on(s, n)
-                for s, n in zip(table["test_set"], table["test_images"], strict=True)
-            ],
-            "scoring": table["scoring"],
-            "trainable params (M)": [
-                fmt(p, 2)
-                if pd.notna(p)
-                else (f"{c:.2f} as cited by the paper" if pd.notna(c) else NOT_STATED)
-                for p, c in zip(table["trainable_params_m"], table["cited_params_m"], strict=True)
-            ],
-            "epochs": table["epochs"].map(lambda v: fmt(v, 0)),
-            "Dice (%)": table["dice_pct"].map(lambda v: fmt(v, 2)),
-            "IoU (%)": table["iou_pct"].map(lambda v: fmt(v, 2)),
-            "ADF (mm)": table["adf_mm"].map(lambda v: fmt(v, 2)),
-            "HD (mm)": table["hd_mm"].map(lambda v: fmt(v, 2)),
-        }
-    )
-    return out
 
 
 def claim_check(table: pd.DataFrame | None = None) -> str:

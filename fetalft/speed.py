@@ -57,21 +57,6 @@ def recordings(name: str, folder: str | os.PathLike | None = None) -> list[dict]
     return [{**json.loads(path.read_text()), "file": path.name} for path in paths if path.is_file()]
 
 
-def missing_message(name: str) -> str:
-    return (
-        f"No recorded {name} benchmark yet: run "
-        f"`python benchmarks/{name}.py --output benchmarks/results/{name}.json` "
-        "on a quiet machine and commit the file."
-    )
-
-
-def machine_label(result: dict) -> str:
-    machine = result["machine"]
-    return (
-        f"{machine['hardware']}, torch {machine['versions']['torch']}, Python {machine['python']}"
-    )
-
-
 def train_table(result: dict) -> pd.DataFrame:
     """One row per image size, strategy and pipeline: the authors' pipeline above fetalft's.
 
@@ -87,15 +72,15 @@ def train_table(result: dict) -> pd.DataFrame:
             "precision": rows["precision"],
             "img/s": rows["train_img_per_s"].round(2),
             "speed-up": (rows["train_img_per_s"] / authors.reindex(per_pair).to_numpy()).round(2),
-            "s/epoch": _whole(rows["epoch_s_799"]),
-            "loader img/s": _whole(rows["loader_img_per_s"]),
-            "peak MB": _whole(rows["peak_memory_mb"]),
+            "s/epoch": whole(rows["epoch_s_799"]),
+            "loader img/s": whole(rows["loader_img_per_s"]),
+            "peak MB": whole(rows["peak_memory_mb"]),
         }
     )
     return table
 
 
-def _whole(values: pd.Series) -> pd.Series:
+def whole(values: pd.Series) -> pd.Series:
     """Rounded to whole numbers, shown without a trailing ".0" (missing values stay missing)."""
     return values.astype(float).round().astype("Int64")
 
@@ -188,20 +173,6 @@ def t4_epoch_table(result: dict, size: int = 512) -> pd.DataFrame:
     return table
 
 
-def infer_table(result: dict) -> pd.DataFrame:
-    """One row per model and backend: latency per image, peak memory and file sizes."""
-    rows = pd.DataFrame(result["rows"]).set_index(["strategy", "backend"])
-    return pd.DataFrame(
-        {
-            "precision": rows["precision"],
-            "latency ms": rows["latency_ms"].round(1),
-            "peak MB": _whole(rows["peak_memory_mb"]),
-            "state dict MB": rows["state_dict_mb"].round(1),
-            "ONNX file MB": rows["onnx_mb"].round(1),
-        }
-    )
-
-
 #: ``config_precision`` of plain fp32 in ``strategy_speed`` rows; any other is the autocast one.
 FP32 = "fp32"
 
@@ -247,7 +218,7 @@ def strategy_table(result: dict, inference: dict | None = None) -> pd.DataFrame:
             "speed-up": speed_up.astype(float).round(2),
             # "bf16-autocast" -> "bf16": the column already says autocast (keeps the page width)
             "autocast precision": column(fast, "precision").str.removesuffix("-autocast"),
-            "training peak MB": _whole(column(fast, "peak_memory_mb")),
+            "training peak MB": whole(column(fast, "peak_memory_mb")),
         },
         index=pd.Index(strategies, name="strategy"),
     )
@@ -267,5 +238,5 @@ def strategy_table(result: dict, inference: dict | None = None) -> pd.DataFrame:
                 match = by_architecture.get(getattr(STRATEGIES.get(name), "architecture", None))
                 values.append(float("nan") if match is None else match[key])
             values = pd.Series(values, index=table.index, dtype=float)
-            table[title] = values.round(digits) if digits else _whole(values)
+            table[title] = values.round(digits) if digits else whole(values)
     return table

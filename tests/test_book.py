@@ -6,12 +6,15 @@ chapter page is then opened in headless Chromium (Debian's ``chromium``): it mus
 its title, show no error output, and hold every figure its notebook has. Screenshots go to
 ``_build/screenshots``. Every page (introduction, chapters, references) is also laid out at a
 desktop width and measured: nothing may stick out of the text column or be clipped without a
-scrollbar, and a mean ± sd never breaks across lines. The built HTML must hold no path of the
-machine that executed the notebooks. Executing the notebooks is nbmake's job
+scrollbar, every figure is shown at its own width (not scaled down, which would make its text
+smaller than the page's), and a mean ± sd never breaks across lines. The built HTML must hold
+no path of the machine that executed the notebooks. Executing the notebooks is nbmake's job
 (``pytest --nbmake``).
 
 ``FETALFT_BOOK_ROOT=<folder>`` builds and tests another copy of the book instead (for example
 a scratch copy with re-executed chapters), into ``<folder>/_build/test-book``.
+``FETALFT_BOOK_BUILD=<folder>`` tests a book already built there
+(``jupyter-book build . --path-output <folder>``) instead of building one.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ BOOK = Path(os.environ.get("FETALFT_BOOK_ROOT", ROOT)).resolve()  # the copy tha
 BUILD = BOOK / "_build" / "test-book"
 HTML = BUILD / "_build" / "html"
 SCREENSHOTS = BOOK / "_build" / "screenshots"
+PREBUILT = os.environ.get("FETALFT_BOOK_BUILD")  # a book built elsewhere: test it as it is
 CHROMIUM = shutil.which("chromium") or (
     "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
 )
@@ -122,7 +126,14 @@ def test_sync_rejects_a_moving_branch() -> None:
 
 @pytest.fixture(scope="module")
 def built_book() -> Path:
-    """Build the book once (about a minute) with warnings as errors."""
+    """Build the book once (about a minute) with warnings as errors, or use FETALFT_BOOK_BUILD."""
+    if PREBUILT:
+        html_root = Path(PREBUILT).resolve() / "_build" / "html"
+        assert (html_root / "index.html").is_file(), (
+            f"FETALFT_BOOK_BUILD={PREBUILT} holds no built book: run "
+            f"jupyter-book build . --path-output {PREBUILT}"
+        )
+        return html_root
     command = shutil.which("jupyter-book") or str(Path(sys.executable).with_name("jupyter-book"))
     if BUILD.exists():
         shutil.rmtree(BUILD)
@@ -235,13 +246,17 @@ def test_chapter_renders_in_chromium(built_book: Path, chapter: str) -> None:
 # scroll (the element or an ancestor inside the article scrolls horizontally, so a scrollbar
 # shows the rest); a cell's output may not: printed lines wrap, tables fit the column (a
 # scrollbar under a results table hides its last columns from a reader and a printout). Of
-# nested offenders only the innermost is reported (the table, not the div around it). Table
-# cells holding "±" must keep mean and sd on one line.
+# nested offenders only the innermost is reported (the table, not the div around it). A figure
+# in a cell's output must be shown at its own width: the page scales a wider image down to the
+# column (max-width), so it sticks out of nothing, but its text ends up smaller than the page's
+# small print (tests/test_plots.py draws the package's figures; this checks every figure shown,
+# also those a chapter draws in its own code). Table cells holding "±" must keep mean and sd on
+# one line.
 WINDOW_WIDTH = 1280
 LAYOUT_SCRIPT = """
 addEventListener("load", () => setTimeout(() => {
   const article = document.querySelector("article.bd-article");
-  const report = {column: null, overflows: [], wrapped: []};
+  const report = {column: null, overflows: [], shrunk: [], wrapped: []};
   if (article) {
     const style = getComputedStyle(article);
     const right = article.getBoundingClientRect().right - parseFloat(style.paddingRight);
@@ -268,6 +283,10 @@ addEventListener("load", () => setTimeout(() => {
       const box = e.getBoundingClientRect();
       report.overflows.push({element: name(e), width: Math.round(Math.max(box.width, e.scrollWidth)),
                              output: !!e.closest(".cell_output"), text: text(e)});
+    }
+    for (const img of article.querySelectorAll(".cell_output img")) {
+      if (!img.complete || !img.naturalWidth || img.naturalWidth > img.clientWidth + 1)
+        report.shrunk.push({width: img.naturalWidth, shown: img.clientWidth, src: text(img)});
     }
     for (const cell of article.querySelectorAll("td, th")) {
       if (!cell.textContent.includes("\u00b1")) continue;
@@ -308,13 +327,19 @@ def layout_report(path: Path) -> dict:
 @pytest.mark.parametrize("chapter", toc_files())
 def test_nothing_sticks_out_of_the_page(built_book: Path, chapter: str) -> None:
     """At 1280 px the text column is about 690 px wide: every paragraph, output, table and
-    figure fits it (code input may scroll); a mean ± sd stays on one line."""
+    figure fits it (code input may scroll), every figure unshrunk; a mean ± sd stays on one
+    line."""
     report = layout_report(page(built_book, chapter))
     assert report["column"], f"{chapter}: no article column found"
     problems = [
         f"{'output ' if o['output'] else ''}{o['element']} {o['width']} px: {o['text']!r}"
         for o in report["overflows"]
-    ] + [f"mean ± sd broken across lines: {cell!r}" for cell in report["wrapped"]]
+    ]
+    problems += [
+        f"figure {s['width']} px wide shown at {s['shown']} px (scaled down): {s['src']!r}"
+        for s in report["shrunk"]
+    ]
+    problems += [f"mean ± sd broken across lines: {cell!r}" for cell in report["wrapped"]]
     assert not problems, (
         f"{chapter} (text column {report['column']} px at a {WINDOW_WIDTH} px window):\n"
         + "\n".join(problems)

@@ -6,11 +6,15 @@ how both Colab and fetalft tell that a notebook runs in Colab, and ``google.cola
 git repository served as the remote; only its ``pip install`` is recorded instead of run.
 
 ipywidgets: Colab preinstalls 7.7.1 and the install cell keeps it. The widget tests
-(tests/test_notebooks.py) were run against it with::
+(tests/test_notebooks.py) run against it with::
 
     pip install --no-deps --target /tmp/ipyw7 ipywidgets==7.7.1 ipython_genutils==0.2.0 \\
         "widgetsnbextension~=3.6.0" "jupyterlab-widgets>=1,<3"
-    PYTHONPATH=/tmp/ipyw7 pytest tests/test_notebooks.py -k "explorer or ipywidgets or smoke"
+    PYTHONPATH=/tmp/ipyw7 pytest tests/test_notebooks.py -k "ipywidgets or smoke"
+
+(test_widgets_work_with_this_ipywidgets builds an ``Explorer`` from the same kinds of controls
+as chapter 3's strategy explorer); chapter 5's prediction browser is executed with 7.7.1 by
+scripts/colab_check.py.
 """
 
 from __future__ import annotations

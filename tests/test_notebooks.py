@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from fetalft import book as chapter
-from fetalft import hc18, plots, report, runfiles, tables
+from fetalft import hc18, report, runfiles, tables
 from fetalft.predict import predict_test_set
 from fetalft.profiles import get_profile
 from fetalft.submission import check_submission, submission_with_fallback
@@ -31,25 +31,6 @@ def _close_figures():
 @pytest.fixture(scope="module")
 def parts() -> pd.DataFrame:
     return report.strategy_parts()
-
-
-def test_strategy_explorer_follows_ticks_and_presets(parts: pd.DataFrame) -> None:
-    from fetalft.widgets import StrategyExplorer
-
-    explorer = StrategyExplorer(parts)
-    whole = explorer.trainable
-    assert explorer.preset.value == "decoder-0-4"
-    for name, box in explorer.checkboxes.items():
-        box.value = name in {"decoder.0", "decoder.1", "decoder.2"}
-    assert explorer.preset.value == "decoder-0-2"
-    assert explorer.trainable < whole
-    explorer.checkboxes["head"].value = True
-    assert explorer.preset.value == "(custom)"
-    explorer.preset.value = "decoder-4"
-    assert explorer.trainable_parts == {"decoder.4"}
-    assert "trainable" in explorer.summary.value
-    assert explorer.figure().axes
-    assert "application/vnd.jupyter.widget-view+json" in displayed(explorer)
 
 
 def displayed(obj) -> dict:
@@ -69,13 +50,22 @@ def test_widgets_work_with_this_ipywidgets() -> None:
     """fetalft needs ipywidgets >= 7.7 (Colab preinstalls 7.7.1; pip keeps it): the
     requirement's lower bound is a version these tests pass with. Run them with 7.7.1 first
     on PYTHONPATH to check that version (see tests/test_colab.py's module docstring)."""
-    import ipywidgets
+    import ipywidgets as W
     from packaging.version import Version
 
-    from fetalft.widgets import StrategyExplorer
+    from fetalft.widgets import Explorer
 
-    assert Version(ipywidgets.__version__) >= Version("7.7")
-    explorer = StrategyExplorer()
+    assert Version(W.__version__) >= Version("7.7")
+
+    class Ticks(Explorer):  # the controls chapter 3's strategy explorer is made of
+        def __init__(self) -> None:
+            self.output = W.Output()
+            menu = W.Dropdown(options=["(custom)", "decoder-4"], value="decoder-4")
+            ticks = [W.Checkbox(value=True, description="decoder.4", indent=False)]
+            row = W.HBox(ticks, layout=W.Layout(flex_flow="row wrap"))
+            self.widget = W.VBox([menu, row, W.HTML("<b>6,976</b>"), self.output])
+
+    explorer = Ticks()
     assert displayed(explorer)["application/vnd.jupyter.widget-view+json"]["model_id"] == (
         explorer.widget.model_id
     )
@@ -91,7 +81,6 @@ def test_split_summary_counts_the_leak() -> None:
     assert set(counts.index) == {"exam", "leaky"}
     assert (counts.sum(axis=1) == 999).all()
     assert siblings["exam"] == 0 and siblings["leaky"] > 0
-    assert plots.split_overview(counts, siblings).axes
 
 
 def test_dataset_helpers_on_synthetic_data(synthetic_hc18) -> None:
@@ -107,8 +96,9 @@ def test_dataset_helpers_on_synthetic_data(synthetic_hc18) -> None:
 
 
 def test_smoke_study_feeds_results_chapters(synthetic_hc18, tmp_path, monkeypatch, capsys) -> None:
-    """The results chapters' path end to end on a tiny synthetic study: tables, browser,
-    predictor and a valid submission for every test image."""
+    """The results chapters' path end to end on a tiny synthetic study: the best run, its
+    predictor and a valid submission for every test image (the chapters check their own
+    tables, figures and browser)."""
     monkeypatch.setenv("FETALFT_DATA_DIR", str(synthetic_hc18))
     monkeypatch.setenv("FETALFT_RESULTS_DIR", str(tmp_path / "results"))
     monkeypatch.setenv("FETALFT_CHECKPOINT_DIR", str(tmp_path / "checkpoints"))
@@ -119,15 +109,7 @@ def test_smoke_study_feeds_results_chapters(synthetic_hc18, tmp_path, monkeypatc
     runs = runfiles.load_runs("smoke", book.results_dir)
     summary = report.summarize_runs(report.main_runs(runs))
     assert set(summary["run"]) == {"decoder-0-4", "decoder-4"}
-    assert not tables.metric_definitions(summary).empty
     assert report.best_run(runs) in {"decoder-0-4", "decoder-4"}
-    assert plots.dice_vs_parameters(summary, report.paper_table()).axes
-
-    from fetalft.widgets import PredictionBrowser
-
-    browser = PredictionBrowser("smoke", book.data_dir, book.results_dir)
-    browser.index.value = browser.index.max
-    assert browser.figure().axes
 
     predictor = chapter.predictor_for(book, runs)
     assert predictor is not None
@@ -144,7 +126,6 @@ def test_smoke_study_feeds_results_chapters(synthetic_hc18, tmp_path, monkeypatc
     table, fallbacks = submission_with_fallback(measured, test_records, 150.0)
     check_submission(table, [r.image_path.name for r in test_records])
     assert set(fallbacks) <= set(table["filename"])
-    assert len(chapter.submission_items(table, test_records, fallbacks, 3)) == 3
 
 
 def test_empty_profile_says_so(tmp_path) -> None:
@@ -154,7 +135,5 @@ def test_empty_profile_says_so(tmp_path) -> None:
         runs, get_profile("cpu")
     )
     summary = report.summarize_runs(report.main_runs(runs))
-    assert (tables.comparison_table(summary)["our Dice"] == "not run yet").all()
     assert report.best_run(runs) is None
-    assert plots.dice_vs_parameters(summary, report.paper_table()).axes
     assert tables.data_efficiency(summary).empty and report.variant_table(summary).empty

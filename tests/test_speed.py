@@ -26,9 +26,8 @@ def train_row(pipeline: str, strategy: str, size: int, ips: float) -> dict:
     }
 
 
-def test_missing_benchmark_is_none_with_a_message(tmp_path: Path) -> None:
+def test_missing_benchmark_is_none(tmp_path: Path) -> None:
     assert speed.load("train_speed", tmp_path) is None
-    assert "benchmarks/train_speed.py" in speed.missing_message("train_speed")
 
 
 def test_train_table_pairs_the_two_pipelines(tmp_path: Path) -> None:
@@ -48,7 +47,6 @@ def test_train_table_pairs_the_two_pipelines(tmp_path: Path) -> None:
     assert table.loc[(256, "baseline", "fetalft"), "precision"] == "fp32"
     # each pair reads authors first, then fetalft, strategy by strategy
     assert list(table.index)[:2] == [(256, "baseline", "authors"), (256, "baseline", "fetalft")]
-    assert "CPU: test" in speed.machine_label(result)
 
 
 def test_train_table_keeps_to_six_columns_of_short_numbers() -> None:
@@ -77,30 +75,6 @@ def test_recordings_keep_one_file_per_machine_default_first(tmp_path: Path) -> N
     found = speed.recordings("train_speed", tmp_path)
     assert [r["file"] for r in found] == ["train_speed.json", "train_speed-intel.json"]
     assert [r["machine"]["hardware"] for r in found] == ["CPU: AMD", "CPU: Intel"]
-
-
-def test_infer_table_keeps_every_backend() -> None:
-    rows = [
-        {
-            "strategy": "decoder-0-4",
-            "backend": b,
-            "precision": "fp32",
-            "latency_ms": 10.0,
-            "peak_memory_mb": 500.0,
-            "state_dict_mb": 25.6,
-            "onnx_mb": 25.5,
-        }
-        for b in ("pytorch-fp32", "pytorch-autocast", "onnxruntime")
-    ]
-    table = speed.infer_table({"machine": MACHINE, "rows": rows})
-    assert list(table.index.get_level_values("backend")) == [
-        "pytorch-fp32",
-        "pytorch-autocast",
-        "onnxruntime",
-    ]
-    assert table["ONNX file MB"].iloc[0] == pytest.approx(25.5)
-    assert table["peak MB"].iloc[0] == 500
-    assert not any("_" in column for column in table.columns)  # headers can wrap
 
 
 def speed_result(device: str, hardware: str) -> dict:
@@ -302,4 +276,3 @@ def test_strategy_speed_is_read_back_like_the_other_benchmarks(tmp_path: Path) -
     (tmp_path / "strategy_speed.json").write_text(json.dumps(strategy_result("decoder-4")))
     result = speed.load("strategy_speed", tmp_path)
     assert speed.strategy_table(result).loc["decoder-4", "speed-up"] == 2.5
-    assert "benchmarks/strategy_speed.py" in speed.missing_message("strategy_speed")
