@@ -17,6 +17,7 @@ Usage (from the repository root, with the dev extra installed)::
     python scripts/mutation.py --report metrics     # re-read finished runs, run nothing
     python scripts/mutation.py --recheck metrics    # after new tests: rerun the survivors only
                                                     # (and the mutants a stopped run left)
+    python scripts/mutation.py --resume study       # go on with a run that was stopped
     python scripts/mutation.py --markdown --all     # finished runs as docs/mutation.md's tables
 
 Each run writes ``<workdir>/<module>/summary.json``: the counts by status and, for every
@@ -238,6 +239,12 @@ def main(argv: list[str] | None = None) -> int:
         help="run again only the mutants the last run did not kill (after adding tests)",
     )
     parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on with a stopped run in its scratch copy, as it was (mutmut keeps each "
+        "mutant's verdict, so only the undecided ones run); without one, start afresh",
+    )
+    parser.add_argument(
         "--markdown", action="store_true", help="print the summaries as markdown, run nothing"
     )
     args = parser.parse_args(argv)
@@ -272,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{module}: nothing to recheck")
             continue
         else:
-            repo = prepare(module, workdir)
+            resume = args.resume and (workdir / "repo" / "mutants").is_dir()
+            repo = workdir / "repo" if resume else prepare(module, workdir)
             start = time.monotonic()
             mutmut(repo, "run", "--max-children", str(args.max_children), *names)
             seconds = round(time.monotonic() - start)
