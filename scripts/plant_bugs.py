@@ -113,6 +113,14 @@ PLANTS: tuple[Plant, ...] = (
         ("tests/test_study.py",),
     ),
     Plant(
+        "study-test-without-flips",
+        "the study scores the test images without the flips its recipe asks for",
+        "fetalft/study.py",
+        "return evaluate(trainer.model, scans, trainer.runtime, recipe.batch_size, tta)",
+        "return evaluate(trainer.model, scans, trainer.runtime, recipe.batch_size, None)",
+        ("tests/test_study.py",),
+    ),
+    Plant(
         "csv-without-checksum",
         "an official CSV already on disk is kept without checking its sha256",
         "fetalft/download.py",

@@ -444,12 +444,22 @@ def hc_run(synthetic_hc18: Path, tmp_path_factory: pytest.TempPathFactory) -> di
         progress=False,
     )
     spec = RunSpec("decoder-0-4", 0, settings=HC_SETTINGS)
-    folder = runner.run(spec)
-    return {"runner": runner, "spec": spec, "folder": folder, "root": root}
+    runner.run(spec)
+    return {"runner": runner, "spec": spec, "root": root}
+
+
+def finished(hc_run: dict) -> Path:
+    """The run's folder, from ``Study.run`` again (a finished run is returned as it is).
+
+    Why call it in each test: mutation testing (scripts/mutation.py) runs, for a mutant of
+    ``Study.run``, only the tests that call it, and the module-scoped fixture's call counts
+    for the first test alone; the others would not run, and their checks would catch nothing.
+    """
+    return hc_run["runner"].run(hc_run["spec"])
 
 
 def test_a_run_with_settings_records_its_recipe(hc_run: dict) -> None:
-    folder, spec = hc_run["folder"], hc_run["spec"]
+    folder, spec = finished(hc_run), hc_run["spec"]
     name = "decoder-0-4--epochs-2--image-size-64x96--select-by-hc--tta-on"
     assert spec.name == name
     assert folder == hc_run["root"] / "results" / "smoke" / name / "seed-0"
@@ -488,7 +498,7 @@ def test_a_run_with_settings_scores_validation_and_test_with_and_without_flips(
     from fetalft.metrics import summarize
     from fetalft.predict import Predictor
 
-    folder, spec, runner = hc_run["folder"], hc_run["spec"], hc_run["runner"]
+    folder, spec, runner = finished(hc_run), hc_run["spec"], hc_run["runner"]
     metrics = json.loads((folder / "metrics.json").read_text())
     for key in ("test", "val", "val_without_tta", "test_without_tta"):
         assert {"dice", "adf_mm"} <= set(metrics[key]), key
@@ -548,7 +558,7 @@ def test_a_run_with_settings_scores_validation_and_test_with_and_without_flips(
 
 
 def test_load_results_flattens_the_extra_summaries(hc_run: dict) -> None:
-    folder = hc_run["folder"]
+    folder = finished(hc_run)
     metrics = json.loads((folder / "metrics.json").read_text())
     table = load_runs("smoke", hc_run["root"] / "results")
     assert len(table) == 1
