@@ -167,47 +167,6 @@ def training_curves(history: pd.DataFrame, title: str = "") -> Figure:
     return fig
 
 
-@readable
-def selection_curves(history: pd.DataFrame, title: str = "") -> Figure:
-    """Validation Dice and HC error per epoch, each with the epoch it would keep, and the
-    learning rate: how choosing the epoch by millimetres differs from choosing it by Dice.
-    One panel above the other on a shared epoch axis, each as wide as the page."""
-    fig, axes = plt.subplots(3, 1, figsize=(PAGE_WIDTH_IN, 6.4), sharex=True)
-    panels = (
-        (axes[0], 100 * history["val_dice_original"], "validation Dice (%)", "max"),
-        (axes[1], history["val_hc_error_mm"], "validation HC error (mm)", "min"),
-    )
-    for ax, values, label, best in panels:
-        ax.plot(history["epoch"], values, marker="o", color=OURS)
-        kept = values.idxmax() if best == "max" else values.idxmin()
-        ax.scatter(
-            [history.loc[kept, "epoch"]],
-            [values[kept]],
-            s=140,
-            facecolors="none",
-            edgecolors="black",
-            zorder=3,
-        )
-        late = history.loc[kept, "epoch"] > 0.75 * history["epoch"].max()
-        ax.annotate(
-            f"best: epoch {int(history.loc[kept, 'epoch'])}",
-            (history.loc[kept, "epoch"], values[kept]),
-            textcoords="offset points",
-            xytext=(0, 14),  # clear of the circle around the point
-            ha="right" if late else "center",  # a late epoch's label would leave the panel
-        )
-        ax.margins(y=0.25)  # room above the points for the label
-        ax.set_title(label, loc="left")
-    axes[2].plot(history["epoch"], history["lr"], marker="o", color=PAPER)
-    axes[2].set_title("learning rate after epoch", loc="left")
-    axes[2].set_xlabel("epoch")
-    axes[2].xaxis.get_major_locator().set_params(integer=True)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
 # --------------------------------------------------------------------------- results
 
 

@@ -75,12 +75,6 @@ def per_image(n: int = 60) -> pd.DataFrame:
 
 FIGURES = {
     "training_curves": lambda: plots.training_curves(history(), "decoder-0-4, seed 0 (cpu)"),
-    "selection_curves": lambda: plots.selection_curves(
-        history().assign(
-            val_dice_original=history()["val_dice"], val_hc_error_mm=np.linspace(4, 2, 20)
-        ),
-        "The recipe, seed 0: validation scores per epoch",
-    ),
     "prediction_panel": lambda: plots.prediction_panel(scan(), head(), None, "no head"),
     "example_predictions": lambda: plots.example_predictions(
         images(3, "012_2HC (seed 2): Dice 97.1%, HC error +2.3 mm")

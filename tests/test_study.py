@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -444,8 +445,10 @@ def hc_run(synthetic_hc18: Path, tmp_path_factory: pytest.TempPathFactory) -> di
         progress=False,
     )
     spec = RunSpec("decoder-0-4", 0, settings=HC_SETTINGS)
+    started = time.perf_counter()
     runner.run(spec)
-    return {"runner": runner, "spec": spec, "root": root}
+    elapsed = time.perf_counter() - started
+    return {"runner": runner, "spec": spec, "root": root, "elapsed": elapsed}
 
 
 def finished(hc_run: dict) -> Path:
@@ -481,6 +484,10 @@ def test_a_run_with_settings_records_its_recipe(hc_run: dict) -> None:
         "tta": True,
     }
     environment = json.loads((folder / "environment.json").read_text())
+    # the run's cost: its training epochs and scoring, within what the fixture waited for
+    train_seconds = pd.read_csv(folder / "history.csv")["train_seconds"].sum()
+    assert train_seconds < metrics["wall_seconds"] <= hc_run["elapsed"]
+    assert environment["wall_seconds"] == metrics["wall_seconds"]
     assert environment["profile"]["name"] == "smoke"
     assert environment["profile"]["image_size"] == [64, 96]
     assert environment["profile"]["tta"] is True
