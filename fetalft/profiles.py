@@ -52,6 +52,9 @@ class Profile:
     select_by: str = "dice"
     #: flip test-time augmentation: average the logits of the image and its flips
     tta: bool = False
+    #: training augmentation (:data:`fetalft.data.AUGMENTATIONS`): "paper" rotates and
+    #: flips; "strong" also rescales, shifts and varies brightness, contrast and gamma
+    augment: str = "paper"
     #: at most this many images per role (train, val, test); None keeps the full split
     limits: dict[str, int] | None = field(default=None)
     description: str = ""
@@ -144,6 +147,7 @@ SETTINGS: dict[str, str] = {
     "loss": "bce or bce+dice",
     "select_by": "dice or hc",
     "tta": "on or off",
+    "augment": "paper or strong",
 }
 
 
@@ -181,7 +185,11 @@ def _parse_value(key: str, value: str) -> object:
         if value not in ("on", "off"):
             raise ValueError(value)
         return value == "on"
-    allowed = {"loss": ("bce", "bce+dice"), "select_by": ("dice", "hc")}[key]
+    allowed = {
+        "loss": ("bce", "bce+dice"),
+        "select_by": ("dice", "hc"),
+        "augment": ("paper", "strong"),
+    }[key]
     if value not in allowed:
         raise ValueError(value)
     return value

@@ -10,6 +10,7 @@ both ways.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -24,7 +25,10 @@ PROFILE = "cpu-hc"
 RECIPE_RUN = "decoder-0-4"
 #: Runs that go beyond the recipe toward the chapter's goal (a larger input, more epochs)
 #: rather than undo one part of it: compared with the recipe on validation, not ablations.
-CANDIDATE_RUNS = ("decoder-0-4--epochs-20--image-size-320x480",)
+CANDIDATE_RUNS = (
+    "decoder-0-4--epochs-20--image-size-320x480",
+    "decoder-0-4--augment-strong",
+)
 #: The labels that make up a recipe, and how a difference in each is said in the table.
 RECIPE_LABELS = {
     "image_size": lambda v: f"input {size_label(v)}",
@@ -35,13 +39,27 @@ RECIPE_LABELS = {
     "tta": lambda v: "flips averaged" if v else "no flips",
     "head_trainable": lambda v: "head trained" if v else "head frozen at random",
     "epochs": lambda v: f"{v} epochs",
+    "augment": lambda v: (
+        "stronger augmentation (scale, shift, brightness, contrast, gamma)"
+        if v == "strong"
+        else "the paper's augmentation"
+    ),
 }
+#: What runs recorded before a label existed did: they are read as this.
+LABEL_DEFAULTS = {"augment": "paper"}
+
+
+def _label(row: pd.Series, label: str) -> object:
+    """A run's label; a run recorded before the label existed reads as LABEL_DEFAULTS."""
+    value = row.get(label)
+    missing = value is None or (isinstance(value, float) and math.isnan(value))
+    return LABEL_DEFAULTS[label] if missing else value
 
 
 def changes(row: pd.Series, recipe: pd.Series) -> str:
     """What an ablation run does differently from the recipe, in words."""
-    differ = [label for label in RECIPE_LABELS if row[label] != recipe[label]]
-    return "; ".join(RECIPE_LABELS[label](row[label]) for label in differ) or "the recipe"
+    differ = [label for label in RECIPE_LABELS if _label(row, label) != _label(recipe, label)]
+    return "; ".join(RECIPE_LABELS[label](_label(row, label)) for label in differ) or "the recipe"
 
 
 def _validation_row(

@@ -189,6 +189,7 @@ class Study:
             tta=p.tta,
             head_trainable=spec.head_trainable,
             random_bn=spec.random_bn,
+            augment=p.augment,
             encoder_weights=str(self.encoder_weights),
             precision=self.precision,
             extra={
@@ -255,6 +256,7 @@ class Study:
             "loss": recipe.loss,
             "select_by": recipe.select_by,
             "tta": recipe.tta,
+            "augment": recipe.augment,
             "settings": dict(spec.settings),
             "split": spec.split,
             "train_fraction": spec.train_fraction,

@@ -73,8 +73,10 @@ def to_grey(image: torch.Tensor) -> np.ndarray:
     return (image[0].numpy() * IMAGENET_STD[0] + IMAGENET_MEAN[0]) * 255
 
 
-def augmented_pairs(scan: Scan, draws: int = 16) -> list[tuple[np.ndarray, np.ndarray]]:
-    transform = train_transform()
+def augmented_pairs(
+    scan: Scan, draws: int = 16, augment: str = "paper"
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    transform = train_transform(augment)
     transform.set_random_seed(0)
     dataset = ScanDataset([scan], transform)
     pairs = []
@@ -158,9 +160,10 @@ def test_train_fraction_thins_the_limited_set(synthetic_hc18: Path) -> None:
 # --------------------------------------------------------------------------- transforms
 
 
-def test_train_transform_moves_image_and_mask_together() -> None:
+@pytest.mark.parametrize("augment", ["paper", "strong"])
+def test_train_transform_moves_image_and_mask_together(augment: str) -> None:
     mask = off_centre_head_mask()
-    pairs = augmented_pairs(scan_from_mask(mask))
+    pairs = augmented_pairs(scan_from_mask(mask), augment=augment)
     moved = sum(not np.array_equal(aug_mask, mask) for _, aug_mask in pairs)
     assert moved > len(pairs) // 2  # a rotation by a degree or two may change no pixel
     for image, aug_mask in pairs:
@@ -176,7 +179,8 @@ def mask_edge_band(mask: np.ndarray) -> np.ndarray:
     return outer & (1 - inner)
 
 
-def test_train_transform_keeps_the_skull_ring_at_the_mask_edge() -> None:
+@pytest.mark.parametrize("augment", ["paper", "strong"])
+def test_train_transform_keeps_the_skull_ring_at_the_mask_edge(augment: str) -> None:
     """The bright skull ring of a realistic scan stays on the augmented mask's edge.
 
     Had image and mask been augmented independently, most draws would put the ring
@@ -185,9 +189,11 @@ def test_train_transform_keeps_the_skull_ring_at_the_mask_edge() -> None:
     size = 128
     truth = synthetic_scan(np.random.default_rng(1), (size, size))
     mask = truth.ellipse.to_mask((size, size))
-    for image, aug_mask in augmented_pairs(scan_from_mask(mask, truth.image), draws=8):
+    scan = scan_from_mask(mask, truth.image)
+    for image, aug_mask in augmented_pairs(scan, draws=8, augment=augment):
         brightest = image > np.percentile(image, 90)
-        assert mask_edge_band(aug_mask)[brightest].mean() > 0.75
+        # a rescaled ring is resampled (blurred) once more: 0.70, still far above 0.50
+        assert mask_edge_band(aug_mask)[brightest].mean() > (0.75 if augment == "paper" else 0.7)
 
 
 def test_train_transform_flips_sometimes() -> None:
@@ -196,6 +202,36 @@ def test_train_transform_flips_sometimes() -> None:
     left_heavy = [m[:, : SIZE // 2].sum() > m[:, SIZE // 2 :].sum() for _, m in pairs]
     assert any(left_heavy)
     assert not all(left_heavy)
+
+
+def test_only_strong_augmentation_rescales_the_head() -> None:
+    """Rotation and flips keep a head's area; a rescaling by s multiplies it by s squared,
+    so the strong augmentation's 0.8-1.2 spreads areas over 0.64-1.44 of the original."""
+    mask = Ellipse(SIZE / 2, SIZE / 2, 12, 8, 0.3).to_mask((SIZE, SIZE))  # never cut by a border
+    for augment, low, high in (("paper", 0.95, 1.05), ("strong", 0.64 - 0.03, 1.44 + 0.03)):
+        ratios = [
+            m.sum() / mask.sum() for _, m in augmented_pairs(scan_from_mask(mask), 32, augment)
+        ]
+        assert low < min(ratios) and max(ratios) < high, augment
+        if augment == "strong":
+            assert min(ratios) < 0.85 and max(ratios) > 1.2  # the scale range is used
+
+
+def test_only_strong_augmentation_changes_grey_levels() -> None:
+    """Inside a uniform grey image no geometric change alters a pixel; brightness, contrast
+    and gamma do."""
+    grey = np.full((SIZE, SIZE), 100, np.uint8)
+    scan = scan_from_mask(np.zeros((SIZE, SIZE), np.float32), grey)
+    centre = SIZE // 2
+    for augment in ("paper", "strong"):
+        levels = [image[centre, centre] for image, _ in augmented_pairs(scan, 32, augment)]
+        spread = max(levels) - min(levels)
+        assert spread < 1 if augment == "paper" else spread > 30, (augment, spread)
+
+
+def test_an_unknown_augmentation_is_refused_with_the_choices() -> None:
+    with pytest.raises(ValueError, match=r"'rotate'.*paper, strong"):
+        train_transform("rotate")
 
 
 def test_eval_transform_is_deterministic_and_normalises_with_imagenet_statistics() -> None:

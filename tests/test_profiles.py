@@ -170,6 +170,8 @@ def test_parse_setting_reads_every_key(text: str, expected: tuple) -> None:
         "tta=yes",
         "tta=1",
         "tta=true",
+        "augment=heavy",
+        "augment=",
     ],
 )
 def test_parse_setting_refuses_bad_values_naming_the_text_and_the_choices(text: str) -> None:
@@ -209,6 +211,7 @@ def test_settings_are_the_recipe_fields_of_a_profile() -> None:
         "loss",
         "select_by",
         "tta",
+        "augment",
     }
 
 

@@ -399,6 +399,15 @@ def test_changes_says_each_label_in_words() -> None:
     )
     two_warmups = pd.Series({**RECIPE, "image_size": (256, 384), "warmup_epochs": 2}, dtype=object)
     assert recipe.changes(two_warmups, recipe_row) == "2 warm-up epochs"
+    # runs recorded before the augment label existed used the paper's augmentation
+    strong = pd.Series({**RECIPE, "image_size": (256, 384), "augment": "strong"}, dtype=object)
+    assert "augment" not in recipe_row
+    assert recipe.changes(strong, recipe_row) == (
+        "stronger augmentation (scale, shift, brightness, contrast, gamma)"
+    )
+    assert recipe.changes(recipe_row, strong) == "the paper's augmentation"
+    unlabelled = pd.Series({**RECIPE, "image_size": (256, 384), "augment": float("nan")})
+    assert recipe.changes(unlabelled, recipe_row) == "the recipe"
 
 
 # --------------------------------------------------------------------------- final table

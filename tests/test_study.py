@@ -222,6 +222,27 @@ def test_variant_run_end_to_end(study_env: dict, monkeypatch: pytest.MonkeyPatch
     assert not set(expected["test"]) & (set(expected["train"]) | set(expected["val"]))
 
 
+def test_a_run_on_synthetic_scans_says_so_and_carries_its_labels(
+    study_env: dict, tmp_path: Path
+) -> None:
+    """The labels a reader filters the results by: the data (synthetic scans asked for by
+    name must never be labelled HC18), the paper's name for the strategy and the BatchNorm
+    mode of frozen random parts. Expected values are literals from the paper and the CLI."""
+    runner = Study(TINY, data_dir="synthetic", encoder_weights="random", progress=False)
+    assert runner.synthetic
+    spec = RunSpec("decoder-4", seed=0, random_bn="train")
+    assert runner.config(spec).extra["data"] == "synthetic"
+    metrics = json.loads((runner.run(spec) / "metrics.json").read_text())
+    assert metrics["data"] == "synthetic"
+    assert metrics["paper_label"] == "decoder 4"
+    assert metrics["random_bn"] == "train"
+    assert metrics["run"] == "decoder-4--random-bn-train"
+
+    hc18_format = Study(TINY, encoder_weights="random", progress=False)  # study_env's folder
+    assert not hc18_format.synthetic
+    assert hc18_format.config(spec).extra["data"] == "HC18"
+
+
 def test_a_run_that_dies_while_writing_leaves_no_folder_and_resumes(
     study_env: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -473,6 +494,13 @@ def test_a_run_with_settings_records_its_recipe(hc_run: dict) -> None:
         "smoke",
         "decoder-0-4",
     )
+    # a folder given by name is read as HC18 (it holds HC18's files), not as synthetic scans
+    assert (metrics["data"], metrics["paper_label"], metrics["random_bn"]) == (
+        "HC18",
+        "decoder 0-4",
+        "eval",
+    )
+    assert metrics["augment"] == "paper"
     assert metrics["image_size"] == [64, 96]
     assert metrics["epochs"] == 2
     assert metrics["tta"] is True and metrics["select_by"] == "hc"

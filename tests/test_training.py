@@ -197,6 +197,16 @@ def test_run_config_validates_strategy_and_loss() -> None:
         RunConfig("nope")
     with pytest.raises(ValueError, match=r"unknown loss 'mse'.*bce, bce\+dice"):
         RunConfig("decoder-4", loss="mse")
+    with pytest.raises(ValueError, match=r"unknown augment 'heavy'.*paper, strong"):
+        RunConfig("decoder-4", augment="heavy")
+
+
+@pytest.mark.parametrize("augment", ["paper", "strong"])
+def test_the_trainer_augments_as_its_config_says(scans, tmp_path: Path, augment: str) -> None:
+    t = trainer(scans, tmp_path, augment=augment)
+    names = [type(step).__name__ for step in t.transform.transforms]
+    assert ("RandomGamma" in names) == (augment == "strong")
+    assert names[0] == ("Rotate" if augment == "paper" else "Affine")
 
 
 def test_losses() -> None:
