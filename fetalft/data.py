@@ -31,7 +31,6 @@ from fetalft.synthetic import write_synthetic_hc18
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 ROTATION_LIMIT = 25  # degrees, as in the paper
-AUGMENTATIONS = ("paper", "strong")  # what train_transform can do, paper's first
 
 
 @dataclass(frozen=True)
@@ -104,40 +103,57 @@ def select_records(
     return chosen
 
 
-def train_transform(augment: str = "paper") -> A.Compose:
-    """The paper's augmentation: rotation in [-25, 25] degrees, flips, ImageNet normalisation.
-
-    ``"strong"`` (beyond the paper, for chapter 8) draws the same rotation together with a
-    rescaling by 0.8-1.2 and a shift of up to a tenth of the image, in one resampling, and
-    varies brightness, contrast and gamma. Why: heads in HC18 differ in size and place far
-    more than 25 degrees of rotation covers, and the skulls the models miss are faint.
-    """
-    if augment not in AUGMENTATIONS:
-        raise ValueError(f"unknown augment {augment!r}; choose one of {', '.join(AUGMENTATIONS)}")
-    border = {"border_mode": cv2.BORDER_CONSTANT, "fill": 0, "fill_mask": 0, "p": 1.0}
-    if augment == "paper":
-        geometry = A.Rotate(limit=ROTATION_LIMIT, **border)
-    else:
-        geometry = A.Affine(
-            rotate=(-ROTATION_LIMIT, ROTATION_LIMIT),
-            scale=(0.8, 1.2),
-            translate_percent=(-0.1, 0.1),
-            **border,
-        )
-    intensity = (
-        [A.RandomBrightnessContrast(0.2, 0.2, p=0.5), A.RandomGamma((70, 150), p=0.5)]
-        if augment == "strong"
-        else []
-    )
+def train_transform() -> A.Compose:
+    """The paper's augmentation: rotation in [-25, 25] degrees, flips, ImageNet normalisation."""
     return A.Compose(
         [
-            geometry,
+            A.Rotate(
+                limit=ROTATION_LIMIT, border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0, p=1.0
+            ),
             A.HorizontalFlip(p=0.5),
             A.VerticalFlip(p=0.5),
-            *intensity,
             *eval_transform().transforms,
         ]
     )
+
+
+def strong_train_transform() -> A.Compose:
+    """Beyond the paper (chapter 8): the paper's rotation drawn together with a rescaling by
+    0.8-1.2 and a shift of up to a tenth of the image (one resampling), flips, and random
+    brightness, contrast and gamma.
+
+    Why: heads in HC18 differ in size and place far more than 25 degrees of rotation
+    covers, and the skulls the models miss are faint.
+    """
+    return A.Compose(
+        [
+            A.Affine(
+                rotate=(-ROTATION_LIMIT, ROTATION_LIMIT),
+                scale=(0.8, 1.2),
+                translate_percent=(-0.1, 0.1),
+                border_mode=cv2.BORDER_CONSTANT,
+                fill=0,
+                fill_mask=0,
+                p=1.0,
+            ),
+            A.HorizontalFlip(p=0.5),
+            A.VerticalFlip(p=0.5),
+            A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.2, p=0.5),
+            A.RandomGamma(gamma_limit=(70, 150), p=0.5),
+            *eval_transform().transforms,
+        ]
+    )
+
+
+#: The training augmentations a run can ask for (``--set augment=...``), the paper's first.
+TRAIN_TRANSFORMS = {"paper": train_transform, "strong": strong_train_transform}
+
+
+def augmentation(name: str) -> A.Compose:
+    """The training transform called ``name``; an unknown name lists the known ones."""
+    if name not in TRAIN_TRANSFORMS:
+        raise ValueError(f"unknown augment {name!r}; choose one of {', '.join(TRAIN_TRANSFORMS)}")
+    return TRAIN_TRANSFORMS[name]()
 
 
 def eval_transform() -> A.Compose:

@@ -52,7 +52,7 @@ class Profile:
     select_by: str = "dice"
     #: flip test-time augmentation: average the logits of the image and its flips
     tta: bool = False
-    #: training augmentation (:data:`fetalft.data.AUGMENTATIONS`): "paper" rotates and
+    #: training augmentation (:data:`fetalft.data.TRAIN_TRANSFORMS`): "paper" rotates and
     #: flips; "strong" also rescales, shifts and varies brightness, contrast and gamma
     augment: str = "paper"
     #: at most this many images per role (train, val, test); None keeps the full split

@@ -152,51 +152,49 @@ def _relative_to_first(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def candidate_table(
-    runs: pd.DataFrame, *, results_dir: str | os.PathLike | None = None, seed: int = 0
+    runs: pd.DataFrame,
+    candidate: str = CANDIDATE_RUNS[0],
+    *,
+    results_dir: str | os.PathLike | None = None,
+    seed: int = 0,
 ) -> pd.DataFrame:
-    """Each candidate of :data:`CANDIDATE_RUNS` beside the recipe, on the validation images.
+    """A candidate of :data:`CANDIDATE_RUNS` beside the recipe, on the validation images.
 
-    Two rows per candidate: the epoch the recipe's rule keeps (the smallest HC error, a
-    head with no measurable ellipse counting as its whole HC), and the epoch with the
-    smallest ADF of the heads it did measure, which that rule may pass over. Same columns as
-    :func:`ablation_table`; empty until the recipe and a candidate have finished.
+    Three rows: the recipe, the epoch the recipe's rule keeps for the candidate (the
+    smallest HC error, a head with no measurable ellipse counting as its whole HC), and the
+    candidate's epoch with the smallest ADF of the heads it did measure, which that rule may
+    pass over. Same columns as :func:`ablation_table`; empty until the recipe and the
+    candidate have finished.
     """
     table = ablation_table(runs, results_dir=results_dir, seed=seed)
-    if table.empty:
-        return table
-    recipe = runs[(runs["run"] == RECIPE_RUN) & (runs["seed"] == seed)].iloc[0]
-    rows = [table.iloc[0].drop(["Dice change", "ADF change (mm)"]).to_dict()]
-    for name in CANDIDATE_RUNS:
-        found = runs[(runs["run"] == name) & (runs["seed"] == seed)]
-        if found.empty:
-            continue
-        run = found.iloc[0]
-        failures = load_metrics(PROFILE, name, seed, results_dir=results_dir)["val"]
-        change = changes(run, recipe)
-        rows.append(
-            _validation_row(
-                change=change,
-                dice=run["val_dice"],
-                adf=run["val_adf_mm"],
-                failures=failures["adf_mm"]["n_nan"],
-                epoch=f"{run['best_epoch']} of {run['epochs']}",
-                run=name,
-            )
-        )
-        history = load_history(PROFILE, name, seed, results_dir=results_dir)
-        closest = history.loc[history["val_adf_mm"].idxmin()]
-        rows.append(
-            _validation_row(
-                change=f"{change}; the epoch with the lowest ADF",
-                dice=closest["val_dice_original"],
-                adf=closest["val_adf_mm"],
-                failures=int(closest["val_failures"]),
-                epoch=f"{int(closest['epoch'])} of {run['epochs']}",
-                run=name,
-            )
-        )
-    if len(rows) == 1:
+    found = runs[(runs["run"] == candidate) & (runs["seed"] == seed)] if len(runs) else runs
+    if table.empty or found.empty:
         return pd.DataFrame()
+    recipe = runs[(runs["run"] == RECIPE_RUN) & (runs["seed"] == seed)].iloc[0]
+    run = found.iloc[0]
+    failures = load_metrics(PROFILE, candidate, seed, results_dir=results_dir)["val"]
+    change = changes(run, recipe)
+    history = load_history(PROFILE, candidate, seed, results_dir=results_dir)
+    closest = history.loc[history["val_adf_mm"].idxmin()]
+    rows = [
+        table.iloc[0].drop(["Dice change", "ADF change (mm)"]).to_dict(),
+        _validation_row(
+            change=change,
+            dice=run["val_dice"],
+            adf=run["val_adf_mm"],
+            failures=failures["adf_mm"]["n_nan"],
+            epoch=f"{run['best_epoch']} of {run['epochs']}",
+            run=candidate,
+        ),
+        _validation_row(
+            change=f"{change}; the epoch with the lowest ADF",
+            dice=closest["val_dice_original"],
+            adf=closest["val_adf_mm"],
+            failures=int(closest["val_failures"]),
+            epoch=f"{int(closest['epoch'])} of {run['epochs']}",
+            run=candidate,
+        ),
+    ]
     return _relative_to_first(pd.DataFrame(rows))
 
 

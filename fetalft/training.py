@@ -31,7 +31,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from fetalft.batchnorm import recalibrate_folded_batchnorm
-from fetalft.data import Scan, ScanDataset, train_transform
+from fetalft.data import Scan, ScanDataset, augmentation
 from fetalft.device import Runtime
 from fetalft.evaluate import evaluate, hc_selection_error_mm, predict_logits
 from fetalft.io import atomic_write
@@ -64,7 +64,7 @@ class RunConfig:
     tta: bool = False  # flip test-time augmentation on validation and test
     head_trainable: bool | None = None  # None: the strategy's own choice
     random_bn: str = "eval"  # BatchNorm of frozen untrained parts (strategies.RANDOM_BN_MODES)
-    augment: str = "paper"  # training augmentation (data.AUGMENTATIONS)
+    augment: str = "paper"  # training augmentation (data.TRAIN_TRANSFORMS)
     encoder_weights: str | None = "imagenet"
     precision: str = "auto"
     extra: dict = field(default_factory=dict)  # labels such as split or train fraction
@@ -77,7 +77,7 @@ class RunConfig:
             raise ValueError(
                 f"unknown select_by {self.select_by!r}; choose one of {', '.join(SELECTIONS)}"
             )
-        train_transform(self.augment)  # an unknown augmentation fails here, before training
+        augmentation(self.augment)  # an unknown augmentation fails here, before training
         if not 0 <= self.warmup_epochs < self.epochs:
             raise ValueError(
                 f"warmup_epochs={self.warmup_epochs} must be at least 0 and fewer than the "
@@ -187,7 +187,7 @@ class Trainer:
         )
         self.scaler = self.runtime.grad_scaler()
         self.loss_fn = make_loss(config.loss)
-        self.transform = train_transform(config.augment)
+        self.transform = augmentation(config.augment)
         self.history: list[dict] = []
         self.epoch = 0
         #: the best validation score so far, higher is better (Dice, or minus the HC error)

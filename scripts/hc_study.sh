@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Chapter 8's study (profile cpu-hc): the recipe's three seeds first, then one ablation run
 # per change (each undoes one part of the recipe, seed 0), a candidate toward the chapter's
-# goal (a larger input, trained longer; chosen on validation), then the from-scratch U-Net
+# goal (a larger input, trained longer; stronger augmentation; chosen on validation), then the from-scratch U-Net
 # in the same profile. Every step skips finished runs, so run it again after an
 # interruption. Needs the same environment as scripts/cpu_study.sh.
 # Precision is fixed, so every run of the chapter is bf16 whatever the machine (the
@@ -16,4 +16,5 @@ study --strategies decoder-0-4 --seeds 0 --set image_size=320   # square, about 
 study --strategies decoder-0-4 --seeds 0 --set loss=bce         # without the Dice loss
 study --strategies decoder-0-4 --seeds 0 --frozen-head          # the head frozen at random
 study --strategies decoder-0-4 --seeds 0 --set image_size=320x480 --set epochs=20  # toward the goal
+study --strategies decoder-0-4 --seeds 0 --set augment=strong   # toward the goal: scale, shift, grey levels
 study --strategies baseline --seeds 0                           # hours on a 2-core CPU

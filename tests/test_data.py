@@ -16,6 +16,7 @@ from fetalft.data import (
     IMAGENET_STD,
     Scan,
     ScanDataset,
+    augmentation,
     dataset_dir,
     eval_transform,
     load_scans,
@@ -76,7 +77,7 @@ def to_grey(image: torch.Tensor) -> np.ndarray:
 def augmented_pairs(
     scan: Scan, draws: int = 16, augment: str = "paper"
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    transform = train_transform(augment)
+    transform = augmentation(augment)
     transform.set_random_seed(0)
     dataset = ScanDataset([scan], transform)
     pairs = []
@@ -231,7 +232,8 @@ def test_only_strong_augmentation_changes_grey_levels() -> None:
 
 def test_an_unknown_augmentation_is_refused_with_the_choices() -> None:
     with pytest.raises(ValueError, match=r"'rotate'.*paper, strong"):
-        train_transform("rotate")
+        augmentation("rotate")
+    assert [type(t) for t in augmentation("paper")] == [type(t) for t in train_transform()]
 
 
 def test_eval_transform_is_deterministic_and_normalises_with_imagenet_statistics() -> None:

@@ -250,9 +250,30 @@ def with_candidate(results: Path) -> Path:
     return results
 
 
+STRONG = recipe.CANDIDATE_RUNS[1]
+
+
+def with_strong_augmentation(results: Path) -> Path:
+    """The second candidate: the recipe with stronger augmentation, labelled so, with the
+    recipe's history (lowest ADF 2.10 mm at epoch 4)."""
+    write_run(
+        results,
+        "cpu-hc",
+        STRONG,
+        0,
+        test=summary(0.98, 1.0, 0, 200),
+        val=summary(0.9700, 2.00, 0),
+        best_epoch=4,
+        history=RECIPE_HISTORY,
+        **{**RECIPE, "augment": "strong"},
+    )
+    return results
+
+
 def test_a_candidate_is_not_an_ablation_row(results: Path) -> None:
-    table = recipe.ablation_table(cpu_hc(with_candidate(results)), results_dir=results)
-    assert CANDIDATE not in set(table["run"])
+    runs = cpu_hc(with_strong_augmentation(with_candidate(results)))
+    table = recipe.ablation_table(runs, results_dir=results)
+    assert not {CANDIDATE, STRONG} & set(table["run"])
     assert len(table) == 6  # the recipe, its two free rows, three ablation runs
 
 
@@ -274,8 +295,29 @@ def test_candidate_table_gives_the_kept_epoch_and_the_lowest_adf_epoch(results: 
     assert table["Dice change"].tolist() == pytest.approx([0.0, -0.62, 0.18])
 
 
+def test_each_candidate_has_a_table_of_its_own(results: Path) -> None:
+    runs = cpu_hc(with_strong_augmentation(with_candidate(results)))
+    first = recipe.candidate_table(runs, results_dir=results)
+    assert list(first["run"]) == ["decoder-0-4", CANDIDATE, CANDIDATE]
+    table = recipe.candidate_table(runs, STRONG, results_dir=results)
+    assert list(table["run"]) == ["decoder-0-4", STRONG, STRONG]
+    change = "stronger augmentation (scale, shift, brightness, contrast, gamma)"
+    assert list(table["change"]) == [
+        "the recipe",
+        change,
+        f"{change}; the epoch with the lowest ADF",
+    ]
+    # kept epoch from its metrics.json (97.00% / 2.00 mm); lowest ADF: the history's epoch 4
+    assert table["val ADF (mm)"].tolist() == pytest.approx([2.10, 2.00, 2.10])
+    assert table["ADF change (mm)"].tolist() == pytest.approx([0.0, -0.10, 0.0])
+    assert list(table["best epoch"]) == ["4 of 5", "4 of 5", "4 of 5"]
+
+
 def test_candidate_table_is_empty_without_a_candidate(results: Path) -> None:
     assert recipe.candidate_table(cpu_hc(results), results_dir=results).empty
+    with_candidate(results)
+    assert recipe.candidate_table(cpu_hc(results), STRONG, results_dir=results).empty
+    assert recipe.candidate_table(load_runs("cpu-hc", results / "none"), STRONG).empty
 
 
 def test_ablation_table_rows_are_the_recipe_its_free_ablations_and_one_per_run(
