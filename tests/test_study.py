@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -241,6 +242,42 @@ def test_a_run_on_synthetic_scans_says_so_and_carries_its_labels(
     hc18_format = Study(TINY, encoder_weights="random", progress=False)  # study_env's folder
     assert not hc18_format.synthetic
     assert hc18_format.config(spec).extra["data"] == "HC18"
+
+
+def test_run_all_counts_what_is_left_and_each_run_names_its_encoder_weights(
+    study_env: dict, tmp_path: Path, capsys
+) -> None:
+    """run_all says how many runs are finished and how many are left; a pretrained
+    strategy's run names the weights file it started from, a from-scratch run says random."""
+    import torch
+
+    from fetalft.strategies import get_strategy, prepare_model
+
+    encoder = prepare_model(get_strategy("random-encoder"), encoder_weights=None).net.encoder
+    torch.save(encoder.state_dict(), tmp_path / "stand-in.pth")
+    runner = Study(TINY, encoder_weights=str(tmp_path / "stand-in.pth"), progress=False)
+    pretrained, scratch = RunSpec("decoder-4", 0), RunSpec("baseline", 0)
+    runner.run(pretrained)
+    runner.progress = True
+    capsys.readouterr()
+    runner.run_all([pretrained, scratch])
+    assert "1 of 2 runs already finished; 1 to go" in capsys.readouterr().out
+    for spec, weights in ((pretrained, "file:stand-in.pth"), (scratch, "random")):
+        folder = spec.folder(runner.results_dir, runner.profile)
+        assert json.loads((folder / "metrics.json").read_text())["weights"] == weights
+
+
+def test_a_study_chooses_its_data_by_its_own_profile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no HC18 anywhere, the smoke profile falls back to synthetic scans and the cpu
+    profile refuses: the choice is made with the Study's profile."""
+    monkeypatch.delenv(settings.DATA_DIR_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert Study("smoke", encoder_weights="random", progress=False).synthetic
+    with pytest.raises(hc18.DatasetNotFoundError):
+        Study("cpu", encoder_weights="random", progress=False)
 
 
 def test_a_run_that_dies_while_writing_leaves_no_folder_and_resumes(
@@ -512,6 +549,11 @@ def test_a_run_with_settings_records_its_recipe(hc_run: dict) -> None:
         "tta": True,
     }
     environment = json.loads((folder / "environment.json").read_text())
+    assert metrics["precision"] == environment["precision"] == "fp32"  # as the fixture asks
+    assert metrics["hardware"] == environment["hardware"]
+    # the checkpoints go where the Study was told, not to the default folder
+    checkpoint = hc_run["root"] / "checkpoints" / "smoke" / name / "seed-0" / "best.pt"
+    assert checkpoint.is_file()
     # the run's cost: its training epochs and scoring, within what the fixture waited for
     train_seconds = pd.read_csv(folder / "history.csv")["train_seconds"].sum()
     assert train_seconds < metrics["wall_seconds"] <= hc_run["elapsed"]
