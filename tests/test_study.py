@@ -204,6 +204,7 @@ def test_variant_run_end_to_end(study_env: dict, monkeypatch: pytest.MonkeyPatch
     assert metrics["train_fraction"] == 0.5
     assert metrics["head_trainable"] is True
     assert metrics["trainable_parameters"] == 6_976 + 145
+    assert metrics["total_parameters"] == 6_628_945  # smp's MobileNetV2 U-Net, whole
     assert metrics["seed"] == 1
     assert metrics["weights"] == "random"
 
@@ -278,6 +279,29 @@ def test_a_study_chooses_its_data_by_its_own_profile(
     assert Study("smoke", encoder_weights="random", progress=False).synthetic
     with pytest.raises(hc18.DatasetNotFoundError):
         Study("cpu", encoder_weights="random", progress=False)
+
+
+def test_only_the_smoke_profile_falls_back_to_a_random_encoder_and_only_for_imagenet(
+    study_env: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """Offline (the download stubbed to fail), a smoke study asking for ImageNet trains from
+    a random encoder and says so; a weights file, or any other profile, is kept as given."""
+    attempts = []
+
+    def offline(weights: str) -> None:
+        attempts.append(weights)
+        raise OSError("no network")
+
+    monkeypatch.setattr(study, "mobilenet_unet", offline)
+    assert Study("smoke", encoder_weights="imagenet", progress=False).encoder_weights == "random"
+    assert "ImageNet weights unavailable (OSError)" in capsys.readouterr().out
+    assert attempts == ["imagenet"]
+    weights_file = str(tmp_path / "weights.pth")
+    assert Study("smoke", encoder_weights=weights_file, progress=False).encoder_weights == (
+        weights_file
+    )
+    assert Study(TINY, encoder_weights="imagenet", progress=False).encoder_weights == "imagenet"
+    assert attempts == ["imagenet"]  # neither asked the network
 
 
 def test_a_run_that_dies_while_writing_leaves_no_folder_and_resumes(
