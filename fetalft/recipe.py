@@ -28,6 +28,7 @@ RECIPE_RUN = "decoder-0-4"
 CANDIDATE_RUNS = (
     "decoder-0-4--epochs-20--image-size-320x480",
     "decoder-0-4--augment-strong",
+    "decoder-0-4--augment-strong--epochs-20--image-size-320x480",
 )
 #: The labels that make up a recipe, and how a difference in each is said in the table.
 RECIPE_LABELS = {

@@ -17,4 +17,5 @@ study --strategies decoder-0-4 --seeds 0 --set loss=bce         # without the Di
 study --strategies decoder-0-4 --seeds 0 --frozen-head          # the head frozen at random
 study --strategies decoder-0-4 --seeds 0 --set image_size=320x480 --set epochs=20  # toward the goal
 study --strategies decoder-0-4 --seeds 0 --set augment=strong   # toward the goal: scale, shift, grey levels
+study --strategies decoder-0-4 --seeds 0 --set image_size=320x480 --set epochs=20 --set augment=strong  # both
 study --strategies baseline --seeds 0                           # hours on a 2-core CPU

@@ -448,6 +448,11 @@ def test_changes_says_each_label_in_words() -> None:
         "stronger augmentation (scale, shift, brightness, contrast, gamma)"
     )
     assert recipe.changes(recipe_row, strong) == "the paper's augmentation"
+    both = pd.Series({**RECIPE, "image_size": (320, 480), "epochs": 20, "augment": "strong"})
+    assert recipe.changes(both, recipe_row) == (
+        "input 320 x 480; 20 epochs; "
+        "stronger augmentation (scale, shift, brightness, contrast, gamma)"
+    )
     unlabelled = pd.Series({**RECIPE, "image_size": (256, 384), "augment": float("nan")})
     assert recipe.changes(unlabelled, recipe_row) == "the recipe"
 
