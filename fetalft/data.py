@@ -138,7 +138,11 @@ def strong_train_transform() -> A.Compose:
             ),
             A.HorizontalFlip(p=0.5),
             A.VerticalFlip(p=0.5),
-            A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.2, p=0.5),
+            A.RandomBrightnessContrast(
+                brightness_limit=0.2,
+                contrast_limit=0.2,
+                p=0.5,
+            ),
             A.RandomGamma(gamma_limit=(70, 150), p=0.5),
             *eval_transform().transforms,
         ]

@@ -462,6 +462,29 @@ def test_scheduler_without_warm_up_is_the_plain_cosine_of_before(total: int) -> 
     assert lrs == [*before, optimizer.param_groups[0]["lr"]]
 
 
+def test_scheduler_without_a_warm_up_argument_does_not_warm_up() -> None:
+    """The default is the paper's schedule: the full learning rate from the first step."""
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.Adam([weight], lr=1e-3)
+    scheduler = training.make_scheduler(optimizer, 4)
+    lrs = []
+    for _ in range(4):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs == pytest.approx([1e-3 * (1 + math.cos(math.pi * k / 4)) / 2 for k in range(4)])
+
+
+def test_the_trainers_model_is_laid_out_channels_last(scans, tmp_path: Path) -> None:
+    """The speeds the book reports were measured with the model laid out channels_last (with
+    bf16 autocast, the layout the CPU's fast convolutions use); another layout would change
+    every timing, though no prediction."""
+    t = trainer(scans, tmp_path)
+    weight = t.model.net.encoder.features[0][0].weight  # the first convolution, 32x3x3x3
+    assert weight.is_contiguous(memory_format=torch.channels_last)
+    assert not weight.is_contiguous()  # channels_last is not also the default layout here
+
+
 def test_trainer_warms_up_for_one_epoch_then_decays(scans, tmp_path: Path) -> None:
     """Three epochs of two steps, the first epoch warming up: steps at lr/2, 3lr/4, then the
     cosine over the remaining four steps; the history records the rate after each epoch."""
