@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -258,6 +260,10 @@ def test_run_all_counts_what_is_left_and_each_run_names_its_encoder_weights(
     torch.save(encoder.state_dict(), tmp_path / "stand-in.pth")
     runner = Study(TINY, encoder_weights=str(tmp_path / "stand-in.pth"), progress=False)
     pretrained, scratch = RunSpec("decoder-4", 0), RunSpec("baseline", 0)
+    config = runner.config(pretrained)
+    assert config.encoder_weights == str(tmp_path / "stand-in.pth")
+    content = hashlib.sha256((tmp_path / "stand-in.pth").read_bytes()).hexdigest()
+    assert config.extra["encoder_sha256"] == content
     runner.run(pretrained)
     runner.progress = True
     capsys.readouterr()
@@ -294,7 +300,11 @@ def test_only_the_smoke_profile_falls_back_to_a_random_encoder_and_only_for_imag
 
     monkeypatch.setattr(study, "mobilenet_unet", offline)
     assert Study("smoke", encoder_weights="imagenet", progress=False).encoder_weights == "random"
-    assert "ImageNet weights unavailable (OSError)" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert (
+        "ImageNet weights unavailable (OSError): the smoke profile uses a random encoder." in said
+    )
+    assert "Set FETALFT_ENCODER_WEIGHTS to a local file." in said
     assert attempts == ["imagenet"]
     weights_file = str(tmp_path / "weights.pth")
     assert Study("smoke", encoder_weights=weights_file, progress=False).encoder_weights == (
@@ -369,9 +379,32 @@ def test_peak_memory_is_the_runs_own(study_env: dict) -> None:
     assert environment["peak_memory_mb"] < process_peak - 400
 
 
-def test_train_fraction_outside_0_1_is_refused() -> None:
-    with pytest.raises(ValueError, match="fraction"):
-        plan(["decoder-4"], [0], train_fraction=1.5)
+@pytest.mark.parametrize("fraction", [1.5, 0.0, -0.1])
+def test_train_fraction_outside_0_1_is_refused(fraction: float) -> None:
+    message = f"train fraction {fraction!r} must be a whole percentage in (0, 1], such as 0.1"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        plan(["decoder-4"], [0], train_fraction=fraction)
+
+
+def test_unknown_random_bn_mode_names_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match="unknown random_bn 'frozen'; choose one of eval, train"):
+        RunSpec("decoder-4", 0, random_bn="frozen")
+
+
+def test_the_training_config_carries_every_choice_of_the_spec(study_env: dict) -> None:
+    """Seed, BatchNorm mode, split and fraction reach the Trainer's config (a seed dropped
+    there would train every seed alike), and the config's extra labels are named as
+    check_finished_run reads them."""
+    runner = Study(TINY, encoder_weights="random", progress=False)
+    spec = RunSpec("decoder-4", seed=3, split="leaky", train_fraction=0.5, random_bn="train")
+    config = runner.config(spec)
+    assert (config.seed, config.random_bn, config.strategy) == (3, "train", "decoder-4")
+    assert config.extra == {
+        "split": "leaky",
+        "train_fraction": 0.5,
+        "data": "HC18",  # study_env's folder, HC18 or in its format
+        "encoder_sha256": None,  # random weights: no file to hash
+    }
 
 
 def test_fractions_that_would_share_a_folder_are_refused() -> None:
