@@ -399,6 +399,10 @@ def test_the_training_config_carries_every_choice_of_the_spec(study_env: dict) -
     spec = RunSpec("decoder-4", seed=3, split="leaky", train_fraction=0.5, random_bn="train")
     config = runner.config(spec)
     assert (config.seed, config.random_bn, config.strategy) == (3, "train", "decoder-4")
+    assert config.augment == "paper"
+    # a recipe setting reaches the Trainer too: a strong run must not train as the paper did
+    strong = RunSpec("decoder-4", 0, settings=(("augment", "strong"),))
+    assert runner.config(strong).augment == "strong"
     assert config.extra == {
         "split": "leaky",
         "train_fraction": 0.5,
