@@ -30,6 +30,11 @@ CANDIDATE_RUNS = (
     "decoder-0-4--augment-strong",
     "decoder-0-4--augment-strong--epochs-20--image-size-320x480",
 )
+#: The final model: the candidate that won on validation (seed 0, chapter 8's "Both at
+#: once"), chosen before any of its test scores was read; its seeds 1 and 2 came after.
+FINAL_RUN = CANDIDATE_RUNS[2]
+#: The from-scratch U-Net trained exactly as the final model (the same settings).
+FINAL_BASELINE_RUN = "baseline" + FINAL_RUN.removeprefix(RECIPE_RUN)
 #: The labels that make up a recipe, and how a difference in each is said in the table.
 RECIPE_LABELS = {
     "image_size": lambda v: f"input {size_label(v)}",
@@ -202,13 +207,15 @@ def candidate_table(
 def final_table(
     cpu_hc_runs: pd.DataFrame,
     cpu_runs: pd.DataFrame,
-    runs: tuple[str, ...] = ("decoder-0-4", "baseline"),
+    runs: tuple[str, ...] = (FINAL_RUN, RECIPE_RUN, FINAL_BASELINE_RUN, "baseline"),
     results_dir: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
-    """The recipe and the from-scratch U-Net on the test images, beside the paper's protocol.
+    """The final model, the recipe and the from-scratch U-Net on the test images, beside
+    the paper's protocol.
 
-    One row per profile and run (mean ± sd over seeds; failures summed over seeds). The
-    ``cpu`` profile is the paper's protocol on a CPU (192 x 192, 8 epochs, 1e-4).
+    One row per profile and run that has finished seeds (mean ± sd over seeds; failures
+    summed over seeds), in the order of ``runs``. The ``cpu`` profile is the paper's
+    protocol on a CPU (192 x 192, 8 epochs, 1e-4).
     """
     rows = []
     for profile, table in ((PROFILE, cpu_hc_runs), ("cpu", cpu_runs)):
@@ -218,6 +225,7 @@ def final_table(
             group = table[table["run"] == run]
             if group.empty:
                 continue
+            first = group.iloc[0]
             failures = sum(
                 load_metrics(profile, run, seed, results_dir=results_dir)["test"]["adf_mm"]["n_nan"]
                 for seed in group["seed"]
@@ -226,10 +234,11 @@ def final_table(
                 {
                     "profile": profile,
                     "run": run,
-                    "input": size_label(group["image_size"].iloc[0]),
-                    "epochs": int(group["epochs"].iloc[0]),
+                    "input": size_label(first["image_size"]),
+                    "epochs": int(first["epochs"]),
+                    "augmentation": _label(first, "augment"),
                     "seeds": ", ".join(map(str, sorted(group["seed"]))),
-                    "trainable": int(group["trainable_parameters"].iloc[0]),
+                    "trainable": int(first["trainable_parameters"]),
                     "Dice (%)": report.format_mean_sd(*_mean_sd(group["dice"]), scale=100),
                     "ADF (mm)": report.format_mean_sd(*_mean_sd(group["adf_mm"])),
                     "failures": failures,
@@ -239,6 +248,25 @@ def final_table(
                 }
             )
     return pd.DataFrame(rows)
+
+
+def epoch_minutes(
+    runs: pd.DataFrame, run: str, *, results_dir: str | os.PathLike | None = None
+) -> float:
+    """Training minutes of one epoch of ``run``: the median epoch of its least-shared seed.
+
+    Why not the wall time: some runs shared the 2-core CPU with other work for part of
+    their epochs, and some were paused and resumed. A seed's median epoch shrugs off a few
+    slow epochs, and the seed with the smallest median is the one that shared the least.
+    """
+    seeds = runs.loc[runs["run"] == run, "seed"] if len(runs) else []
+    if len(seeds) == 0:
+        raise ValueError(f"no finished seed of {run} in the {PROFILE} runs")
+    medians = [
+        load_history(PROFILE, run, int(seed), results_dir=results_dir)["train_seconds"].median()
+        for seed in seeds
+    ]
+    return min(medians) / 60
 
 
 def _mean_sd(values: pd.Series) -> tuple[float, float]:

@@ -17,6 +17,7 @@ import pytest
 from fetalft import recipe
 from fetalft.io import write_csv_atomic, write_json_atomic
 from fetalft.runfiles import load_per_image, load_runs
+from fetalft.study import RunSpec
 
 NAN = float("nan")
 REPO_RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -465,6 +466,7 @@ FINAL_COLUMNS = [
     "run",
     "input",
     "epochs",
+    "augmentation",
     "seeds",
     "trainable",
     "Dice (%)",
@@ -491,6 +493,7 @@ def test_final_table_gives_mean_sd_over_seeds_for_both_profiles(results: Path) -
     ours = rows.loc[("cpu-hc", "decoder-0-4")]
     assert ours["input"] == "256 x 384"
     assert ours["epochs"] == 5
+    assert ours["augmentation"] == "paper"  # recorded before the label existed
     assert ours["seeds"] == "0, 1, 2"
     assert ours["trainable"] == 4_405_073
     assert ours["Dice (%)"] == "97.00 ± 1.00"
@@ -527,6 +530,58 @@ def test_final_table_gives_mean_sd_over_seeds_for_both_profiles(results: Path) -
     assert scratch["minutes per run"] == pytest.approx(10.5, abs=1e-9)
 
 
+def test_final_run_names_are_those_the_study_gives_its_settings() -> None:
+    """The names chapter 8 looks up are the folders a study of these settings writes."""
+    settings = (("image_size", (320, 480)), ("epochs", 20), ("augment", "strong"))
+    assert RunSpec("decoder-0-4", 0, settings=settings).name == recipe.FINAL_RUN
+    assert RunSpec("baseline", 0, settings=settings).name == recipe.FINAL_BASELINE_RUN
+    assert recipe.FINAL_RUN in recipe.CANDIDATE_RUNS  # chosen among the candidates
+
+
+def test_final_table_puts_the_final_model_and_its_baseline_first(results: Path) -> None:
+    final = {**RECIPE, "image_size": [320, 480], "epochs": 20, "augment": "strong"}
+    for seed, dice, adf, failures in ((0, 0.975, 1.9, 0), (1, 0.971, 2.1, 1)):
+        test = summary(dice, adf, failures, 200)
+        write_run(results, "cpu-hc", recipe.FINAL_RUN, seed, test=test, **final)
+    test = summary(0.972, 2.2, 2, 200)
+    write_run(
+        results,
+        "cpu-hc",
+        recipe.FINAL_BASELINE_RUN,
+        0,
+        strategy="baseline",
+        test=test,
+        wall_seconds=18000.0,
+        **final,
+    )
+    table = recipe.final_table(cpu_hc(results), load_runs("cpu", results), results_dir=results)
+    assert table["run"].tolist() == [
+        recipe.FINAL_RUN,
+        "decoder-0-4",
+        recipe.FINAL_BASELINE_RUN,
+        "baseline",
+        "decoder-0-4",
+        "baseline",
+    ]
+    rows = table.set_index(["profile", "run"])
+    ours = rows.loc[("cpu-hc", recipe.FINAL_RUN)]
+    # Dice 0.975, 0.971 -> 97.30 +- 0.28 (sd 0.004 / sqrt 2); ADF 1.9, 2.1 -> 2.00 +- 0.14
+    assert (ours["input"], ours["epochs"], ours["augmentation"]) == ("320 x 480", 20, "strong")
+    assert (ours["seeds"], ours["Dice (%)"], ours["ADF (mm)"]) == (
+        "0, 1",
+        "97.30 ± 0.28",
+        "2.00 ± 0.14",
+    )
+    assert ours["failures"] == 1
+    scratch = rows.loc[("cpu-hc", recipe.FINAL_BASELINE_RUN)]
+    assert (scratch["trainable"], scratch["augmentation"], scratch["failures"]) == (
+        31_037_633,
+        "strong",
+        2,
+    )
+    assert scratch["minutes per run"] == pytest.approx(300.0, abs=1e-9)
+
+
 def test_final_table_leaves_out_a_profile_without_runs(results: Path, tmp_path: Path) -> None:
     table = recipe.final_table(
         cpu_hc(results), load_runs("cpu", tmp_path / "none"), results_dir=results
@@ -537,6 +592,22 @@ def test_final_table_leaves_out_a_profile_without_runs(results: Path, tmp_path: 
         load_runs("cpu", tmp_path / "none"),
         results_dir=tmp_path / "none",
     ).empty
+
+
+def test_epoch_minutes_is_the_median_epoch_of_the_least_shared_seed(results: Path) -> None:
+    # seed 0: epochs of 600, 900, 600, 3000 (shared), 600 s -> median 600 s; seed 1: 300,
+    # 400, 500, 350, 2000 s -> median 400 s = 6.67 min, the smaller: the seed that shared less
+    for seed, seconds in ((0, [600, 900, 600, 3000, 600]), (1, [300, 400, 500, 350, 2000])):
+        history = RECIPE_HISTORY.assign(train_seconds=[float(s) for s in seconds])
+        test = summary(0.97, 2.0, 0, 200)
+        write_run(results, "cpu-hc", "decoder-0-4", seed, test=test, history=history, **RECIPE)
+    runs = cpu_hc(results)
+    runs = runs[~((runs["run"] == "decoder-0-4") & (runs["seed"] == 2))]
+    assert recipe.epoch_minutes(runs, "decoder-0-4", results_dir=results) == pytest.approx(
+        400 / 60, abs=1e-12
+    )
+    with pytest.raises(ValueError, match="no finished seed of nothing-yet"):
+        recipe.epoch_minutes(runs, "nothing-yet", results_dir=results)
 
 
 # --------------------------------------------------------------------------- test images

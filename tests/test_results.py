@@ -13,10 +13,12 @@ import pandas as pd
 import pytest
 
 from fetalft.evaluate import PROTOCOLS
+from fetalft.hc18 import load_records
 from fetalft.metrics import CHALLENGE_METRICS, SEGMENTATION_METRICS
 from fetalft.profiles import PROFILES, SETTINGS, with_settings
-from fetalft.recipe import LABEL_DEFAULTS
+from fetalft.recipe import FINAL_RUN, LABEL_DEFAULTS
 from fetalft.study import RunSpec
+from fetalft.submission import check_submission, read_submission
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 RUN_FILES = ("metrics.json", "per_image.csv", "history.csv", "environment.json")
@@ -185,3 +187,39 @@ def test_committed_rescoring_belongs_to_its_run_and_reproduces_it(path: Path) ->
         original = record["scores"][0]
         for metric in SEGMENTATION_METRICS:
             assert original[metric] == pytest.approx(metrics["test"][metric]["mean"], abs=1e-6)
+
+
+def test_chapter_8s_final_model_has_its_three_seeds() -> None:
+    """Chapter 8 reports the final model as the mean of seeds 0, 1 and 2: all three are
+    committed, each with the settings in the run's name."""
+    final = RESULTS / "cpu-hc" / FINAL_RUN
+    if not final.is_dir():
+        pytest.skip(f"results/cpu-hc/{FINAL_RUN} is not committed")
+    records = [strict(p.read_text()) for p in sorted(final.glob("seed-*/metrics.json"))]
+    assert [r["seed"] for r in records] == [0, 1, 2]
+    for record in records:
+        assert (record["image_size"], record["epochs"], record["augment"]) == (
+            [320, 480],
+            20,
+            "strong",
+        )
+
+
+submissions = sorted(RESULTS.glob("*/submission.csv"))
+
+
+@pytest.mark.skipif(not submissions, reason="no committed submission files")
+@pytest.mark.parametrize("path", submissions, ids=lambda p: str(p.relative_to(RESULTS)))
+def test_committed_submission_is_a_challenge_file(path: Path) -> None:
+    """A book's submission file: the challenge's columns, one row per hidden test image."""
+    table = read_submission(path)
+    check_submission(table)
+    assert len(table) == 335
+    assert table["filename"].str.fullmatch(r"\d{3}_\d?HC\.png").all()
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("path", submissions, ids=lambda p: str(p.relative_to(RESULTS)))
+def test_committed_submission_names_exactly_hc18s_test_images(path: Path, real_hc18: Path) -> None:
+    expected = [record.image_path.name for record in load_records("test", real_hc18)]
+    check_submission(read_submission(path), expected)
