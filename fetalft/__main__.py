@@ -311,7 +311,7 @@ def _submit(args: argparse.Namespace) -> int:
 BEST_CHECKPOINT_HELP = (
     "a best.pt written by a study run (default: with --profile, that profile's finished run "
     "with the best validation Dice, from $FETALFT_CHECKPOINT_DIR; without it, the model that "
-    "ships with fetalft, chapter 8's recipe)"
+    "ships with fetalft, chapter 8's final model)"
 )
 
 

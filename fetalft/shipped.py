@@ -1,12 +1,13 @@
 """The model that ships with fetalft: measure a head right after ``pip install``.
 
-``fetalft/model/`` holds the best-on-validation seed of chapter 8's recipe (decoder-0-4,
-profile ``cpu-hc``) in half precision (about 13 MB), its SHA-256 and a model card. It is a
+``fetalft/model/`` holds the best-on-validation seed of chapter 8's final model
+(decoder-0-4, profile ``cpu-hc`` at 320 x 480, :data:`fetalft.recipe.FINAL_RUN`) in half
+precision (about 13 MB), its SHA-256 and a model card. It is a
 checkpoint like any ``best.pt`` (config and weights), so :class:`fetalft.predict.Predictor`
 loads it; half precision costs nothing measurable (the tests re-score it on the test split
 against the run's recorded Dice).
 
-    python scripts/ship_model.py results/cpu-hc/decoder-0-4/seed-K CHECKPOINT_DIR/.../best.pt
+    FETALFT_CHECKPOINT_DIR=CHECKPOINT_DIR python scripts/ship_model.py
 """
 
 from __future__ import annotations

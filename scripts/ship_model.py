@@ -1,7 +1,8 @@
-"""Ship chapter 8's recipe model with the package: fp16 weights, SHA-256, model card.
+"""Ship chapter 8's final model with the package: fp16 weights, SHA-256, model card.
 
-Picks the seed of ``results/cpu-hc/decoder-0-4`` with the smallest validation HC error
-(the test images choose nothing) and reads its ``best.pt`` from the checkpoint folder:
+Picks the seed of the final run (``recipe.FINAL_RUN`` under ``results/cpu-hc``) with the
+smallest validation HC error (the test images choose nothing) and reads its ``best.pt``
+from the checkpoint folder:
 
     FETALFT_CHECKPOINT_DIR=~/fetalft-checkpoints python scripts/ship_model.py
 """
@@ -19,7 +20,7 @@ from fetalft.shipped import MODEL_DIR, write_shipped_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
-CARD = """# Model card: fetalft decoder-0-4, chapter 8's recipe
+CARD = """# Model card: fetalft decoder-0-4, chapter 8's final model
 
 **What it is.** A U-Net with an ImageNet MobileNetV2 encoder (segmentation-models-pytorch),
 the encoder frozen, the decoder and the head fine-tuned: {trainable:,} trainable of
@@ -33,10 +34,10 @@ comparing methods. **Not for diagnosis** or any clinical decision.
 exam on one side), licensed CC BY 4.0 by its authors. No test image was used to choose
 anything.
 
-**Recipe.** Profile `cpu-hc`: input {size} (height x width), {epochs} epochs, Adam at
-{lr:g} after {warmup} warm-up epoch(s), BCE + Dice loss, best epoch by validation HC error
-(epoch {best_epoch}), flip test-time augmentation. Seed {seed}, the one with the smallest
-validation HC error of the seeds trained. Trained on {hardware} ({precision}) in
+**Recipe.** Run `{run}` of profile `cpu-hc`: input {size} (height x width), {epochs}
+epochs, {augment} augmentation, Adam at {lr:g} after {warmup} warm-up epoch(s), BCE + Dice
+loss, best epoch by validation HC error (epoch {best_epoch}), flip test-time augmentation.
+Seed {seed}, the one with the smallest validation HC error of the seeds trained. Trained on {hardware} ({precision}) in
 {minutes:.0f} minutes.
 
 **Test results** (the {n_test} test images of the exam-level split, original resolution):
@@ -52,16 +53,18 @@ with the scan's true pixel size.
 
 def main() -> int:
     runs = load_runs(recipe.PROFILE, ROOT / "results")
-    seeds = runs[runs["run"] == recipe.RECIPE_RUN]
+    seeds = runs[runs["run"] == recipe.FINAL_RUN]
     if seeds.empty:
-        print("no finished decoder-0-4 runs in results/cpu-hc; run scripts/hc_study.sh first")
+        print(f"no finished {recipe.FINAL_RUN} runs in results/cpu-hc; run scripts/hc_study.sh")
         return 2
     row = seeds.loc[seeds["best_val_hc_error_mm"].idxmin()]
     seed = int(row["seed"])
-    best = checkpoint_path(recipe.PROFILE, recipe.RECIPE_RUN, seed)
-    metrics = load_metrics(recipe.PROFILE, recipe.RECIPE_RUN, seed, results_dir=ROOT / "results")
+    best = checkpoint_path(recipe.PROFILE, recipe.FINAL_RUN, seed)
+    metrics = load_metrics(recipe.PROFILE, recipe.FINAL_RUN, seed, results_dir=ROOT / "results")
     card = CARD.format(
         name="decoder-0-4_cpu-hc.pt",
+        run=recipe.FINAL_RUN,
+        augment="stronger" if metrics.get("augment") == "strong" else "the paper's",
         trainable=metrics["trainable_parameters"],
         total=metrics["total_parameters"],
         n_train=metrics["n_train"],

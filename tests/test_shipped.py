@@ -368,7 +368,7 @@ def test_shipped_model_reproduces_its_runs_test_dice(
     real_shipped_model: Path, real_hc18: Path
 ) -> None:
     """The fp16 model re-scores the cpu-hc test split (original resolution, the run's flips)
-    and gets the Dice its run recorded in results/cpu-hc/decoder-0-4/seed-K/metrics.json."""
+    and gets the Dice its run recorded in results/cpu-hc/RUN/seed-K/metrics.json."""
     from fetalft.device import Runtime
     from fetalft.evaluate import evaluate
 
@@ -381,13 +381,20 @@ def test_shipped_model_reproduces_its_runs_test_dice(
     card = shipped.CARD_FILE.read_text()
     assert "Not for diagnosis" in card
     assert re.search(r"Seed (\d+),", card)[1] == str(config.seed)
+    # the run it came from: the one committed run whose recorded config is the shipped one
     repo = Path(__file__).resolve().parents[1]
-    folder = repo / "results" / "cpu-hc" / "decoder-0-4" / f"seed-{config.seed}"
+    shipped_config = json.loads(json.dumps(state["config"]))  # (320, 480) as JSON's list
+    folders = [
+        path.parent
+        for path in (repo / "results" / "cpu-hc").glob(f"*/seed-{config.seed}/environment.json")
+        if {**json.loads(path.read_text())["config"], "encoder_weights": "imagenet"}
+        == shipped_config
+    ]
+    assert len(folders) == 1, folders
+    folder = folders[0]
+    assert f"`{folder.parent.name}`" in card  # the card names the run
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["best_epoch"] == state["epoch"]
-    environment = json.loads((folder / "environment.json").read_text())
-    shipped_config = json.loads(json.dumps(state["config"]))  # (256, 384) as JSON's list
-    assert {**environment["config"], "encoder_weights": "imagenet"} == shipped_config
 
     records = hc18.load_records("training", real_hc18)
     test = select_records(records, "test", metrics["split"])
