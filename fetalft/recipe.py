@@ -10,6 +10,7 @@ both ways.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from pathlib import Path
@@ -278,6 +279,44 @@ def worst_images(per_image: pd.DataFrame, n: int = 6) -> pd.DataFrame:
     """The ``n`` test images with the largest HC error (a failure counts as the worst)."""
     key = per_image["adf_mm"].fillna(float("inf"))
     return per_image.loc[key.sort_values(ascending=False).index[:n]]
+
+
+def error_by_head_size(
+    per_image: pd.DataFrame, edges_mm: tuple[float, ...] = (100.0, 200.0)
+) -> pd.DataFrame:
+    """Where the millimetres come from: test images grouped by the expert's HC.
+
+    One row per band of expert HC (below the first edge, between edges, from the last one
+    up), over every image and seed in ``per_image``: image-runs, failures (no measurable
+    head), mean and median ADF of the measured heads, the mean error as a share of the
+    head's HC, and the band's share of the summed absolute error of all measured heads. Why: a small head can miss by a large share of its HC while a large head's
+    few-per-cent error carries more millimetres; the bands show which one limits the mean.
+    """
+    bounds = (0.0, *edges_mm, math.inf)
+    labels = [f"under {edges_mm[0]:g} mm"]
+    labels += [f"{lo:g}-{hi:g} mm" for lo, hi in itertools.pairwise(edges_mm)]
+    labels += [f"{edges_mm[-1]:g} mm and over"]
+    band = pd.cut(per_image["hc_true_mm"], bounds, right=False, labels=labels)
+    adf = per_image["adf_mm"].astype(float)
+    groups = per_image.assign(band=band, adf=adf, share=adf / per_image["hc_true_mm"])
+    table = groups.groupby("band", observed=False).agg(
+        images=("adf", "size"),
+        failures=("adf", lambda values: int(values.isna().sum())),
+        adf_mean=("adf", "mean"),
+        adf_median=("adf", "median"),
+        share_mean=("share", "mean"),
+        adf_sum=("adf", "sum"),
+    )
+    table["share_mean"] *= 100
+    table["adf_sum"] *= 100 / table["adf_sum"].sum()
+    return table.rename(
+        columns={
+            "adf_mean": "mean ADF (mm)",
+            "adf_median": "median ADF (mm)",
+            "share_mean": "mean error (% of HC)",
+            "adf_sum": "share of all the mm (%)",
+        }
+    ).rename_axis("expert HC")
 
 
 def error_share(per_image: pd.DataFrame, n: int = 10) -> float:

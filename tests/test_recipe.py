@@ -636,6 +636,37 @@ def test_error_share_of_the_worst_measured_images() -> None:
     assert recipe.error_share(PER_IMAGE) == pytest.approx(1.0, abs=1e-12)  # 10 > 7 measured
 
 
+def test_error_by_head_size_groups_by_the_experts_hc() -> None:
+    per_image = PER_IMAGE.assign(hc_true_mm=[80.0, 90.0, 150.0, 199.9, 200.0, 300.0, 100.0, 250.0])
+    table = recipe.error_by_head_size(per_image)
+    assert table.index.tolist() == ["under 100 mm", "100-200 mm", "200 mm and over"]
+    rows = table.to_dict("index")
+    # under 100: 000 (1.5 of 80) and 001 (no head): 2 images, 1 failure, ADF 1.5, 1.875%
+    assert rows["under 100 mm"]["images"] == 2 and rows["under 100 mm"]["failures"] == 1
+    assert rows["under 100 mm"]["mean ADF (mm)"] == pytest.approx(1.5, abs=1e-12)
+    assert rows["under 100 mm"]["mean error (% of HC)"] == pytest.approx(1.875, abs=1e-9)
+    # 100-200 (100 counts here, 199.9 too): 002 7.2/150, 003 0.3/199.9, 006 9.1/100
+    middle = rows["100-200 mm"]
+    assert (middle["images"], middle["failures"]) == (3, 0)
+    assert middle["mean ADF (mm)"] == pytest.approx((7.2 + 0.3 + 9.1) / 3, abs=1e-12)
+    assert middle["median ADF (mm)"] == pytest.approx(7.2, abs=1e-12)
+    share = 100 * (7.2 / 150 + 0.3 / 199.9 + 9.1 / 100) / 3
+    assert middle["mean error (% of HC)"] == pytest.approx(share, abs=1e-9)
+    # 200 and over (200 counts here): 004 4.4/200, 005 2.0/300, 007 0.8/250
+    large = rows["200 mm and over"]
+    assert large["images"] == 3
+    assert large["mean ADF (mm)"] == pytest.approx((4.4 + 2.0 + 0.8) / 3, abs=1e-12)
+    assert large["median ADF (mm)"] == pytest.approx(2.0, abs=1e-12)
+    # of the 25.3 mm of all measured errors: 1.5, 16.6 and 7.2 mm
+    shares = table["share of all the mm (%)"].tolist()
+    assert shares == pytest.approx([100 * 1.5 / 25.3, 100 * 16.6 / 25.3, 100 * 7.2 / 25.3])
+    # one edge: two bands
+    assert recipe.error_by_head_size(per_image, (150.0,)).index.tolist() == [
+        "under 150 mm",
+        "150 mm and over",
+    ]
+
+
 def test_per_image_of_the_recipe_reads_back_for_the_chapter(results: Path) -> None:
     per_image = load_per_image("cpu-hc", "decoder-0-4", [0], results_dir=results)
     assert recipe.error_share(per_image, n=2) == pytest.approx(16.3 / 25.3, abs=1e-12)
