@@ -289,8 +289,10 @@ def error_by_head_size(
     One row per band of expert HC (below the first edge, between edges, from the last one
     up), over every image and seed in ``per_image``: image-runs, failures (no measurable
     head), mean and median ADF of the measured heads, the mean error as a share of the
-    head's HC, and the band's share of the summed absolute error of all measured heads. Why: a small head can miss by a large share of its HC while a large head's
-    few-per-cent error carries more millimetres; the bands show which one limits the mean.
+    head's HC, and the band's share of the summed absolute error of all measured heads.
+
+    Why: a small head can miss by a large share of its HC while a large head's few-per-cent
+    error carries more millimetres; the bands show which one limits the mean.
     """
     bounds = (0.0, *edges_mm, math.inf)
     labels = [f"under {edges_mm[0]:g} mm"]

@@ -34,11 +34,11 @@ comparing methods. **Not for diagnosis** or any clinical decision.
 exam on one side), licensed CC BY 4.0 by its authors. No test image was used to choose
 anything.
 
-**Recipe.** Run `{run}` of profile `cpu-hc`: input {size} (height x width), {epochs}
-epochs, {augment} augmentation, Adam at {lr:g} after {warmup} warm-up epoch(s), BCE + Dice
+**Recipe.** Profile `cpu-hc`, run `{run}`: input {size} (height x width),
+{epochs} epochs, {augment}, Adam at {lr:g} after {warmup} warm-up epoch(s), BCE + Dice
 loss, best epoch by validation HC error (epoch {best_epoch}), flip test-time augmentation.
-Seed {seed}, the one with the smallest validation HC error of the seeds trained. Trained on {hardware} ({precision}) in
-{minutes:.0f} minutes.
+Seed {seed}, the one with the smallest validation HC error of the seeds trained. Trained on
+{hardware} ({precision}) in {minutes:.0f} minutes.
 
 **Test results** (the {n_test} test images of the exam-level split, original resolution):
 Dice {dice:.2f}%, mean absolute HC difference {adf:.2f} mm, {failures} image(s) without a
@@ -64,7 +64,7 @@ def main() -> int:
     card = CARD.format(
         name="decoder-0-4_cpu-hc.pt",
         run=recipe.FINAL_RUN,
-        augment="stronger" if metrics.get("augment") == "strong" else "the paper's",
+        augment=recipe.RECIPE_LABELS["augment"](row.get("augment", "paper")),
         trainable=metrics["trainable_parameters"],
         total=metrics["total_parameters"],
         n_train=metrics["n_train"],
