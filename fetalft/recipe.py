@@ -19,6 +19,7 @@ import pandas as pd
 
 from fetalft import report
 from fetalft.book import project_root
+from fetalft.hc18 import exam_id
 from fetalft.profiles import size_label
 from fetalft.runfiles import load_history, load_metrics
 
@@ -325,6 +326,60 @@ def error_share(per_image: pd.DataFrame, n: int = 10) -> float:
     """Share of the total absolute HC error carried by the ``n`` worst measured images."""
     errors = per_image["adf_mm"].dropna().sort_values(ascending=False)
     return float(errors.head(n).sum() / errors.sum())
+
+
+def seed_agreement(per_image: pd.DataFrame) -> pd.Series:
+    """How closely the seeds agree with one another, against how closely with the expert.
+
+    Over the images that every seed in ``per_image`` measured: ``between seeds (mm)``, the
+    mean absolute HC difference of two seeds on one image (every pair of seeds);
+    ``one seed's ADF (mm)``, the mean over seeds of each seed's ADF; and ``ADF of the
+    seeds' mean HC (mm)``, the ADF of the three-seed average.
+
+    Why: when the seeds agree far better than each agrees with the expert, the error that
+    is left belongs to the images and their annotations, not to the luck of training, and
+    averaging seeds (an ensemble) cannot remove it.
+    """
+    hc = per_image.pivot(index="name", columns="seed", values="hc_pred_mm").dropna()
+    if hc.shape[1] < 2:
+        raise ValueError(
+            f"seed agreement needs at least two seeds, got {list(hc.columns)}; train more seeds."
+        )
+    truth = per_image.groupby("name")["hc_true_mm"].first().loc[hc.index]
+    between = [(hc[a] - hc[b]).abs() for a, b in itertools.combinations(hc.columns, 2)]
+    return pd.Series(
+        {
+            "images": len(hc),
+            "between seeds (mm)": pd.concat(between).mean(),
+            "one seed's ADF (mm)": hc.sub(truth, axis=0).abs().mean().mean(),
+            "ADF of the seeds' mean HC (mm)": (hc.mean(axis=1) - truth).abs().mean(),
+        }
+    )
+
+
+def exam_pairs(per_image: pd.DataFrame) -> pd.DataFrame:
+    """Every pair of scans of one exam in ``per_image`` (one seed), with the HC difference
+    between the two by the expert and by the model (NaN where the model found no head).
+
+    Why: HC18 holds several scans of some exams, each annotated on its own. How far the
+    expert's two measurements of one head lie apart is a yardstick for the model's error
+    on one scan, and whether the model's difference follows the expert's shows that it
+    measures each scan rather than a typical head.
+    """
+    exams = per_image["name"].map(exam_id)
+    rows = [
+        {
+            "exam": exam,
+            "first": first["name"],
+            "second": second["name"],
+            "expert difference (mm)": first["hc_true_mm"] - second["hc_true_mm"],
+            "model difference (mm)": first["hc_pred_mm"] - second["hc_pred_mm"],
+        }
+        for exam, scans in per_image.groupby(exams, sort=True)
+        for (_, first), (_, second) in itertools.combinations(scans.iterrows(), 2)
+    ]
+    columns = ["exam", "first", "second", "expert difference (mm)", "model difference (mm)"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def committed_results() -> Path:

@@ -667,6 +667,51 @@ def test_error_by_head_size_groups_by_the_experts_hc() -> None:
     ]
 
 
+def test_seed_agreement_compares_seeds_with_one_another_and_with_the_expert() -> None:
+    per_image = pd.DataFrame(
+        {
+            "name": ["A", "B", "C"] * 3,
+            "seed": [0] * 3 + [1] * 3 + [2] * 3,
+            "hc_true_mm": [100.0, 200.0, 51.0] * 3,
+            "hc_pred_mm": [101.0, 201.0, NAN, 103.0, 196.0, 50.0, 102.0, 198.0, 52.0],
+        }
+    )
+    agreement = recipe.seed_agreement(per_image)
+    # C is left out (seed 0 found no head): A and B only
+    assert agreement["images"] == 2
+    # seed pairs (0,1): 2 and 5; (0,2): 1 and 3; (1,2): 1 and 2 -> 14 / 6
+    assert agreement["between seeds (mm)"] == pytest.approx(14 / 6, abs=1e-12)
+    # seed 0: (1 + 1) / 2; seed 1: (3 + 4) / 2; seed 2: (2 + 2) / 2 -> mean 6.5 / 3
+    assert agreement["one seed's ADF (mm)"] == pytest.approx(6.5 / 3, abs=1e-12)
+    # A: mean 102 -> 2; B: mean 595 / 3 -> 5 / 3 off 200
+    assert agreement["ADF of the seeds' mean HC (mm)"] == pytest.approx((2 + 5 / 3) / 2, abs=1e-12)
+    with pytest.raises(ValueError, match="at least two seeds"):
+        recipe.seed_agreement(per_image[per_image["seed"] == 1])
+
+
+def test_exam_pairs_pairs_every_two_scans_of_one_exam() -> None:
+    per_image = pd.DataFrame(
+        {
+            "name": ["010_HC", "011_HC", "010_2HC", "012_HC", "010_3HC", "012_2HC"],
+            "hc_true_mm": [150.0, 170.0, 155.0, 80.0, 149.0, 90.0],
+            "hc_pred_mm": [151.0, 171.0, 153.0, 82.0, 150.0, NAN],
+        }
+    )
+    pairs = recipe.exam_pairs(per_image)
+    # exam 010 has three scans (three pairs), 012 two (one pair), 011 one (none)
+    assert pairs[["exam", "first", "second"]].values.tolist() == [
+        ["010", "010_HC", "010_2HC"],
+        ["010", "010_HC", "010_3HC"],
+        ["010", "010_2HC", "010_3HC"],
+        ["012", "012_HC", "012_2HC"],
+    ]
+    assert pairs["expert difference (mm)"].tolist() == pytest.approx([-5.0, 1.0, 6.0, -10.0])
+    model = pairs["model difference (mm)"]
+    assert model[:3].tolist() == pytest.approx([-2.0, 1.0, 3.0])
+    assert math.isnan(model[3])  # the model found no head in 012_2HC
+    assert recipe.exam_pairs(per_image.iloc[:2]).empty  # two exams, one scan each
+
+
 def test_per_image_of_the_recipe_reads_back_for_the_chapter(results: Path) -> None:
     per_image = load_per_image("cpu-hc", "decoder-0-4", [0], results_dir=results)
     assert recipe.error_share(per_image, n=2) == pytest.approx(16.3 / 25.3, abs=1e-12)
