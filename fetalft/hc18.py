@@ -8,8 +8,10 @@ honest test split must keep exams together (see :mod:`fetalft.split`).
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -76,6 +78,19 @@ def exam_id(name: str) -> str:
     if match is None:
         raise HC18Error(f"{name!r} is not an HC18 image name (expected NNN_HC or NNN_kHC).")
     return match["exam"]
+
+
+def exam_pairs(names: Iterable[str]) -> list[tuple[str, str]]:
+    """Every pair of image names that share an exam: exams in number order, each exam's
+    scans in the order given (``010_HC``, ``010_2HC``, ``010_3HC`` give three pairs)."""
+    scans_by_exam: dict[str, list[str]] = {}
+    for name in names:
+        scans_by_exam.setdefault(exam_id(name), []).append(name)
+    return [
+        pair
+        for exam in sorted(scans_by_exam)
+        for pair in itertools.combinations(scans_by_exam[exam], 2)
+    ]
 
 
 def check_pixel_size(value: float, source: str) -> float:

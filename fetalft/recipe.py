@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from fetalft import report
+from fetalft import hc18, report
 from fetalft.book import project_root
-from fetalft.hc18 import exam_id
 from fetalft.profiles import size_label
 from fetalft.runfiles import load_history, load_metrics
 
@@ -334,11 +333,11 @@ def seed_agreement(per_image: pd.DataFrame) -> pd.Series:
     Over the images that every seed in ``per_image`` measured: ``between seeds (mm)``, the
     mean absolute HC difference of two seeds on one image (every pair of seeds);
     ``one seed's ADF (mm)``, the mean over seeds of each seed's ADF; and ``ADF of the
-    seeds' mean HC (mm)``, the ADF of the three-seed average.
+    seeds' mean HC (mm)``, the ADF of the seeds' average.
 
     Why: when the seeds agree far better than each agrees with the expert, the error that
-    is left belongs to the images and their annotations, not to the luck of training, and
-    averaging seeds (an ensemble) cannot remove it.
+    is left is the same training making the same mistake on the same scan, not the luck of
+    one run, and averaging seeds (an ensemble) cannot remove it.
     """
     hc = per_image.pivot(index="name", columns="seed", values="hc_pred_mm").dropna()
     if hc.shape[1] < 2:
@@ -366,20 +365,22 @@ def exam_pairs(per_image: pd.DataFrame) -> pd.DataFrame:
     on one scan, and whether the model's difference follows the expert's shows that it
     measures each scan rather than a typical head.
     """
-    exams = per_image["name"].map(exam_id)
-    rows = [
+    scans = per_image.set_index("name")
+    pairs = hc18.exam_pairs(scans.index)
+    first, second = [a for a, _ in pairs], [b for _, b in pairs]
+
+    def difference(column: str) -> list[float]:
+        return list(scans.loc[first, column].to_numpy() - scans.loc[second, column].to_numpy())
+
+    return pd.DataFrame(
         {
-            "exam": exam,
-            "first": first["name"],
-            "second": second["name"],
-            "expert difference (mm)": first["hc_true_mm"] - second["hc_true_mm"],
-            "model difference (mm)": first["hc_pred_mm"] - second["hc_pred_mm"],
+            "exam": [hc18.exam_id(name) for name in first],
+            "first": first,
+            "second": second,
+            "expert difference (mm)": difference("hc_true_mm"),
+            "model difference (mm)": difference("hc_pred_mm"),
         }
-        for exam, scans in per_image.groupby(exams, sort=True)
-        for (_, first), (_, second) in itertools.combinations(scans.iterrows(), 2)
-    ]
-    columns = ["exam", "first", "second", "expert difference (mm)", "model difference (mm)"]
-    return pd.DataFrame(rows, columns=columns)
+    )
 
 
 def committed_results() -> Path:

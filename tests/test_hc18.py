@@ -255,6 +255,20 @@ def test_exam_id(name: str, exam: str) -> None:
     assert hc18.exam_id(name) == exam
 
 
+def test_exam_pairs_pairs_the_scans_of_each_exam() -> None:
+    names = ["011_HC", "010_HC", "012_HC", "010_2HC", "010_3HC.png", "011_2HC"]
+    # exam 010 has three scans (3 pairs), 011 two (1), 012 one (none); exams in number order
+    assert hc18.exam_pairs(names) == [
+        ("010_HC", "010_2HC"),
+        ("010_HC", "010_3HC.png"),
+        ("010_2HC", "010_3HC.png"),
+        ("011_HC", "011_2HC"),
+    ]
+    assert hc18.exam_pairs(["010_HC", "011_HC"]) == []
+    with pytest.raises(hc18.HC18Error, match="not an HC18 image name"):
+        hc18.exam_pairs(["010_HC", "scan.png"])
+
+
 @pytest.mark.parametrize(
     "name", ["10_HC", "0100_HC", "abc_HC", "010_HC_Annotation", "010_12HC", "010_AC", "010HC", ""]
 )
