@@ -16,7 +16,7 @@ from fetalft.evaluate import PROTOCOLS
 from fetalft.hc18 import load_records
 from fetalft.metrics import CHALLENGE_METRICS, SEGMENTATION_METRICS
 from fetalft.profiles import PROFILES, SETTINGS, with_settings
-from fetalft.recipe import FINAL_RUN, LABEL_DEFAULTS
+from fetalft.recipe import FINAL_BASELINE_RUN, FINAL_RUN, LABEL_DEFAULTS
 from fetalft.study import RunSpec
 from fetalft.submission import check_submission, read_submission
 
@@ -203,6 +203,26 @@ def test_chapter_8s_final_model_has_its_three_seeds() -> None:
             20,
             "strong",
         )
+
+
+def test_chapter_8s_from_scratch_comparison_is_trained_as_the_final_model() -> None:
+    """Chapter 8 compares the final model with the U-Net trained from scratch "under the
+    same settings": the two differ in the strategy (and so the trainable parameters) only."""
+    scratch = RESULTS / "cpu-hc" / FINAL_BASELINE_RUN / "seed-0" / "metrics.json"
+    if not scratch.is_file():
+        pytest.skip(f"results/cpu-hc/{FINAL_BASELINE_RUN} is not committed")
+    ours = strict((RESULTS / "cpu-hc" / FINAL_RUN / "seed-0" / "metrics.json").read_text())
+    theirs = strict(scratch.read_text())
+    assert (theirs["strategy"], ours["strategy"]) == ("baseline", "decoder-0-4")
+    same = ("settings", "image_size", "epochs", "lr", "warmup_epochs", "loss", "select_by")
+    same += ("tta", "augment", "split", "n_train", "n_val", "n_test", "precision")
+    for key in same:
+        assert theirs[key] == ours[key], key
+    assert theirs["weights"] == "random"  # from scratch: no ImageNet encoder
+    # every parameter trained, of the same network as the recipe's from-scratch run
+    under_recipe = strict((RESULTS / "cpu-hc" / "baseline" / "seed-0" / "metrics.json").read_text())
+    assert theirs["trainable_parameters"] == theirs["total_parameters"]
+    assert theirs["total_parameters"] == under_recipe["total_parameters"]
 
 
 submissions = sorted(RESULTS.glob("*/submission.csv"))
