@@ -275,6 +275,39 @@ def _mean_sd(values: pd.Series) -> tuple[float, float]:
     return values.mean(), values.std(ddof=1) if len(values) > 1 else float("nan")
 
 
+#: Where each split's scores with and without the flips sit in :func:`fetalft.runfiles.load_runs`.
+_FLIP_COLUMNS = {"val": ("val_", "val_without_tta_"), "test": ("", "test_without_tta_")}
+
+
+def flip_effect(runs: pd.DataFrame) -> pd.DataFrame:
+    """What averaging the flips changes, run by run, with the same weights.
+
+    One row per run and seed of ``runs`` (:func:`fetalft.runfiles.load_runs`) that was
+    scored both ways: for the validation and the test images, the change that the flips
+    make to the mean signed HC difference (``val DF change (mm)``; negative: the flips
+    measure heads smaller) and to the ADF (``val ADF change (mm)``; negative: they help).
+
+    Why: every run is scored with and without the flips, so each run is a paired
+    experiment on the same weights and images; across runs, the sign of the DF change says
+    whether the flips only smooth the outline or also move it.
+    """
+    needed = [
+        f"{prefix}{metric}"
+        for pair in _FLIP_COLUMNS.values()
+        for prefix in pair
+        for metric in ("df_mm", "adf_mm")
+    ]
+    if runs.empty or not set(needed) <= set(runs.columns):
+        return pd.DataFrame()
+    scored = runs.dropna(subset=needed)
+    table = scored[["run", "seed"]].reset_index(drop=True)
+    for split, (flips, plain) in _FLIP_COLUMNS.items():
+        for metric, label in (("df_mm", "DF"), ("adf_mm", "ADF")):
+            change = scored[f"{flips}{metric}"] - scored[f"{plain}{metric}"]
+            table[f"{split} {label} change (mm)"] = change.to_numpy()
+    return table
+
+
 def worst_images(per_image: pd.DataFrame, n: int = 6) -> pd.DataFrame:
     """The ``n`` test images with the largest HC error (a failure counts as the worst)."""
     key = per_image["adf_mm"].fillna(float("inf"))

@@ -735,3 +735,52 @@ def test_committed_results_ignores_the_results_env(
 ) -> None:
     monkeypatch.setenv("FETALFT_RESULTS_DIR", str(tmp_path))
     assert recipe.committed_results().resolve() == REPO_RESULTS
+
+
+def signed(dice: float, df_mm: float, adf_mm: float, n: int = 80) -> dict:
+    """A summary with the mean signed HC difference too (``df_mm``), no failures."""
+    return {**summary(dice, adf_mm, 0, n), "df_mm": {"mean": df_mm, "sd": 2.0, "n": n, "n_nan": 0}}
+
+
+def test_flip_effect_is_the_paired_change_the_flips_make_per_run_and_split(tmp_path: Path) -> None:
+    root = tmp_path / "results"
+    # seed 0: flips move val DF +0.10 -> -0.40 and ADF 2.00 -> 2.25; test DF 0.30 -> -0.20,
+    # ADF 2.60 -> 2.50. seed 1: val DF -0.20 -> -1.00, ADF 2.40 -> 2.30; test DF 0.00 ->
+    # -0.50, ADF 2.70 -> 2.90.
+    for seed, val, plain_val, test, plain_test in (
+        (0, (-0.40, 2.25), (0.10, 2.00), (-0.20, 2.50), (0.30, 2.60)),
+        (1, (-1.00, 2.30), (-0.20, 2.40), (-0.50, 2.90), (0.00, 2.70)),
+    ):
+        write_run(
+            root,
+            "cpu-hc",
+            "decoder-0-4",
+            seed,
+            test=signed(0.97, *test, n=200),
+            val=signed(0.97, *val),
+            val_without_tta=signed(0.97, *plain_val),
+            test_without_tta=signed(0.97, *plain_test, n=200),
+            **RECIPE,
+        )
+    # a run without the flips is scored one way only: no row
+    write_run(
+        root,
+        "cpu-hc",
+        "decoder-0-4--no-flips",
+        0,
+        test=signed(0.97, 0.1, 2.0, n=200),
+        val=signed(0.97, 0.1, 2.0),
+        **{**RECIPE, "tta": False},
+    )
+    table = recipe.flip_effect(load_runs("cpu-hc", root))
+    assert table[["run", "seed"]].values.tolist() == [["decoder-0-4", 0], ["decoder-0-4", 1]]
+    assert table["val DF change (mm)"].tolist() == pytest.approx([-0.50, -0.80], abs=1e-12)
+    assert table["val ADF change (mm)"].tolist() == pytest.approx([0.25, -0.10], abs=1e-12)
+    assert table["test DF change (mm)"].tolist() == pytest.approx([-0.50, -0.50], abs=1e-12)
+    assert table["test ADF change (mm)"].tolist() == pytest.approx([-0.10, 0.20], abs=1e-12)
+
+
+def test_flip_effect_is_empty_without_runs_scored_both_ways(results: Path, tmp_path: Path) -> None:
+    assert recipe.flip_effect(pd.DataFrame()).empty
+    # the fixture's runs have no signed difference (df_mm) recorded: nothing to compare
+    assert recipe.flip_effect(cpu_hc(results)).empty
