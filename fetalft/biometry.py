@@ -30,6 +30,9 @@ MIN_ELLIPSE_AGREEMENT = 0.8
 MIN_VISIBLE_OUTLINE = 0.5
 #: An annotation ellipse thinner than this (semi-minor axis, pixels) is a line, not a head.
 MIN_SEMI_AXIS_PX = 3.0
+#: The share of a head's outline, where the network's edge is weakest, that the clear fit
+#: (:func:`clear_boundary`) leaves out; chosen on the validation images in chapter 8.
+WEAK_EDGE_SHARE = 0.2
 
 
 class AnnotationError(ValueError):
@@ -99,6 +102,24 @@ def boundary_points(blob: np.ndarray) -> np.ndarray:
         & (points[:, 1] < height - 1)
     )
     return points[inside]
+
+
+def clear_boundary(
+    points: np.ndarray, logits: np.ndarray, share: float = WEAK_EDGE_SHARE
+) -> np.ndarray:
+    """The outline ``points`` (x, y) without the ``share`` of them where the network's edge
+    is weakest: the smallest gradient of its original-size ``logits``.
+
+    Why: where the ultrasound beam runs along the skull, its sides show faintly or not at
+    all, and there the network's outline is soft and drifts inside the skull. The expert's
+    ellipse follows the skull where it is visible and closes over the gaps; fitting the
+    ellipse to the clear part of the outline does the same (chapter 8 measures it).
+    """
+    if not 0 <= share < 1:
+        raise ValueError(f"share must be in [0, 1), got {share!r}")
+    rows, cols = np.gradient(logits.astype(np.float64))
+    strength = ndimage.map_coordinates(np.hypot(rows, cols), points[:, ::-1].T, order=1)
+    return points[strength >= np.quantile(strength, share)]
 
 
 def hadlock_ga_weeks(hc_mm: float) -> float:
@@ -178,11 +199,19 @@ class Measurement:
         return f"HC {self.hc_mm:.1f} mm, gestational age {self.ga_weeks:.1f} weeks (Hadlock)"
 
 
-def measure_head(mask: np.ndarray, pixel_size_mm: float) -> Measurement:
+def measure_head(
+    mask: np.ndarray,
+    pixel_size_mm: float,
+    logits: np.ndarray | None = None,
+    weak_share: float = WEAK_EDGE_SHARE,
+) -> Measurement:
     """Fit the head ellipse to a binary mask (original resolution) and measure it.
 
     ``mask`` is anything where ``> 0`` means head (a 0/1 mask, or logits thresholded by
-    the caller). Returns a not-measurable result when no plausible head is present.
+    the caller). Given the network's ``logits`` at the same size, the ellipse is fitted to
+    the clear part of the outline only, without the ``weak_share`` of it where the edge is
+    weakest (:func:`clear_boundary`, chapter 8). Returns a
+    not-measurable result when no plausible head is present.
     """
     if mask.ndim != 2:
         raise ValueError(f"expected a 2-D mask, got shape {mask.shape}")
@@ -193,6 +222,8 @@ def measure_head(mask: np.ndarray, pixel_size_mm: float) -> Measurement:
     if area < MIN_HEAD_FRACTION * mask.size:
         return Measurement(False, reason=f"no head found (largest blob {area} pixels)")
     points = boundary_points(blob)
+    if logits is not None and len(points):
+        points = clear_boundary(points, logits, weak_share)
     try:
         ellipse = fit_ellipse(points)
     except EllipseFitError as error:

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from fetalft.biometry import Measurement, measure_head
+from fetalft.biometry import WEAK_EDGE_SHARE, Measurement, measure_head
 from fetalft.data import Scan, ScanDataset, eval_transform
 from fetalft.device import Runtime
 from fetalft.ellipse import Ellipse
@@ -76,18 +76,30 @@ def predict_logits(
             index += 1
 
 
+def original_logits(logits: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Logits resized to the image's original ``(H, W)`` (bilinear)."""
+    height, width = shape
+    return cv2.resize(logits, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
 def to_original(logits: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Resize logits to ``(H, W)`` (bilinear) and threshold at 0: the mask at original size."""
-    height, width = shape
-    return (cv2.resize(logits, (width, height), interpolation=cv2.INTER_LINEAR) > 0).astype(
-        np.uint8
-    )
+    return (original_logits(logits, shape) > 0).astype(np.uint8)
 
 
-def score_scan(scan: Scan, mask: np.ndarray) -> dict:
-    """All per-image metrics of one predicted original-size mask against the reference."""
+def score_scan(
+    scan: Scan,
+    mask: np.ndarray,
+    logits: np.ndarray | None = None,
+    weak_share: float = WEAK_EDGE_SHARE,
+) -> dict:
+    """All per-image metrics of one predicted original-size mask against the reference.
+
+    Given the original-size ``logits`` too, the ellipse is fitted to the clear part of the
+    outline (:func:`fetalft.biometry.clear_boundary`, leaving out ``weak_share`` of it).
+    """
     truth_mask = scan.ellipse.to_mask(scan.original_shape)
-    measurement: Measurement = measure_head(mask, scan.pixel_size_mm)
+    measurement: Measurement = measure_head(mask, scan.pixel_size_mm, logits, weak_share)
     return {
         "name": scan.name,
         "pixel_size_mm": scan.pixel_size_mm,
@@ -114,12 +126,15 @@ def evaluate(
     runtime: Runtime,
     batch_size: int = 10,
     tta: bool = False,
+    clear_fit: bool = False,
 ) -> pd.DataFrame:
-    """Per-image metrics table for annotated scans (``tta``: see :func:`predict_logits`)."""
-    rows = [
-        score_scan(scan, to_original(logits, scan.original_shape))
-        for scan, logits in predict_logits(model, scans, runtime, batch_size, tta)
-    ]
+    """Per-image metrics table for annotated scans (``tta``: see :func:`predict_logits`;
+    ``clear_fit``: the ellipse fitted to the clear part of the outline only)."""
+    rows = []
+    for scan, logits in predict_logits(model, scans, runtime, batch_size, tta):
+        original = original_logits(logits, scan.original_shape)
+        mask = (original > 0).astype(np.uint8)
+        rows.append(score_scan(scan, mask, original if clear_fit else None))
     return pd.DataFrame(rows)
 
 

@@ -103,17 +103,23 @@ def rescore_runs(
     return written, skipped
 
 
-def rescore_run(row, checkpoint: Path, study: Study) -> dict:
-    """One finished run (a row of :func:`load_runs`) scored under every protocol, labelled."""
-    spec = RunSpec(
+def recorded_spec(row) -> RunSpec:
+    """The :class:`RunSpec` of a finished run (a row of :func:`load_runs`): its data, split
+    and settings, so an ablation run is scored again at its own image size."""
+    return RunSpec(
         strategy=row.strategy,
         seed=row.seed,
         split=row.split,
         train_fraction=row.train_fraction,
         head_trainable=row.head_trainable,
         random_bn=getattr(row, "random_bn", "eval"),
-        settings=row.settings,  # an ablation run is scored at its own image size
+        settings=row.settings,
     )
+
+
+def rescore_run(row, checkpoint: Path, study: Study) -> dict:
+    """One finished run (a row of :func:`load_runs`) scored under every protocol, labelled."""
+    spec = recorded_spec(row)
     test = study.scans(spec, "test")
     predictor = Predictor.from_checkpoint(checkpoint)
     runtime = recorded_runtime(predictor.runtime, row.precision)

@@ -56,3 +56,31 @@ def umask():
         yield os.umask
     finally:
         os.umask(saved)
+
+
+@pytest.fixture(scope="session")
+def finished_smoke_runs():
+    """A function that makes finished smoke-profile runs (see :func:`_finished_smoke_runs`)."""
+    return _finished_smoke_runs
+
+
+def _finished_smoke_runs(root: Path, data_dir: Path, specs, lose) -> dict[str, Path]:
+    """Finished smoke-profile runs of ``specs`` on ``data_dir`` under ``root``, with the
+    ``best.pt`` of each spec in ``lose`` deleted (a run whose checkpoint is gone)."""
+    from fetalft.profiles import get_profile
+    from fetalft.study import Study
+
+    folders = {"results": root / "results", "checkpoints": root / "checkpoints"}
+    study = Study(
+        get_profile("smoke"),
+        data_dir=data_dir,
+        results_dir=folders["results"],
+        checkpoint_dir=folders["checkpoints"],
+        encoder_weights="random",
+        precision="fp32",
+        progress=False,
+    )
+    study.run_all(list(specs))
+    for spec in lose:
+        (folders["checkpoints"] / "smoke" / spec.name / f"seed-{spec.seed}" / "best.pt").unlink()
+    return {**folders, "data": data_dir}

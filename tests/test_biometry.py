@@ -12,6 +12,7 @@ from fetalft.biometry import (
     AnnotationError,
     Measurement,
     boundary_points,
+    clear_boundary,
     ellipse_from_outline,
     hadlock_ga_weeks,
     largest_component,
@@ -597,3 +598,40 @@ def test_refusal_reasons_keep_the_tables_index_and_every_row() -> None:
     assert list(reasons.index) == [5, 7, 9]
     assert reasons[5] == UNMEASURED and reasons[7] == ""
     assert "flatter than a head" in reasons[9]
+
+
+def test_clear_boundary_leaves_out_the_points_with_the_weakest_edge() -> None:
+    # logits 0.5 x^2: np.gradient's central difference along x is exactly x, across y 0
+    logits = 0.5 * np.tile(np.arange(20.0) ** 2, (12, 1))
+    points = np.stack([np.arange(1.0, 11.0), np.full(10, 5.0)], axis=1)  # x = 1..10
+    kept = clear_boundary(points, logits, share=0.2)
+    # edge strengths 1..10; their 20% quantile is 2.8: x = 3..10 stay
+    assert kept[:, 0].tolist() == list(range(3, 11))
+    assert len(clear_boundary(points, logits, share=0.0)) == 10
+    with pytest.raises(ValueError, match="share"):
+        clear_boundary(points, logits, share=1.0)
+
+
+def radial_logits(shape, centre, radius, soft_arc_deg, drift_px) -> np.ndarray:
+    """Logits of a round head whose outline is sharp (slope 2 per pixel) except on an arc
+    around angle 0, where it softens (down to slope 0.2) and drifts up to ``drift_px``
+    inside, smoothly (a cosine-squared bump), as a faint side of a skull does."""
+    y, x = np.mgrid[: shape[0], : shape[1]].astype(np.float64)
+    r = np.hypot(x - centre[0], y - centre[1])
+    angle = np.degrees(np.arctan2(y - centre[1], x - centre[0]))
+    bump = np.where(np.abs(angle) < soft_arc_deg / 2, np.cos(np.pi * angle / soft_arc_deg), 0)
+    bump = bump**2
+    return (2.0 - 1.8 * bump) * (radius - drift_px * bump - r)
+
+
+def test_the_clear_fit_measures_the_skull_where_a_soft_side_drifts_inside() -> None:
+    # a 60-degree side (a sixth of the outline) drawn up to 20 px inside a head of 100 px
+    logits = radial_logits((400, 400), (200.0, 200.0), 100.0, 60.0, 20.0)
+    mask = (logits > 0).astype(np.uint8)
+    true_hc = 2 * math.pi * 100.0 * PIXEL_MM  # the circle's perimeter, by hand
+    every_point = measure_head(mask, PIXEL_MM)
+    clear = measure_head(mask, PIXEL_MM, logits)
+    # all points: the soft side pulls the ellipse in by more than 1% of HC
+    assert every_point.hc_mm < 0.99 * true_hc
+    # the clear fit leaves the soft side out and finds the skull within 0.2%
+    assert clear.hc_mm == pytest.approx(true_hc, rel=0.002)

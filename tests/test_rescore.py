@@ -20,22 +20,13 @@ SMOKE = get_profile("smoke")
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory: pytest.TempPathFactory, synthetic_hc18: Path) -> dict[str, Path]:
+def finished(
+    tmp_path_factory: pytest.TempPathFactory, synthetic_hc18: Path, finished_smoke_runs
+) -> dict[str, Path]:
     """Two finished smoke runs on synthetic scans; decoder-4 has lost its checkpoint."""
-    root = tmp_path_factory.mktemp("rescore")
-    folders = {"results": root / "results", "checkpoints": root / "checkpoints"}
-    study = Study(
-        SMOKE,
-        data_dir=synthetic_hc18,
-        results_dir=folders["results"],
-        checkpoint_dir=folders["checkpoints"],
-        encoder_weights="random",
-        precision="fp32",
-        progress=False,
-    )
-    study.run_all([RunSpec("decoder-0-4", 0), RunSpec("decoder-4", 0)])
-    (folders["checkpoints"] / "smoke" / "decoder-4" / "seed-0" / "best.pt").unlink()
-    return {**folders, "data": synthetic_hc18}
+    lost = RunSpec("decoder-4", 0)
+    specs = [RunSpec("decoder-0-4", 0), lost]
+    return finished_smoke_runs(tmp_path_factory.mktemp("rescore"), synthetic_hc18, specs, [lost])
 
 
 def rescore_smoke(finished: dict[str, Path], runs: list[str] | None = None):

@@ -243,3 +243,36 @@ def test_committed_submission_is_a_challenge_file(path: Path) -> None:
 def test_committed_submission_names_exactly_hc18s_test_images(path: Path, real_hc18: Path) -> None:
     expected = [record.image_path.name for record in load_records("test", real_hc18)]
     check_submission(read_submission(path), expected)
+
+
+CLEAR_FIT = RESULTS / "checks" / "clear-fit" / "cpu-hc" / FINAL_RUN
+
+
+@pytest.mark.skipif(not CLEAR_FIT.is_dir(), reason="the final model was not re-fitted")
+def test_the_clear_fit_was_chosen_on_validation_and_reproduces_the_recorded_fit() -> None:
+    from fetalft.biometry import WEAK_EDGE_SHARE
+    from fetalft.refit import SHARES
+
+    records = sorted(CLEAR_FIT.glob("seed-*/clear_fit.json"))
+    assert len(records) == 3, records
+    val_adf = {f"{share:g}": [] for share in SHARES}
+    for path in records:
+        record = strict(path.read_text())
+        assert record["chosen_share"] == WEAK_EDGE_SHARE
+        # the test images were scored with the recorded fit and the chosen share only
+        assert sorted(record["test"]) == sorted(["0", f"{WEAK_EDGE_SHARE:g}"])
+        for share in val_adf:
+            val_adf[share].append(record["val"][share]["adf_mm"]["mean"])
+            assert record["val"][share]["dice"]["n"] == 80
+        # share 0 re-measures exactly what the run recorded, image by image
+        per_image = pd.read_csv(path.parent / "per_image.csv")
+        again = per_image[(per_image["role"] == "test") & (per_image["share"] == 0)]
+        run = pd.read_csv(RESULTS / "cpu-hc" / FINAL_RUN / path.parent.name / "per_image.csv")
+        pd.testing.assert_series_equal(
+            again.set_index("name")["hc_pred_mm"].sort_index(),
+            run.set_index("name")["hc_pred_mm"].sort_index(),
+            rtol=1e-9,
+        )
+    # the chosen share is the one with the smallest validation ADF, mean over the seeds
+    means = {share: sum(values) / len(values) for share, values in val_adf.items()}
+    assert min(means, key=means.get) == f"{WEAK_EDGE_SHARE:g}", means

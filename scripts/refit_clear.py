@@ -1,0 +1,27 @@
+"""Re-score chapter 8's final model with the ellipse fitted to the clear outline only.
+
+Every seed of ``recipe.FINAL_RUN`` whose ``best.pt`` is in the checkpoint folder is
+predicted once more (validation and test images, with the recipe's flips) and fitted with
+each share of :data:`fetalft.refit.SHARES` (test: none and the chosen one); the records go
+to ``results/checks/clear-fit/`` (see :mod:`fetalft.refit`). Resumable.
+
+    FETALFT_CHECKPOINT_DIR=~/fetalft-checkpoints python scripts/refit_clear.py
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from fetalft import recipe
+from fetalft.refit import refit_runs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+if __name__ == "__main__":
+    written, skipped = refit_runs(recipe.FINAL_RUN, results_dir=ROOT / "results")
+    for path in written:
+        print(path.relative_to(ROOT))
+    if skipped:
+        print(f"no best.pt for seed(s) {skipped}: not re-scored", file=sys.stderr)
+    sys.exit(0 if written else 1)
