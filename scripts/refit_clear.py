@@ -1,6 +1,8 @@
-"""Re-score chapter 8's final model with the ellipse fitted to the clear outline only.
+"""Re-score chapter 8's final model, and the from-scratch U-Net trained as it was, with the
+ellipse fitted to the clear outline only.
 
-Every seed of ``recipe.FINAL_RUN`` whose ``best.pt`` is in the checkpoint folder is
+Every seed of ``recipe.FINAL_RUN`` and ``recipe.FINAL_BASELINE_RUN`` whose ``best.pt`` is
+in the checkpoint folder is
 predicted once more (validation and test images, with the recipe's flips) and fitted with
 each share of :data:`fetalft.refit.SHARES` (test: none and the chosen one); the records go
 to ``results/checks/clear-fit/`` (see :mod:`fetalft.refit`). Resumable.
@@ -19,9 +21,12 @@ from fetalft.refit import refit_runs
 ROOT = Path(__file__).resolve().parents[1]
 
 if __name__ == "__main__":
-    written, skipped = refit_runs(recipe.FINAL_RUN, results_dir=ROOT / "results")
-    for path in written:
-        print(path.relative_to(ROOT))
-    if skipped:
-        print(f"no best.pt for seed(s) {skipped}: not re-scored", file=sys.stderr)
-    sys.exit(0 if written else 1)
+    found = False
+    for run in (recipe.FINAL_RUN, recipe.FINAL_BASELINE_RUN):
+        written, skipped = refit_runs(run, results_dir=ROOT / "results")
+        found = found or bool(written)
+        for path in written:
+            print(path.relative_to(ROOT))
+        if skipped:
+            print(f"{run}: no best.pt for seed(s) {skipped}, not re-scored", file=sys.stderr)
+    sys.exit(0 if found else 1)
