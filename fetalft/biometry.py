@@ -342,11 +342,14 @@ def plausible(measurement: Measurement, shape: tuple[int, int]) -> Measurement:
     return Measurement(False, measurement.ellipse_px, measurement.pixel_size_mm, problem)
 
 
-def measure_plausible_head(mask: np.ndarray, pixel_size_mm: float) -> Measurement:
-    """:func:`measure_head` followed by :func:`plausible`: what predict and submit report."""
+def measure_plausible_head(
+    mask: np.ndarray, pixel_size_mm: float, logits: np.ndarray | None = None
+) -> Measurement:
+    """:func:`measure_head` (``logits``: the clear fit) followed by :func:`plausible`: what
+    predict and submit report."""
     if problem := field_of_view_problem(mask.shape, pixel_size_mm):
         return Measurement(False, pixel_size_mm=pixel_size_mm, reason=problem)
-    return plausible(measure_head(mask, pixel_size_mm), mask.shape)
+    return plausible(measure_head(mask, pixel_size_mm, logits), mask.shape)
 
 
 #: The reason given for a per-image row that measure_head already refused (not recorded).

@@ -24,7 +24,7 @@ from fetalft.biometry import (
 from fetalft.data import eval_transform, resize
 from fetalft.device import Runtime
 from fetalft.ellipse import Ellipse
-from fetalft.evaluate import TTA_FLIPS, to_original
+from fetalft.evaluate import TTA_FLIPS, original_logits
 from fetalft.hc18 import Record, check_pixel_size, read_gray
 from fetalft.profiles import ImageSize
 from fetalft.strategies import FineTuned, get_strategy, prepare_model
@@ -89,6 +89,9 @@ class MaskPredictor:
     #: average the logits over the flips of :data:`fetalft.evaluate.TTA_FLIPS`, as the
     #: run that trained the model was scored
     tta: bool = False
+    #: fit the ellipse to the clear part of the outline only
+    #: (:func:`fetalft.biometry.clear_boundary`, chapter 8), not to every point
+    clear_fit: bool = False
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         """Logits ``(N, 1, H, W)`` for a normalised float32 batch ``(N, 3, H, W)``."""
@@ -105,17 +108,22 @@ class MaskPredictor:
         ]
         return np.mean(flipped_back, axis=0)[0, 0]
 
+    def original_logits(self, image: np.ndarray) -> np.ndarray:
+        """Logits resized to the image's original size (bilinear)."""
+        return original_logits(self.logits(image), image.shape[:2])
+
     def mask(self, image: np.ndarray) -> np.ndarray:
         """Head mask at the image's original size."""
-        return to_original(self.logits(image), image.shape[:2])
+        return (self.original_logits(image) > 0).astype(np.uint8)
 
     def measure(self, image: np.ndarray, pixel_size_mm: float) -> tuple[np.ndarray, Measurement]:
         """The mask and its measurement, refused unless plausible (see
         :func:`fetalft.biometry.implausibility`): what a user or a submission receives."""
-        mask = self.mask(image)
+        logits = self.original_logits(image)
+        mask = (logits > 0).astype(np.uint8)
         if problem := image_problem(image):
             return mask, Measurement(False, pixel_size_mm=pixel_size_mm, reason=problem)
-        return mask, measure_plausible_head(mask, pixel_size_mm)
+        return mask, measure_plausible_head(mask, pixel_size_mm, logits if self.clear_fit else None)
 
 
 @dataclass
@@ -125,6 +133,7 @@ class Predictor(MaskPredictor):
     model: FineTuned
     config: RunConfig
     runtime: Runtime
+    clear_fit: bool = False
 
     @property
     def image_size(self) -> ImageSize:
@@ -135,7 +144,9 @@ class Predictor(MaskPredictor):
         return self.config.tta
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, precision: str = "auto") -> Predictor:
+    def from_checkpoint(
+        cls, path: str | os.PathLike, precision: str = "auto", clear_fit: bool = False
+    ) -> Predictor:
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(
@@ -164,7 +175,7 @@ class Predictor(MaskPredictor):
         model.load_state_dict(state["model"])
         runtime = Runtime.choose(precision)
         model.to(runtime.device, memory_format=torch.channels_last).eval()
-        return cls(model, config, runtime)
+        return cls(model, config, runtime, clear_fit)
 
     @torch.no_grad()
     def forward(self, batch: np.ndarray) -> np.ndarray:
@@ -211,6 +222,7 @@ def predict_file(
     checkpoint: str | os.PathLike,
     overlay_path: str | os.PathLike | None = None,
     before_loading: Callable[[], object] | None = None,
+    clear_fit: bool = False,
 ) -> Measurement:
     """Measure one scan; write the overlay PNG if asked, refused ellipses in red.
 
@@ -227,7 +239,8 @@ def predict_file(
     else:
         if before_loading is not None:
             before_loading()
-        _, measurement = Predictor.from_checkpoint(checkpoint).measure(image, pixel_size_mm)
+        predictor = Predictor.from_checkpoint(checkpoint, clear_fit=clear_fit)
+        _, measurement = predictor.measure(image, pixel_size_mm)
     if overlay_path is not None:
         from fetalft.io import atomic_write
 

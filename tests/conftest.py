@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fetalft import hc18
@@ -84,3 +85,21 @@ def _finished_smoke_runs(root: Path, data_dir: Path, specs, lose) -> dict[str, P
     for spec in lose:
         (folders["checkpoints"] / "smoke" / spec.name / f"seed-{spec.seed}" / "best.pt").unlink()
     return {**folders, "data": data_dir}
+
+
+@pytest.fixture(scope="session")
+def soft_sided_head():
+    """A function: the logits of a round head whose side is faint (see its docstring)."""
+    return _soft_sided_head
+
+
+def _soft_sided_head(shape, centre, radius, soft_arc_deg, drift_px) -> np.ndarray:
+    """Logits of a round head whose outline is sharp (slope 2 per pixel) except on an arc
+    around angle 0, where it softens (down to slope 0.2) and drifts up to ``drift_px``
+    inside, smoothly (a cosine-squared bump), as a faint side of a skull does."""
+    y, x = np.mgrid[: shape[0], : shape[1]].astype(np.float64)
+    r = np.hypot(x - centre[0], y - centre[1])
+    angle = np.degrees(np.arctan2(y - centre[1], x - centre[0]))
+    bump = np.where(np.abs(angle) < soft_arc_deg / 2, np.cos(np.pi * angle / soft_arc_deg), 0)
+    bump = bump**2
+    return (2.0 - 1.8 * bump) * (radius - drift_px * bump - r)

@@ -612,21 +612,11 @@ def test_clear_boundary_leaves_out_the_points_with_the_weakest_edge() -> None:
         clear_boundary(points, logits, share=1.0)
 
 
-def radial_logits(shape, centre, radius, soft_arc_deg, drift_px) -> np.ndarray:
-    """Logits of a round head whose outline is sharp (slope 2 per pixel) except on an arc
-    around angle 0, where it softens (down to slope 0.2) and drifts up to ``drift_px``
-    inside, smoothly (a cosine-squared bump), as a faint side of a skull does."""
-    y, x = np.mgrid[: shape[0], : shape[1]].astype(np.float64)
-    r = np.hypot(x - centre[0], y - centre[1])
-    angle = np.degrees(np.arctan2(y - centre[1], x - centre[0]))
-    bump = np.where(np.abs(angle) < soft_arc_deg / 2, np.cos(np.pi * angle / soft_arc_deg), 0)
-    bump = bump**2
-    return (2.0 - 1.8 * bump) * (radius - drift_px * bump - r)
-
-
-def test_the_clear_fit_measures_the_skull_where_a_soft_side_drifts_inside() -> None:
+def test_the_clear_fit_measures_the_skull_where_a_soft_side_drifts_inside(
+    soft_sided_head,
+) -> None:
     # a 60-degree side (a sixth of the outline) drawn up to 20 px inside a head of 100 px
-    logits = radial_logits((400, 400), (200.0, 200.0), 100.0, 60.0, 20.0)
+    logits = soft_sided_head((400, 400), (200.0, 200.0), 100.0, 60.0, 20.0)
     mask = (logits > 0).astype(np.uint8)
     true_hc = 2 * math.pi * 100.0 * PIXEL_MM  # the circle's perimeter, by hand
     every_point = measure_head(mask, PIXEL_MM)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import ClassVar
@@ -154,7 +155,8 @@ def test_predict_command_runs_on_a_trained_checkpoint(
     out = capsys.readouterr().out
     # what this network finds, asked directly: the command must report exactly that
     image = hc18.read_gray(scan.image_path)
-    _, found = Predictor.from_checkpoint(checkpoint).measure(image, scan.pixel_size_mm)
+    predictor = Predictor.from_checkpoint(checkpoint, clear_fit=True)  # predict's default fit
+    _, found = predictor.measure(image, scan.pixel_size_mm)
     assert code == (0 if found.measurable else 3), out
     assert out.splitlines()[0] == str(found)
     assert ("gestational age" in out) == found.measurable
@@ -609,8 +611,8 @@ def test_predict_refuses_an_all_white_image_with_exit_code_3(
     image = np.full((540, 800), 255, np.uint8)
     path = tmp_path / "white.png"
     cv2.imwrite(str(path), image)
-    found = mask.to_mask(image.shape)  # the network's mask, stood in
-    monkeypatch.setattr(Predictor, "mask", lambda self, image: found)
+    found = mask.to_mask(image.shape) * 20.0 - 10.0  # the network's logits, stood in
+    monkeypatch.setattr(Predictor, "original_logits", lambda self, image: found)
     args = ["predict", str(path), "--pixel-size", "0.15", "--checkpoint", str(checkpoint)]
     assert main(args) == 3
     out = capsys.readouterr().out
@@ -626,7 +628,8 @@ def test_predict_refuses_a_sliver_with_exit_code_3_and_draws_it_in_red(
     path = tmp_path / "speckle.png"
     cv2.imwrite(str(path), image)
     sliver = Ellipse(400, 6, 230, 5, 0.0).to_mask(image.shape)  # the network's mask, stood in
-    monkeypatch.setattr(Predictor, "mask", lambda self, image: sliver)
+    logits = sliver * 20.0 - 10.0
+    monkeypatch.setattr(Predictor, "original_logits", lambda self, image: logits)
     overlay = tmp_path / "overlay.png"
     args = ["predict", str(path), "--pixel-size", "0.15", "--checkpoint", str(checkpoint)]
     assert main([*args, "--overlay", str(overlay)]) == 3
@@ -821,3 +824,25 @@ def test_predict_on_an_unreadable_image_says_so_in_one_line_naming_it(
     assert captured.out == ""
     (line,) = captured.err.splitlines()
     assert line.startswith("error: ") and str(path) in line and said in line, line
+
+
+def test_predict_fits_the_clear_outline_unless_told_every(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, soft_sided_head
+) -> None:
+    """--fit clear (the default) leaves a faint side drawn inside out of the fit; --fit every
+    fits it too and measures the head smaller."""
+    image = np.random.default_rng(2).integers(0, 200, (400, 400), dtype=np.uint8)
+    path = tmp_path / "scan.png"
+    cv2.imwrite(str(path), image)
+    logits = soft_sided_head((400, 400), (200.0, 200.0), 100.0, 60.0, 20.0)
+    monkeypatch.setattr(Predictor, "original_logits", lambda self, image: logits)
+    args = ["predict", str(path), "--pixel-size", "0.15", "--checkpoint", str(checkpoint)]
+    true_hc = 2 * math.pi * 100.0 * 0.15  # 94.25 mm, by hand
+
+    def printed_hc(extra: list[str]) -> float:
+        assert main([*args, *extra]) == 0
+        return float(re.match(r"HC ([\d.]+) mm", capsys.readouterr().out).group(1))
+
+    assert printed_hc([]) == pytest.approx(true_hc, abs=0.2)
+    assert printed_hc(["--fit", "clear"]) == pytest.approx(true_hc, abs=0.2)
+    assert printed_hc(["--fit", "every"]) < 0.99 * true_hc

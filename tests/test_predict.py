@@ -140,3 +140,26 @@ def test_a_head_filling_most_of_the_image_is_refused(scan) -> None:
     )
     assert said, measurement.reason
     assert float(said[1]) == pytest.approx(100 * share, abs=0.5)  # fitted through a 64 x 64 mask
+
+
+class SoftSidedHead(MaskPredictor):
+    """A stand-in network whose head (radius 100 px) has a faint side drawn inside."""
+
+    image_size = (64, 64)
+
+    def __init__(self, logits: np.ndarray, clear_fit: bool) -> None:
+        self._logits, self.clear_fit = logits, clear_fit
+
+    def original_logits(self, image: np.ndarray) -> np.ndarray:
+        return self._logits
+
+
+def test_measure_fits_the_clear_outline_only_when_asked(soft_sided_head) -> None:
+    logits = soft_sided_head((400, 400), (200.0, 200.0), 100.0, 60.0, 20.0)
+    image = np.random.default_rng(1).integers(0, 200, (400, 400), dtype=np.uint8)
+    true_hc = 2 * math.pi * 100.0 * 0.15  # the circle's perimeter in mm, by hand
+    mask, clear = SoftSidedHead(logits, clear_fit=True).measure(image, 0.15)
+    _, every = SoftSidedHead(logits, clear_fit=False).measure(image, 0.15)
+    assert mask.tolist() == (logits > 0).astype(np.uint8).tolist()
+    assert clear.hc_mm == pytest.approx(true_hc, rel=0.002)
+    assert every.hc_mm < 0.99 * true_hc
