@@ -43,7 +43,9 @@ NOT_STATED = "not stated"
 
 CHALLENGE_SERVER = "https://hc18.grand-challenge.org/"
 SUBMISSION_FILE = "results/cpu/submission.csv"
-SUBMIT_COMMAND = "python -m fetalft submit --profile cpu --output results/cpu/submission.csv"
+SUBMIT_COMMAND = (
+    "python -m fetalft submit --profile cpu --fit every --output results/cpu/submission.csv"
+)
 
 REFERENCE_MD = "the fetalft team's reference sheet (docs/reference.md, not in this repository)"
 ARXIV = "https://arxiv.org/abs/2307.09067"
