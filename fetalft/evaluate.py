@@ -126,15 +126,12 @@ def evaluate(
     runtime: Runtime,
     batch_size: int = 10,
     tta: bool = False,
-    clear_fit: bool = False,
 ) -> pd.DataFrame:
-    """Per-image metrics table for annotated scans (``tta``: see :func:`predict_logits`;
-    ``clear_fit``: the ellipse fitted to the clear part of the outline only)."""
-    rows = []
-    for scan, logits in predict_logits(model, scans, runtime, batch_size, tta):
-        original = original_logits(logits, scan.original_shape)
-        mask = (original > 0).astype(np.uint8)
-        rows.append(score_scan(scan, mask, original if clear_fit else None))
+    """Per-image metrics table for annotated scans (``tta``: see :func:`predict_logits`)."""
+    rows = [
+        score_scan(scan, to_original(logits, scan.original_shape))
+        for scan, logits in predict_logits(model, scans, runtime, batch_size, tta)
+    ]
     return pd.DataFrame(rows)
 
 
