@@ -152,7 +152,7 @@ def load_refits(
     """One row per re-fitted seed, split and share: Dice, ADF, DF and failures (empty when
     nothing was re-fitted)."""
     rows = []
-    root = results_root(results_dir) / REFIT_DIR / profile / run
+    root = refit_folder(profile, run, 0, results_dir=results_dir).parent
     for path in sorted(root.glob(f"seed-*/{RECORD_FILE}")):
         record = json.loads(path.read_text())
         for split in ("val", "test"):
@@ -175,7 +175,7 @@ def load_refit_images(
     profile: str, run: str, *, results_dir: str | os.PathLike | None = None
 ) -> pd.DataFrame:
     """Every re-fitted seed's ``per_image.csv``, with a ``seed`` column (empty when none)."""
-    root = results_root(results_dir) / REFIT_DIR / profile / run
+    root = refit_folder(profile, run, 0, results_dir=results_dir).parent
     tables = [
         pd.read_csv(path).assign(seed=json.loads((path.parent / RECORD_FILE).read_text())["seed"])
         for path in sorted(root.glob(f"seed-*/{PER_IMAGE_FILE}"))
