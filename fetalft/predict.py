@@ -171,6 +171,8 @@ class Predictor(MaskPredictor):
             get_strategy(config.strategy),
             encoder_weights=None,
             head_trainable=config.head_trainable,
+            decoder=config.decoder,
+            train_encoder=config.encoder_lr > 0,
         )
         model.load_state_dict(state["model"])
         runtime = Runtime.choose(precision)

@@ -55,6 +55,13 @@ class Profile:
     #: training augmentation (:data:`fetalft.data.TRAIN_TRANSFORMS`): "paper" rotates and
     #: flips; "strong" also rescales, shifts and varies brightness, contrast and gamma
     augment: str = "paper"
+    #: decoder width (:data:`fetalft.models.DECODER_CHANNELS`): smp's "wide" default or a
+    #: "slim" one with half the channels, which leaves room in a parameter budget to train
+    #: the encoder too
+    decoder: str = "wide"
+    #: peak learning rate of the ImageNet encoder, which then trains as well (same warm-up
+    #: and decay as the rest); 0 leaves the encoder as the strategy has it
+    encoder_lr: float = 0.0
     #: at most this many images per role (train, val, test); None keeps the full split
     limits: dict[str, int] | None = field(default=None)
     description: str = ""
@@ -148,6 +155,8 @@ SETTINGS: dict[str, str] = {
     "select_by": "dice or hc",
     "tta": "on or off",
     "augment": "paper or strong",
+    "decoder": "wide or slim",
+    "encoder_lr": "a number >= 0 (0: the strategy's own encoder; 1e-4 trains it at that rate)",
 }
 
 
@@ -176,9 +185,14 @@ def _parse_value(key: str, value: str) -> object:
         if number < (1 if key == "epochs" else 0):
             raise ValueError(value)
         return number
-    if key == "lr":
+    if key in ("lr", "encoder_lr"):
         number = float(value)
-        if not (number > 0 and math.isfinite(number)):
+        smallest_allowed_is_zero = key == "encoder_lr"  # 0 keeps the encoder frozen
+        if (
+            not math.isfinite(number)
+            or number < 0
+            or (number == 0 and not smallest_allowed_is_zero)
+        ):
             raise ValueError(value)
         return number
     if key == "tta":
@@ -189,6 +203,7 @@ def _parse_value(key: str, value: str) -> object:
         "loss": ("bce", "bce+dice"),
         "select_by": ("dice", "hc"),
         "augment": ("paper", "strong"),
+        "decoder": ("wide", "slim"),
     }[key]
     if value not in allowed:
         raise ValueError(value)
@@ -199,7 +214,7 @@ def setting_suffix(key: str, value: object) -> str:
     """The part of a run's folder name that says what it changed: ``--lr-0.0001``."""
     if key == "image_size":
         shown = "x".join(map(str, image_shape(value)))  # type: ignore[arg-type]
-    elif key == "lr":
+    elif key in ("lr", "encoder_lr"):
         shown = f"{value:g}"  # exact to 6 digits: 2.5e-4 and 3e-4 never share a folder
     elif key == "tta":
         shown = "on" if value else "off"

@@ -51,9 +51,11 @@ RECIPE_LABELS = {
         if v == "strong"
         else "the paper's augmentation"
     ),
+    "decoder": lambda v: "slim decoder" if v == "slim" else "the paper's decoder",
+    "encoder_lr": lambda v: f"encoder trained at {v:g}" if v else "encoder frozen",
 }
 #: What runs recorded before a label existed did: they are read as this.
-LABEL_DEFAULTS = {"augment": "paper"}
+LABEL_DEFAULTS = {"augment": "paper", "decoder": "wide", "encoder_lr": 0.0}
 
 
 def _label(row: pd.Series, label: str) -> object:

@@ -243,21 +243,35 @@ def prepare_model(
     encoder_weights: str | None = "imagenet",
     head_trainable: bool | None = None,
     random_bn: str = "eval",
+    decoder: str = "wide",
+    train_encoder: bool = False,
 ) -> FineTuned:
     """Build the strategy's network (ImageNet or random encoder) and freeze what it freezes.
 
     ``random_bn`` (one of :data:`RANDOM_BN_MODES`) is the BatchNorm mode of frozen parts
-    that were never trained; see the module docstring.
+    that were never trained; see the module docstring. ``decoder`` sets the decoder's width
+    (:data:`fetalft.models.DECODER_CHANNELS`); ``train_encoder`` unfreezes an ImageNet
+    encoder on top of what the strategy trains.
     """
     if random_bn not in RANDOM_BN_MODES:
         raise ValueError(
             f"unknown random_bn {random_bn!r}; choose one of {', '.join(RANDOM_BN_MODES)}"
         )
-    net = build_model(strategy.architecture, encoder_weights if strategy.pretrained else None)
+    if train_encoder and not strategy.pretrained:
+        raise ValueError(
+            f"strategy {strategy.name} has no ImageNet encoder to unfreeze; train_encoder "
+            "is for the strategies that freeze one (such as decoder-0-4)"
+        )
+    net = build_model(
+        strategy.architecture, encoder_weights if strategy.pretrained else None, decoder
+    )
     batch_statistics = (
         frozen_untrained_parts(strategy, net, head_trainable) if random_bn == "train" else set()
     )
-    return FineTuned(net, trainable_parts(strategy, net, head_trainable), batch_statistics)
+    trainable = trainable_parts(strategy, net, head_trainable) | (
+        {"encoder"} if train_encoder else set()
+    )
+    return FineTuned(net, trainable, batch_statistics)
 
 
 def registry_table(head_trainable: bool | None = None) -> pd.DataFrame:

@@ -190,6 +190,8 @@ class Study:
             head_trainable=spec.head_trainable,
             random_bn=spec.random_bn,
             augment=p.augment,
+            decoder=p.decoder,
+            encoder_lr=p.encoder_lr,
             encoder_weights=str(self.encoder_weights),
             precision=self.precision,
             extra={
@@ -257,6 +259,8 @@ class Study:
             "select_by": recipe.select_by,
             "tta": recipe.tta,
             "augment": recipe.augment,
+            "decoder": recipe.decoder,
+            "encoder_lr": recipe.encoder_lr,
             "settings": dict(spec.settings),
             "split": spec.split,
             "train_fraction": spec.train_fraction,

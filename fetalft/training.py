@@ -35,6 +35,7 @@ from fetalft.data import Scan, ScanDataset, augmentation
 from fetalft.device import Runtime
 from fetalft.evaluate import evaluate, hc_selection_error_mm, predict_logits
 from fetalft.io import atomic_write
+from fetalft.models import DECODER_CHANNELS
 from fetalft.profiles import ImageSize, image_shape
 from fetalft.provenance import differences
 from fetalft.runfiles import BEST_CHECKPOINT, LAST_CHECKPOINT
@@ -65,6 +66,8 @@ class RunConfig:
     head_trainable: bool | None = None  # None: the strategy's own choice
     random_bn: str = "eval"  # BatchNorm of frozen untrained parts (strategies.RANDOM_BN_MODES)
     augment: str = "paper"  # training augmentation (data.TRAIN_TRANSFORMS)
+    decoder: str = "wide"  # decoder width (models.DECODER_CHANNELS)
+    encoder_lr: float = 0.0  # > 0: the ImageNet encoder trains too, at this peak rate
     encoder_weights: str | None = "imagenet"
     precision: str = "auto"
     extra: dict = field(default_factory=dict)  # labels such as split or train fraction
@@ -78,6 +81,17 @@ class RunConfig:
                 f"unknown select_by {self.select_by!r}; choose one of {', '.join(SELECTIONS)}"
             )
         augmentation(self.augment)  # an unknown augmentation fails here, before training
+        if self.decoder not in DECODER_CHANNELS:
+            raise ValueError(
+                f"unknown decoder {self.decoder!r}; choose one of {', '.join(DECODER_CHANNELS)}"
+            )
+        if not (math.isfinite(self.encoder_lr) and self.encoder_lr >= 0):
+            raise ValueError(f"encoder_lr={self.encoder_lr!r} must be a number >= 0")
+        if self.encoder_lr > 0 and not get_strategy(self.strategy).pretrained:
+            raise ValueError(
+                f"encoder_lr={self.encoder_lr:g} trains an ImageNet encoder, and strategy "
+                f"{self.strategy} has none; leave encoder_lr at 0"
+            )
         if not 0 <= self.warmup_epochs < self.epochs:
             raise ValueError(
                 f"warmup_epochs={self.warmup_epochs} must be at least 0 and fewer than the "
@@ -130,6 +144,21 @@ def make_scheduler(
     )
 
 
+def parameter_groups(model: FineTuned, config: RunConfig) -> list[dict]:
+    """The optimizer's groups: everything at ``config.lr``, except an encoder unfrozen by
+    ``config.encoder_lr``, which gets that (smaller) rate so its ImageNet features are
+    refined rather than overwritten. The first group is the one the history's ``lr`` shows.
+    """
+    if config.encoder_lr == 0:
+        return [{"params": model.trainable_parameters()}]
+    encoder = {id(p) for p in model.net.encoder.parameters()}
+    rest = [p for p in model.trainable_parameters() if id(p) not in encoder]
+    return [
+        {"params": rest},
+        {"params": list(model.net.encoder.parameters()), "lr": config.encoder_lr},
+    ]
+
+
 def validation_dice(
     model: nn.Module, scans: Sequence[Scan], runtime: Runtime, batch_size: int, tta: bool = False
 ) -> float:
@@ -173,12 +202,17 @@ class Trainer:
         seed_everything(config.seed)
         strategy = get_strategy(config.strategy)
         self.model: FineTuned = prepare_model(
-            strategy, config.encoder_weights, config.head_trainable, config.random_bn
+            strategy,
+            config.encoder_weights,
+            config.head_trainable,
+            config.random_bn,
+            decoder=config.decoder,
+            train_encoder=config.encoder_lr > 0,
         )
         if "encoder" in self.model.trainable:
             recalibrate_folded_batchnorm(self.model.net.encoder, self.train_scans)
         self.model.to(self.runtime.device, memory_format=torch.channels_last)
-        self.optimizer = torch.optim.Adam(self.model.trainable_parameters(), lr=config.lr)
+        self.optimizer = torch.optim.Adam(parameter_groups(self.model, config), lr=config.lr)
         self.steps_per_epoch = math.ceil(len(self.train_scans) / config.batch_size)
         self.scheduler = make_scheduler(
             self.optimizer,

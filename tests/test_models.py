@@ -9,6 +9,7 @@ import torch
 
 from fetalft import paper
 from fetalft.models import (
+    DECODER_CHANNELS,
     WeightsError,
     build_model,
     count_parameters,
@@ -66,6 +67,49 @@ def test_mobilenet_unet_counts_match_the_reference(mobilenet: torch.nn.Module) -
     assert blocks == MOBILENET_BLOCKS
     assert count_parameters(mobilenet.segmentation_head) == MOBILENET_HEAD
     assert count_parameters(mobilenet.decoder) == sum(MOBILENET_BLOCKS)
+
+
+def smp_unet_decoder_parameters(channels: tuple[int, ...]) -> int:
+    """smp's U-Net decoder with a MobileNetV2 encoder, counted by hand from its layout.
+
+    Each block concatenates the upsampled input with the encoder's skip at that scale and
+    applies two 3x3 convolutions without bias, each followed by BatchNorm (weight and bias);
+    the head is a 3x3 convolution to one class, with a bias. The encoder's stages give 1,280 channels at
+    the bottom and skips of 96, 32, 24 and 16 channels (none at full size).
+    """
+    inputs = (1280, *channels[:-1])
+    skips = (96, 32, 24, 16, 0)
+    blocks = sum(
+        9 * (cin + skip) * out + 2 * out + 9 * out * out + 2 * out
+        for cin, skip, out in zip(inputs, skips, channels, strict=True)
+    )
+    return blocks + 9 * channels[-1] + 1
+
+
+def test_decoder_widths_count_as_worked_by_hand() -> None:
+    """The hand count reproduces the paper's 4,405,073 for the wide decoder, so it can be
+    trusted for the slim one, which must leave room for the encoder in a 4.4 M budget."""
+    wide = smp_unet_decoder_parameters(DECODER_CHANNELS["wide"])
+    assert wide == MOBILENET_TOTAL - MOBILENET_ENCODER
+    for decoder, channels in DECODER_CHANNELS.items():
+        net = mobilenet_unet(None, decoder)
+        decoder_and_head = count_parameters(net) - count_parameters(net.encoder)
+        assert decoder_and_head == smp_unet_decoder_parameters(channels), decoder
+        assert count_parameters(net.encoder) == MOBILENET_ENCODER
+    assert smp_unet_decoder_parameters(DECODER_CHANNELS["slim"]) + MOBILENET_ENCODER <= 4_405_073
+
+
+def test_slim_decoder_keeps_the_output_shape() -> None:
+    with torch.no_grad():
+        out = build_model("mobilenet_v2", None, "slim").eval()(torch.randn(1, 3, 64, 96))
+    assert out.shape == (1, 1, 64, 96)
+
+
+def test_unknown_or_misplaced_decoder_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="unknown decoder 'narrow'; choose one of wide, slim"):
+        mobilenet_unet(None, "narrow")
+    with pytest.raises(ValueError, match="decoder 'slim' is for the MobileNetV2 U-Net"):
+        build_model("unet", None, "slim")
 
 
 def test_mobilenet_unet_output_shape(mobilenet: torch.nn.Module) -> None:

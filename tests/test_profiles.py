@@ -133,6 +133,10 @@ def test_image_shape_and_size_label() -> None:
         ("tta=on", ("tta", True)),
         ("tta=off", ("tta", False)),
         (" lr = 1e-4 ", ("lr", 1e-4)),
+        ("decoder=slim", ("decoder", "slim")),
+        ("decoder=wide", ("decoder", "wide")),
+        ("encoder_lr=1e-4", ("encoder_lr", 1e-4)),
+        ("encoder_lr=0", ("encoder_lr", 0.0)),
     ],
 )
 def test_parse_setting_reads_every_key(text: str, expected: tuple) -> None:
@@ -172,6 +176,12 @@ def test_parse_setting_reads_every_key(text: str, expected: tuple) -> None:
         "tta=true",
         "augment=heavy",
         "augment=",
+        "decoder=narrow",
+        "decoder=",
+        "encoder_lr=-1e-4",
+        "encoder_lr=nan",
+        "encoder_lr=inf",
+        "encoder_lr=fast",
     ],
 )
 def test_parse_setting_refuses_bad_values_naming_the_text_and_the_choices(text: str) -> None:
@@ -212,6 +222,8 @@ def test_settings_are_the_recipe_fields_of_a_profile() -> None:
         "select_by",
         "tta",
         "augment",
+        "decoder",
+        "encoder_lr",
     }
 
 
@@ -229,6 +241,8 @@ def test_settings_are_the_recipe_fields_of_a_profile() -> None:
         ("epochs", 20, "--epochs-20"),
         ("loss", "bce", "--loss-bce"),
         ("select_by", "dice", "--select-by-dice"),
+        ("decoder", "slim", "--decoder-slim"),
+        ("encoder_lr", 1e-4, "--encoder-lr-0.0001"),
     ],
 )
 def test_setting_suffix(key: str, value: object, suffix: str) -> None:
@@ -237,7 +251,8 @@ def test_setting_suffix(key: str, value: object, suffix: str) -> None:
 
 def test_every_parsed_setting_has_a_suffix_that_reads_back() -> None:
     """The folder name of a run says what it changed: its suffix parses to the same value."""
-    for text in ("image_size=256x384", "lr=1e-4", "tta=off", "warmup_epochs=0", "loss=bce"):
+    texts = ("image_size=256x384", "lr=1e-4", "tta=off", "warmup_epochs=0", "loss=bce")
+    for text in (*texts, "decoder=slim", "encoder_lr=2.5e-5"):
         key, value = parse_setting(text)
         suffix = setting_suffix(key, value)
         shown = suffix.removeprefix("--" + key.replace("_", "-") + "-")

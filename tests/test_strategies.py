@@ -569,3 +569,13 @@ def test_parts_hold_every_parameter_of_the_network_once(architecture: str) -> No
     assert set(in_parts) == {id(p) for p in net.parameters()}
     blocks = 4 if architecture == "unet" else 5  # four up-steps; smp: one per encoder stage
     assert list(model_parts(net)) == ["encoder", "head", *(f"decoder.{i}" for i in range(blocks))]
+
+
+def test_train_encoder_unfreezes_only_an_imagenet_encoder() -> None:
+    model = prepare_model(get_strategy("decoder-0-4"), encoder_weights=None, train_encoder=True)
+    assert "encoder" in model.trainable
+    assert all(p.requires_grad for p in model.net.encoder.parameters())
+    model.train()
+    assert all(m.training for m in model.net.encoder.modules())  # its BatchNorm trains too
+    with pytest.raises(ValueError, match="strategy baseline has no ImageNet encoder to unfreeze"):
+        prepare_model(get_strategy("baseline"), encoder_weights=None, train_encoder=True)

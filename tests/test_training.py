@@ -945,3 +945,94 @@ def test_the_trainer_passes_the_random_bn_mode_to_the_model(
     t.model.train()
     norms = [m for m in t.model.net.encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert norms and {m.training for m in norms} == {training_mode}
+
+
+# -- the encoder trained under a budget (encoder_lr, slim decoder) --------------------------
+
+
+def test_an_unfrozen_encoder_trains_at_its_own_rate_on_the_same_schedule(
+    scans, tmp_path: Path
+) -> None:
+    """encoder_lr unfreezes the ImageNet encoder of decoder-0-4: its optimizer group follows
+    the warm-up and cosine of the rest at its own peak rate (the closed form with
+    encoder_lr), every encoder weight has a gradient, and the slim decoder is what trains."""
+    lr, encoder_lr = 1e-3, 1e-4
+    t = trainer(scans, tmp_path, warmup_epochs=1, lr=lr, encoder_lr=encoder_lr, decoder="slim")
+    assert set(t.model.trainable) == {"encoder", "head", *(f"decoder.{i}" for i in range(5))}
+    assert [block.conv1[0].out_channels for block in t.model.net.decoder.blocks] == [
+        128,
+        64,
+        32,
+        16,
+        16,
+    ]
+    groups = t.optimizer.param_groups
+    encoder_ids = {id(p) for p in t.model.net.encoder.parameters()}
+    assert {id(p) for p in groups[1]["params"]} == encoder_ids
+    assert not encoder_ids & {id(p) for p in groups[0]["params"]}
+    assert len(groups[0]["params"]) + len(groups[1]["params"]) == len(list(t.model.parameters()))
+    before = {k: v.clone() for k, v in t.model.net.encoder.state_dict().items()}
+    used = []
+    loss_fn = t.loss_fn
+
+    def recording(logits, masks):
+        used.append((groups[0]["lr"], groups[1]["lr"]))
+        return loss_fn(logits, masks)
+
+    t.loss_fn = recording
+    t.fit()
+    total, warmup = 6, 2
+    assert [u[0] for u in used] == pytest.approx(
+        [closed_form_lr(k, total, warmup, lr) for k in range(total)], abs=1e-12
+    )
+    assert [u[1] for u in used] == pytest.approx(
+        [closed_form_lr(k, total, warmup, encoder_lr) for k in range(total)], abs=1e-13
+    )
+    after = t.model.net.encoder.state_dict()
+    weights = [k for k in before if k.endswith("weight")]
+    assert all(not torch.equal(before[k], after[k]) for k in weights)
+
+
+def test_without_encoder_lr_the_encoder_stays_frozen_in_one_group(scans, tmp_path: Path) -> None:
+    t = trainer(scans, tmp_path, decoder="slim")
+    assert "encoder" not in t.model.trainable
+    assert len(t.optimizer.param_groups) == 1
+    assert not any(p.requires_grad for p in t.model.net.encoder.parameters())
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"decoder": "narrow"}, "unknown decoder 'narrow'; choose one of wide, slim"),
+        ({"encoder_lr": -1e-4}, "encoder_lr=-0.0001 must be a number >= 0"),
+        ({"encoder_lr": math.nan}, "encoder_lr=nan must be a number >= 0"),
+        (
+            {"strategy": "baseline", "encoder_lr": 1e-4},
+            "strategy baseline has none; leave encoder_lr at 0",
+        ),
+        (
+            {"strategy": "random-decoder-0-4", "encoder_lr": 1e-4},
+            "strategy random-decoder-0-4 has none",
+        ),
+    ],
+)
+def test_run_config_refuses_a_bad_decoder_or_encoder_rate(changes: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        config(**changes)
+
+
+def test_a_slim_checkpoint_with_a_trained_encoder_predicts_as_it_trained(
+    scans, tmp_path: Path
+) -> None:
+    """The predictor rebuilds the network a checkpoint was trained as (slim decoder, encoder
+    weights and BatchNorm statistics of its own) and gives the trainer's logits."""
+    from fetalft.predict import Predictor
+
+    t = trainer(scans, tmp_path, epochs=1, encoder_lr=1e-4, decoder="slim")
+    t.fit()
+    predictor = Predictor.from_checkpoint(t.best_path, precision="fp32")
+    t.load_best()
+    batch = np.stack([eval_transform()(image=s.image)["image"] for s in scans["val"][:2]])
+    with torch.no_grad():
+        expected = t.model.eval()(torch.from_numpy(batch)).numpy()
+    assert np.allclose(predictor.forward(batch), expected, atol=1e-5)
