@@ -1,8 +1,9 @@
-"""Re-score chapter 8's final model, and the from-scratch U-Net trained as it was, with the
-ellipse fitted to the clear outline only.
+"""Re-score chapter 8's final models, and the from-scratch U-Net trained as they were, with
+the ellipse fitted to the clear outline only.
 
-Every seed of ``recipe.FINAL_RUN`` and ``recipe.FINAL_BASELINE_RUN`` whose ``best.pt`` is
-in the checkpoint folder is
+Every seed of ``recipe.FINAL_RUN``, ``recipe.FROZEN_ENCODER_RUN`` (on whose validation
+images the share was chosen) and ``recipe.FINAL_BASELINE_RUN`` whose ``best.pt`` is in the
+checkpoint folder and that has no record yet is
 predicted once more (validation and test images, with the recipe's flips) and fitted with
 each share of :data:`fetalft.refit.SHARES` (test: none and the chosen one); the records go
 to ``results/checks/clear-fit/`` (see :mod:`fetalft.refit`). Resumable.
@@ -22,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 if __name__ == "__main__":
     found = False
-    for run in (recipe.FINAL_RUN, recipe.FINAL_BASELINE_RUN):
+    for run in (recipe.FINAL_RUN, recipe.FROZEN_ENCODER_RUN, recipe.FINAL_BASELINE_RUN):
         written, skipped = refit_runs(run, results_dir=ROOT / "results")
         found = found or bool(written)
         for path in written:

@@ -23,8 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CARD = """# Model card: fetalft decoder-0-4, chapter 8's final model
 
 **What it is.** A U-Net with an ImageNet MobileNetV2 encoder (segmentation-models-pytorch),
-the encoder frozen, the decoder and the head fine-tuned: {trainable:,} trainable of
-{total:,} parameters. Stored in half precision; SHA-256 in `{name}.sha256`.
+{what_trains}: {trainable:,} trainable of {total:,} parameters. Stored in half precision; SHA-256 in `{name}.sha256`.
 
 **Intended use.** Teaching and research: reading the fetalft book, trying the commands,
 comparing methods. **Not for diagnosis** or any clinical decision.
@@ -35,7 +34,7 @@ exam on one side), licensed CC BY 4.0 by its authors. No test image was used to 
 anything.
 
 **Recipe.** Profile `cpu-hc`, run `{run}`: input {size} (height x width),
-{epochs} epochs, {augment}, Adam at {lr:g} after {warmup} warm-up epoch(s), BCE + Dice
+{epochs} epochs, {augment}, Adam at {lr:g}{encoder_rate} after {warmup} warm-up epoch(s), BCE + Dice
 loss, best epoch by validation HC error (epoch {best_epoch}), flip test-time augmentation.
 Seed {seed}, the one with the smallest validation HC error of the seeds trained. Trained on
 {hardware} ({precision}) in {minutes:.0f} minutes.
@@ -61,8 +60,16 @@ def main() -> int:
     seed = int(row["seed"])
     best = checkpoint_path(recipe.PROFILE, recipe.FINAL_RUN, seed)
     metrics = load_metrics(recipe.PROFILE, recipe.FINAL_RUN, seed, results_dir=ROOT / "results")
+    encoder_lr = metrics.get("encoder_lr", 0.0)
+    decoder = "a slim decoder" if metrics.get("decoder") == "slim" else "the decoder"
     card = CARD.format(
         name="decoder-0-4_cpu-hc.pt",
+        what_trains=(
+            f"{decoder} and the head trained, the encoder fine-tuned at a smaller rate"
+            if encoder_lr
+            else "the encoder frozen, the decoder and the head fine-tuned"
+        ),
+        encoder_rate=f" (the encoder at {encoder_lr:g})" if encoder_lr else "",
         run=recipe.FINAL_RUN,
         augment=recipe.RECIPE_LABELS["augment"](row.get("augment", "paper")),
         trainable=metrics["trainable_parameters"],
