@@ -165,6 +165,22 @@ PLANTS: tuple[Plant, ...] = (
         "    loader = torch.utils.data.DataLoader(",
         ("tests/test_evaluate.py",),
     ),
+    Plant(
+        "encoder-at-decoder-rate",
+        "the unfrozen encoder trains at the decoder's rate, not encoder_lr",
+        "fetalft/training.py",
+        '{"params": list(model.net.encoder.parameters()), "lr": config.encoder_lr},',
+        '{"params": list(model.net.encoder.parameters())},',
+        ("tests/test_training.py",),
+    ),
+    Plant(
+        "checkpoint-wide-decoder",
+        "a checkpoint is rebuilt with the wide decoder whatever it was trained with",
+        "fetalft/predict.py",
+        "decoder=config.decoder,",
+        'decoder="wide",',
+        ("tests/test_training.py", "tests/test_cli.py"),
+    ),
 )
 BY_NAME = {plant.name: plant for plant in PLANTS}
 
