@@ -596,6 +596,9 @@ def test_final_table_puts_the_final_model_and_its_baseline_first(results: Path) 
     for seed, dice, adf, failures in ((0, 0.975, 1.9, 0), (1, 0.971, 2.1, 1)):
         test = summary(dice, adf, failures, 200)
         write_run(results, "cpu-hc", recipe.FINAL_RUN, seed, test=test, **final)
+    write_run(
+        results, "cpu-hc", recipe.FROZEN_ENCODER_RUN, 0, test=summary(0.965, 2.6, 1, 200), **final
+    )
     test = summary(0.972, 2.2, 2, 200)
     write_run(
         results,
@@ -610,6 +613,7 @@ def test_final_table_puts_the_final_model_and_its_baseline_first(results: Path) 
     table = recipe.final_table(cpu_hc(results), load_runs("cpu", results), results_dir=results)
     assert table["run"].tolist() == [
         recipe.FINAL_RUN,
+        recipe.FROZEN_ENCODER_RUN,
         "decoder-0-4",
         recipe.FINAL_BASELINE_RUN,
         "baseline",
