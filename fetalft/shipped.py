@@ -1,8 +1,9 @@
 """The model that ships with fetalft: measure a head right after ``pip install``.
 
 ``fetalft/model/`` holds the best-on-validation seed of chapter 8's final model
-(decoder-0-4, profile ``cpu-hc`` at 320 x 480, :data:`fetalft.recipe.FINAL_RUN`) in half
-precision (about 13 MB), its SHA-256 and a model card. It is a
+(a slim decoder and the ImageNet encoder trained, profile ``cpu-hc`` at 320 x 480,
+:data:`fetalft.recipe.FINAL_RUN`) in half precision (about 8.5 MB), its SHA-256 and a model
+card. It is a
 checkpoint like any ``best.pt`` (config and weights), so :class:`fetalft.predict.Predictor`
 loads it; half precision costs nothing measurable (the tests re-score it on the test split
 against the run's recorded Dice).
