@@ -66,16 +66,21 @@ def load_encoder_state(encoder: nn.Module, path: str | os.PathLike) -> None:
         ) from error
 
 
-def mobilenet_unet(
-    encoder_weights: str | os.PathLike | None = "imagenet", decoder: str = "wide"
-) -> smp.Unet:
-    """``smp.Unet("mobilenet_v2", classes=1)`` with the requested encoder weights and decoder."""
+def decoder_channels(decoder: str) -> tuple[int, ...]:
+    """The channels of a named decoder width; an unknown name lists the known ones."""
     try:
-        channels = DECODER_CHANNELS[decoder]
+        return DECODER_CHANNELS[decoder]
     except KeyError:
         raise ValueError(
             f"unknown decoder {decoder!r}; choose one of {', '.join(DECODER_CHANNELS)}"
         ) from None
+
+
+def mobilenet_unet(
+    encoder_weights: str | os.PathLike | None = "imagenet", decoder: str = "wide"
+) -> smp.Unet:
+    """``smp.Unet("mobilenet_v2", classes=1)`` with the requested encoder weights and decoder."""
+    channels = decoder_channels(decoder)
     smp_weights = "imagenet" if encoder_weights == "imagenet" else None
     model = smp.Unet(ENCODER, encoder_weights=smp_weights, classes=1, decoder_channels=channels)
     if encoder_weights not in (None, "random", "imagenet"):

@@ -35,7 +35,7 @@ from fetalft.data import Scan, ScanDataset, augmentation
 from fetalft.device import Runtime
 from fetalft.evaluate import evaluate, hc_selection_error_mm, predict_logits
 from fetalft.io import atomic_write
-from fetalft.models import DECODER_CHANNELS
+from fetalft.models import decoder_channels
 from fetalft.profiles import ImageSize, image_shape
 from fetalft.provenance import differences
 from fetalft.runfiles import BEST_CHECKPOINT, LAST_CHECKPOINT
@@ -81,10 +81,7 @@ class RunConfig:
                 f"unknown select_by {self.select_by!r}; choose one of {', '.join(SELECTIONS)}"
             )
         augmentation(self.augment)  # an unknown augmentation fails here, before training
-        if self.decoder not in DECODER_CHANNELS:
-            raise ValueError(
-                f"unknown decoder {self.decoder!r}; choose one of {', '.join(DECODER_CHANNELS)}"
-            )
+        decoder_channels(self.decoder)  # an unknown width fails here, before training
         if not (math.isfinite(self.encoder_lr) and self.encoder_lr >= 0):
             raise ValueError(f"encoder_lr={self.encoder_lr!r} must be a number >= 0")
         if self.encoder_lr > 0 and not get_strategy(self.strategy).pretrained:
