@@ -277,7 +277,12 @@ def _export(args: argparse.Namespace) -> int:
 def _submit(args: argparse.Namespace) -> int:
     from fetalft import hc18
     from fetalft.predict import Predictor, predict_test_set
-    from fetalft.submission import SubmissionError, submission_with_fallback, write_submission
+    from fetalft.submission import (
+        SubmissionError,
+        submission_with_fallback,
+        write_fallbacks,
+        write_submission,
+    )
 
     checkpoint, note = _model_checkpoint(args)
     data_dir = hc18.find_data_dir(args.data_dir)
@@ -299,11 +304,12 @@ def _submit(args: argparse.Namespace) -> int:
     train_hc = [r.hc_mm for r in hc18.load_records("training", data_dir)]
     table, fallbacks = submission_with_fallback(measured, records, float(np.median(train_hc)))
     write_submission(args.output, table, [r.image_path.name for r in records])
+    listed = write_fallbacks(args.output, fallbacks)
     print(f"{len(table)} rows written to {args.output} and checked against the challenge format")
     if fallbacks:
         print(
             f"no plausible head in {len(fallbacks)} image(s), given a centred circle of the "
-            "median training HC instead:"
+            f"median training HC instead (listed in {listed}):"
         )
         for filename, reason in fallbacks.items():
             print(f"  {filename}: {reason}")

@@ -89,6 +89,25 @@ def submission_with_fallback(
     return submission_table(fixed), fallbacks
 
 
+def fallbacks_path(path: str | os.PathLike) -> Path:
+    """Where :func:`write_fallbacks` lists the fallback rows of the submission at ``path``:
+    beside it, ``submission.csv`` -> ``submission.fallbacks.csv``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.fallbacks.csv")
+
+
+def write_fallbacks(path: str | os.PathLike, fallbacks: Mapping[str, str]) -> Path:
+    """List the images of the submission at ``path`` whose row is the fallback circle, with
+    the reason each measurement was refused, beside it (:func:`fallbacks_path`).
+
+    Why a second file: the challenge's CSV has no column to say which rows were measured, so
+    without this list a reader of a committed submission cannot tell a made-up circle from a
+    head. Written every time, empty when every head was measured, so that an old list never
+    stays beside a new submission."""
+    table = pd.DataFrame(list(fallbacks.items()), columns=["filename", "reason"])
+    return write_csv_atomic(fallbacks_path(path), table)
+
+
 def check_submission(table: pd.DataFrame, expected_files: Sequence[str] | None = None) -> None:
     """Raise :class:`SubmissionError` naming the problem if ``table`` is not a valid submission."""
     if tuple(table.columns) != COLUMNS:

@@ -9,12 +9,13 @@ from typing import ClassVar
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from fetalft import hc18, paper, settings
 from fetalft.__main__ import main
-from fetalft.biometry import hadlock_ga_weeks
+from fetalft.biometry import Measurement, hadlock_ga_weeks
 from fetalft.data import load_scans, select_records
 from fetalft.ellipse import Ellipse
 from fetalft.predict import CheckpointError, Predictor
@@ -326,7 +327,7 @@ def test_submit_refuses_a_model_that_finds_no_head_anywhere(
     assert err.startswith("error: the model")  # one line; above it only the progress bar
     assert "measured no plausible head in any of the 6 test images" in err
     assert str(checkpoint) in err and f"nothing written to {output}" in err
-    assert not output.exists()
+    assert not output.exists() and not (tmp_path / "submission.fallbacks.csv").exists()
 
 
 def test_submit_lists_the_images_given_the_fallback_circle(
@@ -352,11 +353,33 @@ def test_submit_lists_the_images_given_the_fallback_circle(
     names = [r.image_path.name for r in hc18.load_records("test", synthetic_hc18)]
     assert f"6 rows written to {output}" in out
     assert "no plausible head in 5 image(s)" in out
-    listed = out.split("instead:\n")[1].splitlines()
+    sidecar = tmp_path / "submission.fallbacks.csv"
+    listed = out.split(f"(listed in {sidecar}):\n")[1].splitlines()
     # one line per fallback row, with the reason the measurement was refused
     assert [line.split(":")[0].strip() for line in listed] == names[1:]
     assert all(line.endswith(": no head found (largest blob 0 pixels)") for line in listed), listed
     assert len(output.read_text().splitlines()) == 7
+    # ... and the same list beside the file, which cannot say which of its rows are made up
+    beside = pd.read_csv(sidecar)
+    assert list(beside.columns) == ["filename", "reason"]
+    assert beside["filename"].tolist() == names[1:]
+    assert set(beside["reason"]) == {"no head found (largest blob 0 pixels)"}
+
+
+def test_submit_leaves_no_old_fallback_list_beside_a_new_file(
+    synthetic_hc18: Path, checkpoint: Path, scan: hc18.Record, tmp_path: Path, monkeypatch
+) -> None:
+    """A list from an earlier submission would name rows that are measured heads now."""
+    output = tmp_path / "submission.csv"
+    sidecar = tmp_path / "submission.fallbacks.csv"
+    sidecar.write_text("filename,reason\n000_HC.png,stale\n")
+    measured = {
+        r.image_path.name: (Measurement(True, Ellipse(40.0, 30.0, 20.0, 15.0, 0.3), 0.2), (64, 96))
+        for r in hc18.load_records("test", synthetic_hc18)
+    }
+    monkeypatch.setattr("fetalft.predict.predict_test_set", lambda *a, **k: measured)
+    assert main(submit_args(synthetic_hc18, checkpoint, output)) == 0
+    assert sidecar.read_text().splitlines() == ["filename,reason"]
 
 
 def test_text_file_as_checkpoint_is_a_one_line_error(
