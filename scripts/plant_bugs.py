@@ -181,6 +181,22 @@ PLANTS: tuple[Plant, ...] = (
         'decoder="wide",',
         ("tests/test_training.py", "tests/test_cli.py"),
     ),
+    Plant(
+        "fallback-mean-hc",
+        "a submission's fallback circle has the mean training HC, not the median",
+        "fetalft/__main__.py",
+        "float(np.median(train_hc))",
+        "float(np.mean(train_hc))",
+        ("tests/test_cli.py",),
+    ),
+    Plant(
+        "fallbacks-unlisted",
+        "submit writes the list of fallback rows without its rows",
+        "fetalft/submission.py",
+        'pd.DataFrame(list(fallbacks.items()), columns=["filename", "reason"])',
+        'pd.DataFrame([], columns=["filename", "reason"])',
+        ("tests/test_cli.py",),
+    ),
 )
 BY_NAME = {plant.name: plant for plant in PLANTS}
 

@@ -364,6 +364,12 @@ def test_submit_lists_the_images_given_the_fallback_circle(
     assert list(beside.columns) == ["filename", "reason"]
     assert beside["filename"].tolist() == names[1:]
     assert set(beside["reason"]) == {"no head found (largest blob 0 pixels)"}
+    # each fallback row is a circle whose perimeter is the median expert HC of the training
+    # CSV, read here with pandas rather than through fetalft
+    rows = pd.read_csv(output).set_index("filename").loc[names[1:]]
+    median = pd.read_csv(synthetic_hc18 / hc18.TRAIN_CSV)["head circumference (mm)"].median()
+    assert (rows["semi_axes_a_mm"] == rows["semi_axes_b_mm"]).all()
+    assert 2 * math.pi * rows["semi_axes_a_mm"].to_numpy() == pytest.approx(median, abs=1e-5)
 
 
 def test_submit_leaves_no_old_fallback_list_beside_a_new_file(

@@ -588,7 +588,10 @@ def test_final_run_names_are_those_the_study_gives_its_settings() -> None:
     assert RunSpec("decoder-0-4", 0, settings=settings).name == recipe.FROZEN_ENCODER_RUN
     assert RunSpec("decoder-0-4", 0, settings=settings + budget).name == recipe.FINAL_RUN
     assert RunSpec("baseline", 0, settings=settings).name == recipe.FINAL_BASELINE_RUN
-    assert {recipe.FINAL_RUN, recipe.FROZEN_ENCODER_RUN} <= set(recipe.CANDIDATE_RUNS)
+    faster = (("decoder", "slim"), ("encoder_lr", 3e-4))
+    assert RunSpec("decoder-0-4", 0, settings=settings + faster).name == recipe.ENCODER_RATE_RUN
+    chapter_8s = {recipe.FINAL_RUN, recipe.FROZEN_ENCODER_RUN, recipe.ENCODER_RATE_RUN}
+    assert chapter_8s <= set(recipe.CANDIDATE_RUNS)
 
 
 def test_final_table_puts_the_final_model_and_its_baseline_first(results: Path) -> None:
