@@ -213,3 +213,25 @@ def show_table(
         display(table)  # nothing to add: pandas' own rendering of the frame
     else:
         display(style_table(table, caption, highlight))
+
+
+#: How chapter 8's validation tables print their scores: two decimals, changes signed.
+VALIDATION_FORMATS = {
+    "val Dice (%)": "{:.2f}",
+    "val ADF (mm)": "{:.2f}",
+    "Dice change": "{:+.2f}",
+    "ADF change (mm)": "{:+.2f}",
+}
+
+
+def show_validation(table: pd.DataFrame, empty: str, caption: str) -> None:
+    """Display one of chapter 8's validation tables (:func:`fetalft.recipe.ablation_table`,
+    :func:`fetalft.recipe.candidate_table`) without its run names, which the ``change``
+    column says in words, or print ``empty`` when its runs have not finished."""
+    from IPython.display import display
+
+    if table.empty:
+        print(empty)
+        return
+    styled = table.drop(columns="run").style.format(VALIDATION_FORMATS).hide(axis="index")
+    display(styled.set_caption(caption))

@@ -17,7 +17,13 @@ from fetalft.evaluate import PROTOCOLS
 from fetalft.hc18 import load_records
 from fetalft.metrics import CHALLENGE_METRICS, SEGMENTATION_METRICS
 from fetalft.profiles import PROFILES, SETTINGS, with_settings
-from fetalft.recipe import FINAL_BASELINE_RUN, FINAL_RUN, FROZEN_ENCODER_RUN, LABEL_DEFAULTS
+from fetalft.recipe import (
+    ENCODER_RATE_RUN,
+    FINAL_BASELINE_RUN,
+    FINAL_RUN,
+    FROZEN_ENCODER_RUN,
+    LABEL_DEFAULTS,
+)
 from fetalft.study import RunSpec
 from fetalft.submission import check_submission, fallbacks_path, read_submission
 
@@ -214,6 +220,19 @@ def test_chapter_8s_final_models_have_their_three_seeds(run: str) -> None:
             **budget,
         }
         assert record["trainable_parameters"] <= 4_405_073
+
+
+def test_chapter_8s_faster_encoder_differs_from_the_final_model_in_its_rate_only() -> None:
+    """Chapter 8 compares the encoder at 3e-4 with the final model on validation: one seed,
+    the final model's settings but the encoder's rate, within the same budget."""
+    run = RESULTS / "cpu-hc" / ENCODER_RATE_RUN
+    if not run.is_dir():
+        pytest.skip(f"results/cpu-hc/{ENCODER_RATE_RUN} is not committed")
+    (record,) = [strict(p.read_text()) for p in run.glob("seed-*/metrics.json")]
+    final = strict((RESULTS / "cpu-hc" / FINAL_RUN / "seed-0" / "metrics.json").read_text())
+    assert record["seed"] == 0
+    assert record["settings"] == {**final["settings"], "encoder_lr": 3e-4}
+    assert record["trainable_parameters"] == final["trainable_parameters"] <= 4_405_073
 
 
 def test_chapter_8s_from_scratch_comparison_is_trained_as_the_final_model() -> None:

@@ -80,6 +80,28 @@ def test_show_table_titles_styles_and_says_when_empty(monkeypatch, capsys) -> No
     assert "row0_col0" in shown[-1].to_html() and "0.90" in shown[-1].to_html()
 
 
+def test_show_validation_drops_the_run_names_and_signs_the_changes(monkeypatch, capsys) -> None:
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    tables.show_validation(pd.DataFrame(), "not finished", "a caption")
+    assert capsys.readouterr().out == "not finished\n" and not shown
+    table = pd.DataFrame(
+        {
+            "change": ["the recipe", "input 320 x 480"],
+            "val Dice (%)": [97.0, 97.456],
+            "val ADF (mm)": [2.0, 1.8],
+            "ADF change (mm)": [0.0, -0.2],
+            "run": ["decoder-0-4", "decoder-0-4--image-size-320x480"],
+        }
+    )
+    tables.show_validation(table, "", "Validation images (80)")
+    html = shown[-1].to_html()
+    assert "Validation images (80)" in html and "97.46" in html and "-0.20" in html
+    assert "+0.00" in html and "decoder-0-4--image-size" not in html
+
+
 def test_data_efficiency_keeps_strategies_run_at_several_fractions(results: Path) -> None:
     write_run(results, RunSpec("decoder-0-4", 0), test={"dice": 0.9}, n_train=700)
     write_run(
