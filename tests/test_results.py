@@ -261,6 +261,7 @@ def test_chapter_8s_from_scratch_comparison_is_trained_as_the_final_model() -> N
 
 
 submissions = sorted(RESULTS.glob("*/submission.csv"))
+CHAPTER_8_SUBMISSION = RESULTS / "cpu-hc" / "submission.csv"
 
 
 @pytest.mark.skipif(not submissions, reason="no committed submission files")
@@ -278,8 +279,8 @@ def test_chapter_8s_submission_lists_exactly_its_fallback_rows() -> None:
     file. A fallback row is a circle (equal semi-axes, angle 0) of the median training HC;
     a measured head, fitted to thousands of outline points, never has semi-axes equal to the
     micrometre. So the circles in the file, found without the list, must be the list."""
-    path = RESULTS / "cpu-hc" / "submission.csv"
-    table, listed = read_submission(path), pd.read_csv(fallbacks_path(path))
+    table = read_submission(CHAPTER_8_SUBMISSION)
+    listed = pd.read_csv(fallbacks_path(CHAPTER_8_SUBMISSION))
     circles = table[
         (table["semi_axes_a_mm"] == table["semi_axes_b_mm"]) & (table["angle_rad"] == 0)
     ]
@@ -291,11 +292,14 @@ def test_chapter_8s_submission_lists_exactly_its_fallback_rows() -> None:
 @pytest.mark.realdata
 def test_chapter_8s_fallback_circles_have_the_median_training_hc(real_hc18: Path) -> None:
     """The circle's perimeter, 2 pi r, read from the expert HCs of HC18's CSV directly."""
-    path = RESULTS / "cpu-hc" / "submission.csv"
-    listed = set(pd.read_csv(fallbacks_path(path))["filename"])
+    listed = set(pd.read_csv(fallbacks_path(CHAPTER_8_SUBMISSION))["filename"])
     if not listed:
         pytest.skip("every head of the committed submission was measured")
-    radii = read_submission(path).set_index("filename").loc[sorted(listed), "semi_axes_a_mm"]
+    radii = (
+        read_submission(CHAPTER_8_SUBMISSION)
+        .set_index("filename")
+        .loc[sorted(listed), "semi_axes_a_mm"]
+    )
     median = pd.read_csv(real_hc18 / "training_set_pixel_size_and_HC.csv").iloc[:, 2].median()
     assert 2 * math.pi * radii.to_numpy() == pytest.approx(median, abs=1e-4)
 
