@@ -181,3 +181,21 @@ def load_refit_images(
         for path in sorted(root.glob(f"seed-*/{PER_IMAGE_FILE}"))
     ]
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+def recorded_fit(
+    profile: str,
+    run: str,
+    role: str = "val",
+    seed: int = 0,
+    *,
+    results_dir: str | os.PathLike | None = None,
+) -> pd.DataFrame:
+    """One seed's images of one split scored with the run's own fit (share 0): the
+    validation scores image by image, which a run's files keep only as a summary (empty
+    when the seed was not re-fitted)."""
+    images = load_refit_images(profile, run, results_dir=results_dir)
+    if images.empty:
+        return images
+    chosen = (images["role"] == role) & (images["share"] == 0) & (images["seed"] == seed)
+    return images[chosen].reset_index(drop=True)

@@ -2,7 +2,7 @@
 # Chapter 8's study (profile cpu-hc): the recipe's three seeds first, then one ablation run
 # per change (each undoes one part of the recipe, seed 0), candidates toward the chapter's
 # goal (a larger input trained longer; stronger augmentation; both; chosen on validation),
-# the winner's other seeds, the encoder trained too (and its seeds), then the from-scratch U-Net in the same profile, under the
+# the winner's other seeds, the encoder trained too (and its seeds), two candidates against it, then the from-scratch U-Net in the same profile, under the
 # recipe and under the final model's settings. Every step skips finished runs, so run it
 # again after an interruption. Needs the same environment as scripts/cpu_study.sh.
 # Precision is fixed, so every run of the chapter is bf16 whatever the machine (the
@@ -29,6 +29,9 @@ study --strategies decoder-0-4 --seeds 0 1 2 --set image_size=320x480 --set epoc
 # the final model's encoder at three times the rate, judged on validation against it
 study --strategies decoder-0-4 --seeds 0 --set image_size=320x480 --set epochs=20 --set augment=strong \
     --set decoder=slim --set encoder_lr=3e-4
+# the final model at a larger input, judged on validation against it by a paired test
+study --strategies decoder-0-4 --seeds 0 --set image_size=384x576 --set epochs=20 --set augment=strong \
+    --set decoder=slim --set encoder_lr=1e-4
 study --strategies baseline --seeds 0                           # hours on a 2-core CPU
 # the from-scratch U-Net trained as the final model: about 6 hours on a 2-core CPU
 study --strategies baseline --seeds 0 --set image_size=320x480 --set epochs=20 --set augment=strong

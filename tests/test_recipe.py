@@ -8,6 +8,7 @@ model is trained and every expected number below is worked out by hand in a comm
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -590,7 +591,14 @@ def test_final_run_names_are_those_the_study_gives_its_settings() -> None:
     assert RunSpec("baseline", 0, settings=settings).name == recipe.FINAL_BASELINE_RUN
     faster = (("decoder", "slim"), ("encoder_lr", 3e-4))
     assert RunSpec("decoder-0-4", 0, settings=settings + faster).name == recipe.ENCODER_RATE_RUN
-    chapter_8s = {recipe.FINAL_RUN, recipe.FROZEN_ENCODER_RUN, recipe.ENCODER_RATE_RUN}
+    larger = (("image_size", (384, 576)), ("epochs", 20), ("augment", "strong"), *budget)
+    assert RunSpec("decoder-0-4", 0, settings=larger).name == recipe.LARGER_INPUT_RUN
+    chapter_8s = {
+        recipe.FINAL_RUN,
+        recipe.FROZEN_ENCODER_RUN,
+        recipe.ENCODER_RATE_RUN,
+        recipe.LARGER_INPUT_RUN,
+    }
     assert chapter_8s <= set(recipe.CANDIDATE_RUNS)
 
 
@@ -844,3 +852,62 @@ def test_flip_effect_is_empty_without_runs_scored_both_ways(results: Path, tmp_p
     assert recipe.flip_effect(pd.DataFrame()).empty
     # the fixture's runs have no signed difference (df_mm) recorded: nothing to compare
     assert recipe.flip_effect(cpu_hc(results)).empty
+
+
+def exact_one_sided_p(differences: list[float]) -> float:
+    """The signed-rank test by enumeration: the share of the 2^n sign patterns (each
+    equally likely when neither run is better) whose sum of positive ranks is no larger
+    than the one observed. An independent route to scipy's exact p-value."""
+    ranks = pd.Series([abs(d) for d in differences]).rank().tolist()
+    observed = sum(r for r, d in zip(ranks, differences, strict=True) if d > 0)
+    patterns = itertools.product((0, 1), repeat=len(ranks))
+    at_most = sum(
+        sum(r for r, s in zip(ranks, signs, strict=True) if s) <= observed for signs in patterns
+    )
+    return at_most / 2 ** len(ranks)
+
+
+def images(adf: list[float], start: int = 0) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"name": [f"{i:03d}_HC" for i in range(start, start + len(adf))], "adf_mm": adf}
+    )
+
+
+def test_paired_change_counts_every_image_better_as_one_chance_in_two_to_the_n() -> None:
+    reference = images([2.0 + 0.1 * i for i in range(10)])
+    candidate = images([1.9 + 0.1 * i - 0.01 * i for i in range(10)])
+    change = recipe.paired_change(candidate, reference)
+    assert change["p"] == pytest.approx(1 / 1024, rel=1e-9)
+    assert change["candidate closer"] == 10
+    assert change["mean change (mm)"] == pytest.approx(-0.1 - 0.01 * 4.5, abs=1e-12)
+
+
+def test_paired_change_p_matches_enumerating_the_sign_patterns() -> None:
+    differences = [-0.31, 0.12, -0.05, -0.44, 0.27, -0.18, -0.02, 0.09, -0.36, -0.23, 0.15, -0.4]
+    reference = images([2.0 + 0.05 * i for i in range(12)])
+    candidate = reference.assign(adf_mm=reference["adf_mm"] + differences)
+    # Rows in another order: the images are paired by name, not by position.
+    change = recipe.paired_change(candidate.iloc[::-1], reference)
+    assert change["p"] == pytest.approx(exact_one_sided_p(differences), rel=1e-9)
+    assert 0.01 < change["p"] < 0.1  # neither trivially small nor large: a real check
+    assert change["candidate closer"] == 8
+    assert change["mean change (mm)"] == pytest.approx(sum(differences) / 12, abs=1e-12)
+
+
+def test_paired_change_leaves_out_failures_and_counts_them() -> None:
+    reference = images([2.0, 2.1, float("nan"), 2.3, 2.4, 2.5])
+    candidate = images([1.9, float("nan"), 2.0, 2.2, 2.3, 2.6])
+    change = recipe.paired_change(candidate, reference)
+    assert (change["images"], change["candidate failures"], change["reference failures"]) == (
+        4,
+        1,
+        1,
+    )
+    assert change["mean change (mm)"] == pytest.approx((-0.1 - 0.1 - 0.1 + 0.1) / 4, abs=1e-12)
+
+
+def test_paired_change_refuses_tables_of_different_images() -> None:
+    with pytest.raises(ValueError, match="same images once each"):
+        recipe.paired_change(images([1.0, 2.0], start=0), images([1.0, 2.0], start=1))
+    with pytest.raises(ValueError, match="same images once each"):
+        recipe.paired_change(images([1.0, 2.0, 3.0]), images([1.0, 2.0]))

@@ -57,6 +57,14 @@ def test_refit_scores_each_share_and_reproduces_the_recorded_fit(finished) -> No
         )
     images = refit.load_refit_images("smoke", "decoder-0-4", results_dir=finished["results"])
     assert len(images) == len(per_image) and (images["seed"] == 0).all()
+    # the recorded fit of one split, as chapter 8's paired test reads it
+    kept = refit.recorded_fit("smoke", "decoder-0-4", "test", results_dir=finished["results"])
+    pd.testing.assert_frame_equal(
+        kept.drop(columns="seed"), again.reset_index()[kept.columns.drop("seed")]
+    )
+    val = refit.recorded_fit("smoke", "decoder-0-4", results_dir=finished["results"])
+    assert len(val) == len(per_image[per_image["role"] == "val"]) // len(refit.SHARES)
+    assert (val["role"] == "val").all() and (val["share"] == 0).all()
     table = refit.load_refits("smoke", "decoder-0-4", results_dir=finished["results"])
     assert len(table) == len(refit.SHARES) + 2
     assert set(table["split"]) == {"val", "test"} and (table["seed"] == 0).all()
@@ -78,3 +86,4 @@ def test_refit_of_an_unknown_run_names_it(finished) -> None:
 def test_load_refits_is_empty_when_nothing_was_refitted(tmp_path: Path) -> None:
     assert refit.load_refits("smoke", "decoder-0-4", results_dir=tmp_path).empty
     assert refit.load_refit_images("smoke", "decoder-0-4", results_dir=tmp_path).empty
+    assert refit.recorded_fit("smoke", "decoder-0-4", results_dir=tmp_path).empty

@@ -23,6 +23,7 @@ from fetalft.recipe import (
     FINAL_RUN,
     FROZEN_ENCODER_RUN,
     LABEL_DEFAULTS,
+    LARGER_INPUT_RUN,
 )
 from fetalft.study import RunSpec
 from fetalft.submission import check_submission, fallbacks_path, read_submission
@@ -235,6 +236,20 @@ def test_chapter_8s_faster_encoder_differs_from_the_final_model_in_its_rate_only
     assert record["trainable_parameters"] == final["trainable_parameters"] <= 4_405_073
 
 
+def test_chapter_8s_larger_input_differs_from_the_final_model_in_its_input_only() -> None:
+    """Chapter 8 compares the final model's settings at 384 x 576 with the final model on
+    validation: one seed, the same network and budget, a larger input."""
+    run = RESULTS / "cpu-hc" / LARGER_INPUT_RUN
+    if not run.is_dir():
+        pytest.skip(f"results/cpu-hc/{LARGER_INPUT_RUN} is not committed")
+    (record,) = [strict(p.read_text()) for p in run.glob("seed-*/metrics.json")]
+    final = strict((RESULTS / "cpu-hc" / FINAL_RUN / "seed-0" / "metrics.json").read_text())
+    assert record["seed"] == 0
+    assert record["settings"] == {**final["settings"], "image_size": [384, 576]}
+    assert record["image_size"] == [384, 576]
+    assert record["trainable_parameters"] == final["trainable_parameters"] <= 4_405_073
+
+
 def test_chapter_8s_from_scratch_comparison_is_trained_as_the_final_model() -> None:
     """Chapter 8 compares the final model with the U-Net trained from scratch "under the
     same settings": the two differ in the network (and so the trainable parameters) only."""
@@ -320,6 +335,8 @@ CLEAR_FIT = RESULTS / "checks" / "clear-fit" / "cpu-hc"
         (FINAL_RUN, 3),
         (FROZEN_ENCODER_RUN, 3),
         (FINAL_BASELINE_RUN, 1),
+        (ENCODER_RATE_RUN, 1),
+        (LARGER_INPUT_RUN, 1),
     ],
 )
 def test_the_clear_fit_was_chosen_on_validation_and_reproduces_the_recorded_fit(
@@ -350,6 +367,12 @@ def test_the_clear_fit_was_chosen_on_validation_and_reproduces_the_recorded_fit(
             recorded.set_index("name")["hc_pred_mm"].sort_index(),
             rtol=1e-9,
         )
+        # and the validation images too: chapter 8's paired test of the candidates reads
+        # these rows as the run's own validation scores
+        metrics = strict((RESULTS / "cpu-hc" / run / path.parent.name / "metrics.json").read_text())
+        val = per_image[(per_image["role"] == "val") & (per_image["share"] == 0)]
+        assert val["adf_mm"].mean() == pytest.approx(metrics["val"]["adf_mm"]["mean"], rel=1e-9)
+        assert val["adf_mm"].isna().sum() == metrics["val"]["adf_mm"]["n_nan"]
     if run == FROZEN_ENCODER_RUN:
         # the share was chosen on the first final model (the later ones inherit it): the
         # smallest validation ADF over its seeds
