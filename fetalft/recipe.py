@@ -249,16 +249,19 @@ def paired_change(candidate: pd.DataFrame, reference: pd.DataFrame) -> pd.Series
     measurable ellipse, left out of the pairs), the mean paired ADF change (candidate minus
     reference, mm), the images where the candidate is closer, and the p-value.
     """
-    pairs = (
-        candidate.set_index("name")["adf_mm"]
-        .to_frame("candidate")
-        .join(reference.set_index("name")["adf_mm"].rename("reference"), how="outer")
-    )
-    if pairs.index.has_duplicates or len(pairs) != len(candidate) or len(pairs) != len(reference):
+    names = [table["name"] for table in (candidate, reference)]
+    if any(n.duplicated().any() for n in names) or set(names[0]) != set(names[1]):
         raise ValueError(
-            "paired_change needs the same images once each in both tables; "
-            f"got {len(candidate)} and {len(reference)} rows, {len(pairs)} distinct names"
+            "paired_change needs the same images once each in both tables; got "
+            f"{len(candidate)} rows ({names[0].nunique()} images) and {len(reference)} rows "
+            f"({names[1].nunique()} images), {len(set(names[0]) ^ set(names[1]))} in one only"
         )
+    pairs = pd.DataFrame(
+        {
+            "candidate": candidate.set_index("name")["adf_mm"],
+            "reference": reference.set_index("name")["adf_mm"],
+        }
+    )
     measured = pairs.dropna()
     change = measured["candidate"] - measured["reference"]
     return pd.Series(

@@ -197,6 +197,22 @@ PLANTS: tuple[Plant, ...] = (
         'pd.DataFrame([], columns=["filename", "reason"])',
         ("tests/test_cli.py",),
     ),
+    Plant(
+        "paired-two-sided",
+        "chapter 8's paired bar asks whether the candidate differs, not whether it is better",
+        "fetalft/recipe.py",
+        'wilcoxon(change, alternative="less")',
+        "wilcoxon(change)",
+        ("tests/test_recipe.py",),
+    ),
+    Plant(
+        "paired-by-position",
+        "chapter 8's paired bar pairs the two runs' rows by position, not by image",
+        "fetalft/recipe.py",
+        '"reference": reference.set_index("name")["adf_mm"]',
+        '"reference": reference["adf_mm"].set_axis(candidate["name"])',
+        ("tests/test_recipe.py",),
+    ),
 )
 BY_NAME = {plant.name: plant for plant in PLANTS}
 
