@@ -276,6 +276,25 @@ def paired_change(candidate: pd.DataFrame, reference: pd.DataFrame) -> pd.Series
     )
 
 
+def paired_table(candidates: dict[str, pd.DataFrame], reference: pd.DataFrame) -> pd.DataFrame:
+    """:func:`paired_change` of each candidate's images (named by the keys) against the
+    same ``reference``, a row each, and whether it passes the chapter's bar: a lower ADF
+    on the same images with p below :data:`PAIRED_P`. Candidates with no images yet are
+    left out; empty when none has any."""
+    rows = {
+        name: paired_change(images, reference)
+        for name, images in candidates.items()
+        if not images.empty
+    }
+    if not rows:
+        return pd.DataFrame()
+    table = pd.DataFrame(rows).T.rename_axis("candidate")
+    counts = ["images", "candidate failures", "reference failures", "candidate closer"]
+    table[counts] = table[counts].astype(int)
+    table["passes the bar"] = (table["mean change (mm)"] < 0) & (table["p"] < PAIRED_P)
+    return table
+
+
 def final_table(
     cpu_hc_runs: pd.DataFrame,
     cpu_runs: pd.DataFrame,

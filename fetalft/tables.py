@@ -235,3 +235,17 @@ def show_validation(table: pd.DataFrame, empty: str, caption: str) -> None:
         return
     styled = table.drop(columns="run").style.format(VALIDATION_FORMATS).hide(axis="index")
     display(styled.set_caption(caption))
+
+
+PAIRED_FORMATS = {"mean change (mm)": "{:+.2f}", "p": "{:.3f}"}
+
+
+def show_paired(table: pd.DataFrame, empty: str, caption: str) -> None:
+    """Display chapter 8's paired comparison (:func:`fetalft.recipe.paired_table`), or
+    print ``empty`` when no candidate has been re-scored image by image yet."""
+    from IPython.display import display
+
+    if table.empty:
+        print(empty)
+        return
+    display(table.style.format(PAIRED_FORMATS).set_caption(caption))

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CARD = """# Model card: fetalft decoder-0-4, chapter 8's final model
 
 **What it is.** A U-Net with an ImageNet MobileNetV2 encoder (segmentation-models-pytorch),
-{what_trains}: {trainable:,} trainable of {total:,} parameters. Stored in half precision; SHA-256 in `{name}.sha256`.
+{what_trains}: {parameters}. Stored in half precision; SHA-256 in `{name}.sha256`.
 
 **Intended use.** Teaching and research: reading the fetalft book, trying the commands,
 comparing methods. **Not for diagnosis** or any clinical decision.
@@ -73,8 +73,12 @@ def main() -> int:
         encoder_rate=f" (the encoder at {encoder_lr:g})" if encoder_lr else "",
         run=recipe.FINAL_RUN,
         augment=recipe.RECIPE_LABELS["augment"](row.get("augment", "paper")),
-        trainable=metrics["trainable_parameters"],
-        total=metrics["total_parameters"],
+        parameters=(
+            f"all {metrics['total_parameters']:,} parameters trained"
+            if metrics["trainable_parameters"] == metrics["total_parameters"]
+            else f"{metrics['trainable_parameters']:,} of its {metrics['total_parameters']:,} "
+            "parameters trained"
+        ),
         n_train=metrics["n_train"],
         n_val=metrics["n_val"],
         n_test=metrics["n_test"],

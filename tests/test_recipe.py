@@ -911,3 +911,17 @@ def test_paired_change_refuses_tables_of_different_images() -> None:
         recipe.paired_change(images([1.0, 2.0], start=0), images([1.0, 2.0], start=1))
     with pytest.raises(ValueError, match="same images once each"):
         recipe.paired_change(images([1.0, 2.0, 3.0]), images([1.0, 2.0]))
+
+
+def test_paired_table_has_a_row_per_candidate_with_images_and_says_which_pass() -> None:
+    reference = images([2.0 + 0.1 * i for i in range(10)])
+    better = reference.assign(adf_mm=reference["adf_mm"] - 0.05 - 0.01 * reference.index)
+    worse = reference.assign(adf_mm=reference["adf_mm"] + 0.05 + 0.01 * reference.index)
+    table = recipe.paired_table(
+        {"better": better, "worse": worse, "not run": pd.DataFrame()}, reference
+    )
+    assert list(table.index) == ["better", "worse"]
+    assert table["passes the bar"].tolist() == [True, False]
+    assert table.loc["better", "p"] == pytest.approx(1 / 1024, rel=1e-9)
+    assert table.loc["worse", "candidate closer"] == 0 and table["images"].tolist() == [10, 10]
+    assert recipe.paired_table({"not run": pd.DataFrame()}, reference).empty

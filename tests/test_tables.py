@@ -102,6 +102,22 @@ def test_show_validation_drops_the_run_names_and_signs_the_changes(monkeypatch, 
     assert "+0.00" in html and "decoder-0-4--image-size" not in html
 
 
+def test_show_paired_signs_the_change_and_prints_when_empty(monkeypatch, capsys) -> None:
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    tables.show_paired(pd.DataFrame(), "nothing re-scored", "a caption")
+    assert capsys.readouterr().out == "nothing re-scored\n" and not shown
+    table = pd.DataFrame(
+        {"images": [80], "mean change (mm)": [-0.0512], "p": [0.37944], "passes the bar": [False]},
+        index=pd.Index(["encoder at 3e-4"], name="candidate"),
+    )
+    tables.show_paired(table, "", "Each candidate")
+    html = shown[-1].to_html()
+    assert "Each candidate" in html and "-0.05" in html and "0.379" in html
+
+
 def test_data_efficiency_keeps_strategies_run_at_several_fractions(results: Path) -> None:
     write_run(results, RunSpec("decoder-0-4", 0), test={"dice": 0.9}, n_train=700)
     write_run(
