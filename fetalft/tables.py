@@ -237,7 +237,11 @@ def show_validation(table: pd.DataFrame, empty: str, caption: str) -> None:
     display(styled.set_caption(caption))
 
 
-PAIRED_FORMATS = {"mean change (mm)": "{:+.2f}", "p": "{:.3f}"}
+PAIRED_FORMATS = {
+    "mean change (mm)": "{:+.2f}",
+    "p": "{:.3f}",
+    "passes the bar": lambda passes: "yes" if passes else "no",
+}
 
 
 def show_paired(table: pd.DataFrame, empty: str, caption: str) -> None:

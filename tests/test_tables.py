@@ -116,6 +116,7 @@ def test_show_paired_signs_the_change_and_prints_when_empty(monkeypatch, capsys)
     tables.show_paired(table, "", "Each candidate")
     html = shown[-1].to_html()
     assert "Each candidate" in html and "-0.05" in html and "0.379" in html
+    assert ">no<" in html and "False" not in html
 
 
 def test_data_efficiency_keeps_strategies_run_at_several_fractions(results: Path) -> None:
