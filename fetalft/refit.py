@@ -193,9 +193,10 @@ def recorded_fit(
 ) -> pd.DataFrame:
     """One seed's images of one split scored with the run's own fit (share 0): the
     validation scores image by image, which a run's files keep only as a summary (empty
-    when the seed was not re-fitted)."""
-    images = load_refit_images(profile, run, results_dir=results_dir)
-    if images.empty:
-        return images
-    chosen = (images["role"] == role) & (images["share"] == 0) & (images["seed"] == seed)
-    return images[chosen].reset_index(drop=True)
+    when the seed was not re-fitted). Reads that seed's record only."""
+    path = refit_folder(profile, run, seed, results_dir=results_dir) / PER_IMAGE_FILE
+    if not path.is_file():
+        return pd.DataFrame()
+    images = pd.read_csv(path)
+    chosen = (images["role"] == role) & (images["share"] == 0)
+    return images[chosen].assign(seed=seed).reset_index(drop=True)

@@ -62,11 +62,17 @@ def test_variant_display_groups_kinds_and_keeps_the_change(results: Path) -> Non
     assert tables.variant_caption(leaky).startswith("Each run with one change (leaky split)")
 
 
-def test_show_table_titles_styles_and_says_when_empty(monkeypatch, capsys) -> None:
+@pytest.fixture
+def shown(monkeypatch) -> list:
+    """What the show_* helpers pass to IPython's display, in order."""
     import IPython.display
 
-    shown = []
-    monkeypatch.setattr(IPython.display, "display", shown.append)
+    displayed = []
+    monkeypatch.setattr(IPython.display, "display", displayed.append)
+    return displayed
+
+
+def test_show_table_titles_styles_and_says_when_empty(shown: list, capsys) -> None:
     tables.show_table(pd.DataFrame(), "nothing yet", "a caption")
     assert capsys.readouterr().out == "nothing yet\n" and not shown
 
@@ -80,11 +86,7 @@ def test_show_table_titles_styles_and_says_when_empty(monkeypatch, capsys) -> No
     assert "row0_col0" in shown[-1].to_html() and "0.90" in shown[-1].to_html()
 
 
-def test_show_validation_drops_the_run_names_and_signs_the_changes(monkeypatch, capsys) -> None:
-    import IPython.display
-
-    shown = []
-    monkeypatch.setattr(IPython.display, "display", shown.append)
+def test_show_validation_drops_the_run_names_and_signs_the_changes(shown: list, capsys) -> None:
     tables.show_validation(pd.DataFrame(), "not finished", "a caption")
     assert capsys.readouterr().out == "not finished\n" and not shown
     table = pd.DataFrame(
@@ -102,11 +104,7 @@ def test_show_validation_drops_the_run_names_and_signs_the_changes(monkeypatch, 
     assert "+0.00" in html and "decoder-0-4--image-size" not in html
 
 
-def test_show_paired_signs_the_change_and_prints_when_empty(monkeypatch, capsys) -> None:
-    import IPython.display
-
-    shown = []
-    monkeypatch.setattr(IPython.display, "display", shown.append)
+def test_show_paired_signs_the_change_and_prints_when_empty(shown: list, capsys) -> None:
     tables.show_paired(pd.DataFrame(), "nothing re-scored", "a caption")
     assert capsys.readouterr().out == "nothing re-scored\n" and not shown
     table = pd.DataFrame(
