@@ -47,6 +47,11 @@ RECORD_FILE = "clear_fit.json"
 PER_IMAGE_FILE = "per_image.csv"
 
 
+class RunNotFinished(ValueError):
+    """The run asked for has no finished seed in the results folder (not trained, not
+    committed, or still training)."""
+
+
 def refit_folder(
     profile: str, run: str, seed: int, *, results_dir: str | os.PathLike | None = None
 ) -> Path:
@@ -120,7 +125,7 @@ def refit_runs(
     recorded = load_runs(profile, results_dir)
     recorded = recorded[recorded["run"] == run] if len(recorded) else recorded
     if recorded.empty:
-        raise ValueError(
+        raise RunNotFinished(
             f"no finished {profile} run named {run} under {results_root(results_dir) / profile}"
         )
     study, written, skipped = None, [], []

@@ -3,7 +3,7 @@
 # per change (each undoes one part of the recipe, seed 0), candidates toward the chapter's
 # goal (a larger input trained longer; stronger augmentation; both; chosen on validation),
 # the winner's other seeds, the encoder trained too (and its seeds), two candidates against
-# that final model (a faster encoder, a larger input), then the from-scratch U-Net in the
+# that final model (a faster encoder, a larger input, longer training), then the from-scratch U-Net in the
 # same profile, under the recipe and under the final model's settings. Every step skips
 # finished runs, so run it again after an interruption. Needs the same environment as
 # scripts/cpu_study.sh.
@@ -33,6 +33,9 @@ study --strategies decoder-0-4 --seeds 0 --set image_size=320x480 --set epochs=2
     --set decoder=slim --set encoder_lr=3e-4
 # the final model at a larger input, judged on validation against it by a paired test
 study --strategies decoder-0-4 --seeds 0 --set image_size=384x576 --set epochs=20 --set augment=strong \
+    --set decoder=slim --set encoder_lr=1e-4
+# the final model trained for 30 epochs, judged the same way
+study --strategies decoder-0-4 --seeds 0 --set image_size=320x480 --set epochs=30 --set augment=strong \
     --set decoder=slim --set encoder_lr=1e-4
 study --strategies baseline --seeds 0                           # hours on a 2-core CPU
 # the from-scratch U-Net trained as the final model: about 6 hours on a 2-core CPU

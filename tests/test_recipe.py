@@ -593,11 +593,14 @@ def test_final_run_names_are_those_the_study_gives_its_settings() -> None:
     assert RunSpec("decoder-0-4", 0, settings=settings + faster).name == recipe.ENCODER_RATE_RUN
     larger = (("image_size", (384, 576)), ("epochs", 20), ("augment", "strong"), *budget)
     assert RunSpec("decoder-0-4", 0, settings=larger).name == recipe.LARGER_INPUT_RUN
+    longer = (("image_size", (320, 480)), ("epochs", 30), ("augment", "strong"), *budget)
+    assert RunSpec("decoder-0-4", 0, settings=longer).name == recipe.LONGER_RUN
     chapter_8s = {
         recipe.FINAL_RUN,
         recipe.FROZEN_ENCODER_RUN,
         recipe.ENCODER_RATE_RUN,
         recipe.LARGER_INPUT_RUN,
+        recipe.LONGER_RUN,
     }
     assert chapter_8s <= set(recipe.CANDIDATE_RUNS)
 

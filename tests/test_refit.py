@@ -79,7 +79,7 @@ def test_refit_keeps_a_finished_seed(finished) -> None:
 
 
 def test_refit_of_an_unknown_run_names_it(finished) -> None:
-    with pytest.raises(ValueError, match="no-such-run"):
+    with pytest.raises(refit.RunNotFinished, match="no-such-run"):
         refit_smoke(finished, "no-such-run")
 
 

@@ -24,6 +24,7 @@ from fetalft.recipe import (
     FROZEN_ENCODER_RUN,
     LABEL_DEFAULTS,
     LARGER_INPUT_RUN,
+    LONGER_RUN,
 )
 from fetalft.study import RunSpec
 from fetalft.submission import check_submission, fallbacks_path, read_submission
@@ -225,8 +226,12 @@ def test_chapter_8s_final_models_have_their_three_seeds(run: str) -> None:
 
 @pytest.mark.parametrize(
     ("run", "change"),
-    [(ENCODER_RATE_RUN, {"encoder_lr": 3e-4}), (LARGER_INPUT_RUN, {"image_size": [384, 576]})],
-    ids=["faster encoder", "larger input"],
+    [
+        (ENCODER_RATE_RUN, {"encoder_lr": 3e-4}),
+        (LARGER_INPUT_RUN, {"image_size": [384, 576]}),
+        (LONGER_RUN, {"epochs": 30}),
+    ],
+    ids=["faster encoder", "larger input", "longer training"],
 )
 def test_chapter_8s_candidates_differ_from_the_final_model_in_one_setting(
     run: str, change: dict
@@ -331,6 +336,7 @@ CLEAR_FIT = RESULTS / "checks" / "clear-fit" / "cpu-hc"
         (FINAL_BASELINE_RUN, 1),
         (ENCODER_RATE_RUN, 1),
         (LARGER_INPUT_RUN, 1),
+        (LONGER_RUN, 1),
     ],
 )
 def test_the_clear_fit_was_chosen_on_validation_and_reproduces_the_recorded_fit(
