@@ -2,11 +2,11 @@
 # Chapter 8's study (profile cpu-hc): the recipe's three seeds first, then one ablation run
 # per change (each undoes one part of the recipe, seed 0), candidates toward the chapter's
 # goal (a larger input trained longer; stronger augmentation; both; chosen on validation),
-# the winner's other seeds, the encoder trained too (and its seeds), two candidates against
-# that final model (a faster encoder, a larger input, longer training), then the from-scratch U-Net in the
-# same profile, under the recipe and under the final model's settings. Every step skips
-# finished runs, so run it again after an interruption. Needs the same environment as
-# scripts/cpu_study.sh.
+# the winner's other seeds, the encoder trained too (and its seeds), three candidates
+# against that final model (a faster encoder, a larger input, longer training), then the
+# from-scratch U-Net in the same profile, under the recipe and under the final model's
+# settings. Every step skips finished runs, so run it again after an interruption. Needs
+# the same environment as scripts/cpu_study.sh.
 # Precision is fixed, so every run of the chapter is bf16 whatever the machine (the
 # committed runs were; "auto" would pick fp32 on an Intel CPU without AMX).
 set -euo pipefail
