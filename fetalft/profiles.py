@@ -62,6 +62,9 @@ class Profile:
     #: peak learning rate of the ImageNet encoder, which then trains as well (same warm-up
     #: and decay as the rest); 0 leaves the encoder as the strategy has it
     encoder_lr: float = 0.0
+    #: decay of an exponential moving average of the weights, which is then what is
+    #: validated, kept and tested (:class:`fetalft.training.Trainer`); 0: no average
+    ema: float = 0.0
     #: at most this many images per role (train, val, test); None keeps the full split
     limits: dict[str, int] | None = field(default=None)
     description: str = ""
@@ -157,6 +160,7 @@ SETTINGS: dict[str, str] = {
     "augment": "paper or strong",
     "decoder": "wide or slim",
     "encoder_lr": "a number >= 0 (0: the strategy's own encoder; 1e-4 trains it at that rate)",
+    "ema": "a decay in [0, 1) (0.995 averages the weights over about 200 steps; 0: none)",
 }
 
 
@@ -195,6 +199,11 @@ def _parse_value(key: str, value: str) -> object:
         ):
             raise ValueError(value)
         return number
+    if key == "ema":
+        number = float(value)
+        if not 0 <= number < 1:  # also refuses nan
+            raise ValueError(value)
+        return number
     if key == "tta":
         if value not in ("on", "off"):
             raise ValueError(value)
@@ -214,7 +223,7 @@ def setting_suffix(key: str, value: object) -> str:
     """The part of a run's folder name that says what it changed: ``--lr-0.0001``."""
     if key == "image_size":
         shown = "x".join(map(str, image_shape(value)))  # type: ignore[arg-type]
-    elif key in ("lr", "encoder_lr"):
+    elif key in ("lr", "encoder_lr", "ema"):
         shown = f"{value:g}"  # exact to 6 digits: 2.5e-4 and 3e-4 never share a folder
     elif key == "tta":
         shown = "on" if value else "off"

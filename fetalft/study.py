@@ -192,6 +192,7 @@ class Study:
             augment=p.augment,
             decoder=p.decoder,
             encoder_lr=p.encoder_lr,
+            ema=p.ema,
             encoder_weights=str(self.encoder_weights),
             precision=self.precision,
             extra={
@@ -261,6 +262,7 @@ class Study:
             "augment": recipe.augment,
             "decoder": recipe.decoder,
             "encoder_lr": recipe.encoder_lr,
+            "ema": recipe.ema,
             "settings": dict(spec.settings),
             "split": spec.split,
             "train_fraction": spec.train_fraction,

@@ -9,6 +9,9 @@ Protocol (the paper's, with its gaps filled and documented):
 - After each epoch the model is scored on the validation images; the epoch with the best
   validation Dice is kept (``select_by="hc"``: the smallest head-circumference error in mm,
   at original resolution). The test images are never looked at during training.
+- ``ema``: an exponential moving average of the weights (BatchNorm statistics included),
+  updated after every step, is what is validated, kept and tested instead of the weights
+  of the last step.
 - A checkpoint after every epoch; an interrupted run resumes from it and, on a CPU with the
   same seed, ends with the same numbers as an uninterrupted one. Resuming with a different
   configuration is refused.
@@ -28,6 +31,7 @@ import pandas as pd
 import segmentation_models_pytorch as smp
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from fetalft.batchnorm import recalibrate_folded_batchnorm
@@ -68,6 +72,7 @@ class RunConfig:
     augment: str = "paper"  # training augmentation (data.TRAIN_TRANSFORMS)
     decoder: str = "wide"  # decoder width (models.DECODER_CHANNELS)
     encoder_lr: float = 0.0  # > 0: the ImageNet encoder trains too, at this peak rate
+    ema: float = 0.0  # > 0: validate, keep and test a moving average of the weights (decay)
     encoder_weights: str | None = "imagenet"
     precision: str = "auto"
     extra: dict = field(default_factory=dict)  # labels such as split or train fraction
@@ -84,6 +89,8 @@ class RunConfig:
         decoder_channels(self.decoder)  # an unknown width fails here, before training
         if not (math.isfinite(self.encoder_lr) and self.encoder_lr >= 0):
             raise ValueError(f"encoder_lr={self.encoder_lr!r} must be a number >= 0")
+        if not (math.isfinite(self.ema) and 0 <= self.ema < 1):
+            raise ValueError(f"ema={self.ema!r} must be a decay in [0, 1) (0: no average)")
         if self.encoder_lr > 0 and not get_strategy(self.strategy).pretrained:
             raise ValueError(
                 f"encoder_lr={self.encoder_lr:g} trains an ImageNet encoder, and strategy "
@@ -216,6 +223,14 @@ class Trainer:
             total_steps=config.epochs * self.steps_per_epoch,
             warmup_steps=config.warmup_epochs * self.steps_per_epoch,
         )
+        #: the weights' exponential moving average (``config.ema``), or None
+        self.ema = (
+            AveragedModel(
+                self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True
+            )
+            if config.ema
+            else None
+        )
         self.scaler = self.runtime.grad_scaler()
         self.loss_fn = make_loss(config.loss)
         self.transform = augmentation(config.augment)
@@ -228,6 +243,16 @@ class Trainer:
         self.fit_seconds = 0.0
         #: the part of ``fit_seconds`` that earlier (interrupted) processes spent
         self.carried_seconds = 0.0
+
+    @property
+    def scored_model(self) -> FineTuned:
+        """The weights that are validated and kept: the moving average when there is one.
+
+        Why average: late in training each step still jiggles the weights around a good
+        solution, so the epoch a noisy validation score picks is partly luck; an average
+        over the last few hundred steps sits nearer the middle (Polyak averaging).
+        """
+        return self.model if self.ema is None else self.ema.module
 
     # -- checkpoints -------------------------------------------------------------------
     @property
@@ -246,6 +271,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
+            "ema": None if self.ema is None else self.ema.state_dict(),
             "history": self.history,
             "best_score": self.best_score,
             "best_epoch": self.best_epoch,
@@ -261,7 +287,7 @@ class Trainer:
                 {
                     "config": self.config.as_dict(),
                     "epoch": self.epoch,
-                    "model": self.model.state_dict(),
+                    "model": self.scored_model.state_dict(),
                 },
                 handle,
             )
@@ -284,6 +310,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
         self.history = state["history"]
         self.epoch = state["epoch"]
         self.best_score, self.best_epoch = state["best_score"], state["best_epoch"]
@@ -332,6 +360,8 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
+            if self.ema is not None:
+                self.ema.update_parameters(self.model)
             losses.append(loss.item())
             batches.set_postfix(loss=f"{loss.item():.4f}")
         return float(np.mean(losses))
@@ -377,7 +407,7 @@ class Trainer:
 
     def validate(self) -> dict[str, float]:
         """This epoch's validation scores; with ``select_by="hc"`` also at original size."""
-        args = (self.model, self.val_scans, self.runtime, self.config.batch_size)
+        args = (self.scored_model, self.val_scans, self.runtime, self.config.batch_size)
         scores = {"val_dice": validation_dice(*args, tta=self.config.tta)}
         if self.config.select_by == "hc":
             per_image = evaluate(*args, tta=self.config.tta)

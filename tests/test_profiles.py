@@ -137,6 +137,8 @@ def test_image_shape_and_size_label() -> None:
         ("decoder=wide", ("decoder", "wide")),
         ("encoder_lr=1e-4", ("encoder_lr", 1e-4)),
         ("encoder_lr=0", ("encoder_lr", 0.0)),
+        ("ema=0.995", ("ema", 0.995)),
+        ("ema=0", ("ema", 0.0)),
     ],
 )
 def test_parse_setting_reads_every_key(text: str, expected: tuple) -> None:
@@ -182,6 +184,12 @@ def test_parse_setting_reads_every_key(text: str, expected: tuple) -> None:
         "encoder_lr=nan",
         "encoder_lr=inf",
         "encoder_lr=fast",
+        "ema=1",
+        "ema=1.5",
+        "ema=-0.1",
+        "ema=nan",
+        "ema=inf",
+        "ema=slow",
     ],
 )
 def test_parse_setting_refuses_bad_values_naming_the_text_and_the_choices(text: str) -> None:
@@ -224,6 +232,7 @@ def test_settings_are_the_recipe_fields_of_a_profile() -> None:
         "augment",
         "decoder",
         "encoder_lr",
+        "ema",
     }
 
 
@@ -243,6 +252,8 @@ def test_settings_are_the_recipe_fields_of_a_profile() -> None:
         ("select_by", "dice", "--select-by-dice"),
         ("decoder", "slim", "--decoder-slim"),
         ("encoder_lr", 1e-4, "--encoder-lr-0.0001"),
+        ("ema", 0.995, "--ema-0.995"),
+        ("ema", 0.9995, "--ema-0.9995"),
     ],
 )
 def test_setting_suffix(key: str, value: object, suffix: str) -> None:
@@ -252,7 +263,7 @@ def test_setting_suffix(key: str, value: object, suffix: str) -> None:
 def test_every_parsed_setting_has_a_suffix_that_reads_back() -> None:
     """The folder name of a run says what it changed: its suffix parses to the same value."""
     texts = ("image_size=256x384", "lr=1e-4", "tta=off", "warmup_epochs=0", "loss=bce")
-    for text in (*texts, "decoder=slim", "encoder_lr=2.5e-5"):
+    for text in (*texts, "decoder=slim", "encoder_lr=2.5e-5", "ema=0.999"):
         key, value = parse_setting(text)
         suffix = setting_suffix(key, value)
         shown = suffix.removeprefix("--" + key.replace("_", "-") + "-")

@@ -544,6 +544,10 @@ def test_study_recipe_and_config_apply_the_settings(study_env: dict) -> None:
     assert (config.image_size, config.lr, config.warmup_epochs) == ((256, 384), 1e-3, 1)
     assert (config.loss, config.select_by, config.tta) == ("bce+dice", "hc", True)
     assert hc.config(RunSpec("decoder-0-4", 0, settings=(("tta", False),))).tta is False
+    assert config.ema == 0.0  # no moving average unless asked for
+    averaged = RunSpec("decoder-0-4", 0, settings=(("ema", 0.995),))
+    assert hc.config(averaged).ema == 0.995
+    assert averaged.name == "decoder-0-4--ema-0.995"
 
 
 HC_SETTINGS = (("image_size", (64, 96)), ("tta", True), ("select_by", "hc"), ("epochs", 2))

@@ -1036,3 +1036,94 @@ def test_a_slim_checkpoint_with_a_trained_encoder_predicts_as_it_trained(
     with torch.no_grad():
         expected = t.model.eval()(torch.from_numpy(batch)).numpy()
     assert np.allclose(predictor.forward(batch), expected, atol=1e-5)
+
+
+# -- a moving average of the weights (ema) ------------------------------------------------
+
+
+def record_weights_after_each_step(t: Trainer) -> list[dict[str, torch.Tensor]]:
+    """The model's parameters and BatchNorm statistics after every optimizer step (torch's
+    own step hook, so nothing of the trainer's is replaced)."""
+    seen: list[dict[str, torch.Tensor]] = []
+
+    def record(*_) -> None:
+        seen.append({k: v.detach().clone() for k, v in t.model.state_dict().items()})
+
+    t.optimizer.register_step_post_hook(record)
+    return seen
+
+
+@pytest.mark.parametrize("decay", [0.5, 0.9])
+def test_ema_keeps_and_scores_the_exponential_average_of_every_steps_weights(
+    scans, tmp_path: Path, decay: float
+) -> None:
+    """The kept weights are w_1 blended step by step, e_k = decay e_(k-1) + (1 - decay) w_k,
+    computed here by hand from the weights after each step; BatchNorm statistics too. The
+    best checkpoint holds the average as it stood at the end of the best epoch."""
+    t = trainer(scans, tmp_path, epochs=2, ema=decay)
+    steps = record_weights_after_each_step(t)
+    t.fit()
+    assert len(steps) == 2 * t.steps_per_epoch == 4
+    names = [name for name, value in steps[0].items() if value.is_floating_point()]
+    assert any("running_mean" in name for name in names)  # BatchNorm's batch counter is not
+    averages = [{name: steps[0][name].double() for name in names}]
+    for weights in steps[1:]:
+        averages.append(
+            {n: decay * averages[-1][n] + (1 - decay) * weights[n].double() for n in names}
+        )
+
+    def assert_holds(state: dict, average: dict) -> None:
+        for name in names:
+            torch.testing.assert_close(state[name].double(), average[name], rtol=1e-5, atol=1e-6)
+
+    kept = t.scored_model.state_dict()
+    assert_holds(kept, averages[-1])
+    # the average is not the last step's weights, so the assertion above could fail
+    assert any(not torch.allclose(kept[n], steps[-1][n]) for n in names)
+    best = torch.load(t.best_path, weights_only=False)
+    assert_holds(best["model"], averages[best["epoch"] * t.steps_per_epoch - 1])
+    assert t.load_best() == best["epoch"]
+    assert states_equal(t.model.state_dict(), best["model"])  # what the study then tests
+
+
+def test_ema_validates_the_average_not_the_last_steps_weights(
+    scans, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scored = []
+    monkeypatch.setattr(
+        training, "validation_dice", lambda model, *args, **kwargs: scored.append(model) or 0.5
+    )
+    t = trainer(scans, tmp_path, epochs=2, ema=0.9)
+    t.fit()
+    assert len(scored) == 2
+    assert all(model is t.ema.module for model in scored)
+    assert t.ema.module is not t.model
+
+
+def test_without_ema_the_model_is_what_is_scored_and_no_average_is_kept(
+    finished: Trainer,
+) -> None:
+    assert finished.ema is None
+    assert finished.scored_model is finished.model
+    assert torch.load(finished.last_path, weights_only=False)["ema"] is None
+
+
+def test_an_interrupted_ema_run_resumes_to_the_same_average(scans, tmp_path: Path) -> None:
+    straight = trainer(scans, tmp_path / "straight", ema=0.9)
+    straight.fit()
+    first = trainer(scans, tmp_path / "resumed", ema=0.9)
+    interrupt_at_step(first, 3)  # the first step of epoch 2, after epoch 1's checkpoint
+    with pytest.raises(Interrupt):
+        first.fit()
+    second = trainer(scans, tmp_path / "resumed", ema=0.9)
+    second.fit()
+    assert states_equal(second.scored_model.state_dict(), straight.scored_model.state_dict())
+    assert [row["val_dice"] for row in second.history] == [
+        row["val_dice"] for row in straight.history
+    ]
+
+
+@pytest.mark.parametrize("bad", [1.0, -0.1, math.nan, math.inf])
+def test_run_config_refuses_an_ema_decay_outside_zero_to_one(bad: float) -> None:
+    with pytest.raises(ValueError, match=re.escape(f"ema={bad!r} must be a decay in [0, 1)")):
+        config(ema=bad)
