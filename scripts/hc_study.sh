@@ -37,6 +37,9 @@ study --strategies decoder-0-4 --seeds 0 --set image_size=384x576 --set epochs=2
 # the final model trained for 30 epochs, judged the same way
 study --strategies decoder-0-4 --seeds 0 --set image_size=320x480 --set epochs=30 --set augment=strong \
     --set decoder=slim --set encoder_lr=1e-4
+# the final model with a moving average of its weights validated and kept, judged the same way
+study --strategies decoder-0-4 --seeds 0 --set image_size=320x480 --set epochs=20 --set augment=strong \
+    --set decoder=slim --set encoder_lr=1e-4 --set ema=0.995
 study --strategies baseline --seeds 0                           # hours on a 2-core CPU
 # the from-scratch U-Net trained as the final model: about 6 hours on a 2-core CPU
 study --strategies baseline --seeds 0 --set image_size=320x480 --set epochs=20 --set augment=strong

@@ -6,11 +6,11 @@ paired test of the candidates (:func:`fetalft.recipe.paired_change`) compares.
 
 Every seed of ``recipe.FINAL_RUN``, ``recipe.FROZEN_ENCODER_RUN`` (on whose validation
 images the share was chosen), ``recipe.ENCODER_RATE_RUN``, ``recipe.LARGER_INPUT_RUN``,
-``recipe.LONGER_RUN`` and ``recipe.FINAL_BASELINE_RUN`` whose ``best.pt`` is in the
-checkpoint folder, that has finished and that has no record yet is predicted once more
-(validation and test images, with the recipe's flips) and fitted with each share of
-:data:`fetalft.refit.SHARES` (test: none and the chosen one); the records go to
-``results/checks/clear-fit/`` (see :mod:`fetalft.refit`). Resumable.
+``recipe.LONGER_RUN``, ``recipe.AVERAGED_RUN`` and ``recipe.FINAL_BASELINE_RUN`` whose
+``best.pt`` is in the checkpoint folder, that has finished and that has no record yet is
+predicted once more (validation and test images, with the recipe's flips) and fitted with
+each share of :data:`fetalft.refit.SHARES` (test: none and the chosen one); the records go
+to ``results/checks/clear-fit/`` (see :mod:`fetalft.refit`). Resumable.
 
     FETALFT_CHECKPOINT_DIR=~/fetalft-checkpoints python scripts/refit_clear.py
 """
@@ -33,6 +33,7 @@ if __name__ == "__main__":
         recipe.ENCODER_RATE_RUN,
         recipe.LARGER_INPUT_RUN,
         recipe.LONGER_RUN,
+        recipe.AVERAGED_RUN,
         recipe.FINAL_BASELINE_RUN,
     )
     for run in runs:

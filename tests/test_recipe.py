@@ -508,6 +508,10 @@ def test_changes_says_each_label_in_words() -> None:
     )
     unlabelled = pd.Series({**RECIPE, "image_size": (256, 384), "augment": float("nan")})
     assert recipe.changes(unlabelled, recipe_row) == "the recipe"
+    # runs recorded before the ema label existed validated the last step's weights
+    averaged = pd.Series({**RECIPE, "image_size": (256, 384), "ema": 0.995}, dtype=object)
+    assert recipe.changes(averaged, recipe_row) == "weights averaged (decay 0.995)"
+    assert recipe.changes(recipe_row, averaged) == "last step's weights"
 
 
 # --------------------------------------------------------------------------- final table
@@ -595,12 +599,16 @@ def test_final_run_names_are_those_the_study_gives_its_settings() -> None:
     assert RunSpec("decoder-0-4", 0, settings=larger).name == recipe.LARGER_INPUT_RUN
     longer = (("image_size", (320, 480)), ("epochs", 30), ("augment", "strong"), *budget)
     assert RunSpec("decoder-0-4", 0, settings=longer).name == recipe.LONGER_RUN
+    averaged = (("image_size", (320, 480)), ("epochs", 20), ("augment", "strong"), *budget)
+    averaged += (("ema", 0.995),)
+    assert RunSpec("decoder-0-4", 0, settings=averaged).name == recipe.AVERAGED_RUN
     chapter_8s = {
         recipe.FINAL_RUN,
         recipe.FROZEN_ENCODER_RUN,
         recipe.ENCODER_RATE_RUN,
         recipe.LARGER_INPUT_RUN,
         recipe.LONGER_RUN,
+        recipe.AVERAGED_RUN,
     }
     assert chapter_8s <= set(recipe.CANDIDATE_RUNS)
 

@@ -18,6 +18,7 @@ from fetalft.hc18 import load_records
 from fetalft.metrics import CHALLENGE_METRICS, SEGMENTATION_METRICS
 from fetalft.profiles import PROFILES, SETTINGS, with_settings
 from fetalft.recipe import (
+    AVERAGED_RUN,
     ENCODER_RATE_RUN,
     FINAL_BASELINE_RUN,
     FINAL_RUN,
@@ -230,8 +231,9 @@ def test_chapter_8s_final_models_have_their_three_seeds(run: str) -> None:
         (ENCODER_RATE_RUN, {"encoder_lr": 3e-4}),
         (LARGER_INPUT_RUN, {"image_size": [384, 576]}),
         (LONGER_RUN, {"epochs": 30}),
+        (AVERAGED_RUN, {"ema": 0.995}),
     ],
-    ids=["faster encoder", "larger input", "longer training"],
+    ids=["faster encoder", "larger input", "longer training", "averaged weights"],
 )
 def test_chapter_8s_candidates_differ_from_the_final_model_in_one_setting(
     run: str, change: dict
@@ -337,6 +339,7 @@ CLEAR_FIT = RESULTS / "checks" / "clear-fit" / "cpu-hc"
         (ENCODER_RATE_RUN, 1),
         (LARGER_INPUT_RUN, 1),
         (LONGER_RUN, 1),
+        (AVERAGED_RUN, 1),
     ],
 )
 def test_the_clear_fit_was_chosen_on_validation_and_reproduces_the_recorded_fit(
