@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -122,17 +123,48 @@ def refit_runs(
     """Re-score every finished seed of ``run`` whose ``best.pt`` is here; a seed already
     re-scored is kept (an interrupted call carries on). Returns the records and the seeds
     skipped for want of a checkpoint."""
+    return record_seeds(
+        run,
+        refit_run,
+        lambda seed: refit_folder(profile, run, seed, results_dir=results_dir),
+        (RECORD_FILE, PER_IMAGE_FILE),
+        profile=profile,
+        results_dir=results_dir,
+        checkpoint_dir=checkpoint_dir,
+        data_dir=data_dir,
+        progress=progress,
+    )
+
+
+def record_seeds(
+    run: str,
+    score: Callable[[object, Path, Study], tuple[dict, pd.DataFrame]],
+    folder: Callable[[int], Path],
+    files: tuple[str, str],
+    *,
+    profile: str,
+    results_dir: str | os.PathLike | None,
+    checkpoint_dir: str | os.PathLike | None,
+    data_dir: str | os.PathLike | None,
+    progress: bool,
+) -> tuple[list[Path], list[int]]:
+    """Score every finished seed of ``run`` whose ``best.pt`` is here with ``score`` (a
+    row of :func:`load_runs`, its checkpoint and a study -> a record and its images) and
+    write both to ``folder(seed)`` under ``files`` (record, per-image table). A seed
+    already recorded is kept, so an interrupted call carries on. Returns the records and
+    the seeds skipped for want of a checkpoint."""
     recorded = load_runs(profile, results_dir)
     recorded = recorded[recorded["run"] == run] if len(recorded) else recorded
     if recorded.empty:
         raise RunNotFinished(
             f"no finished {profile} run named {run} under {results_root(results_dir) / profile}"
         )
+    record_file, per_image_file = files
     study, written, skipped = None, [], []
-    for row in tqdm(list(recorded.itertuples(index=False)), "re-fitting", disable=not progress):
-        folder = refit_folder(profile, run, row.seed, results_dir=results_dir)
+    for row in tqdm(list(recorded.itertuples(index=False)), "re-scoring", disable=not progress):
+        seed_dir = folder(row.seed)
         checkpoint = checkpoint_path(profile, run, row.seed, checkpoint_dir=checkpoint_dir)
-        if not (folder / RECORD_FILE).is_file():
+        if not (seed_dir / record_file).is_file():
             if not checkpoint.is_file():
                 skipped.append(int(row.seed))
                 continue
@@ -144,10 +176,10 @@ def refit_runs(
                 encoder_weights="random",  # the checkpoint holds every weight
                 progress=progress,
             )
-            record, per_image = refit_run(row, checkpoint, study)
-            write_csv_atomic(folder / PER_IMAGE_FILE, per_image)
-            write_json_atomic(folder / RECORD_FILE, record)
-        written.append(folder / RECORD_FILE)
+            record, per_image = score(row, checkpoint, study)
+            write_csv_atomic(seed_dir / per_image_file, per_image)
+            write_json_atomic(seed_dir / record_file, record)
+        written.append(seed_dir / record_file)
     return written, skipped
 
 

@@ -381,3 +381,32 @@ def test_the_clear_fit_was_chosen_on_validation_and_reproduces_the_recorded_fit(
         # smallest validation ADF over its seeds
         means = {share: sum(values) / len(values) for share, values in val_adf.items()}
         assert min(means, key=means.get) == f"{WEAK_EDGE_SHARE:g}", means
+
+
+MULTI_SCALE = RESULTS / "checks" / "multi-scale" / "cpu-hc" / FINAL_RUN
+
+
+def test_the_final_models_multi_scale_record_reproduces_its_own_scale() -> None:
+    """Chapter 8's multi-scale paragraph: every seed of the final model scored on its 80
+    validation images at 0.8, 1 and 1.2 of its input and on their average; at 1 it must
+    re-measure what the run recorded, image for image."""
+    records = sorted(MULTI_SCALE.glob("seed-*/multi_scale.json"))
+    if not records:
+        pytest.skip("the final model was not scored at several scales")
+    assert len(records) == 3
+    for path in records:
+        record = strict(path.read_text())
+        assert record["run"] == FINAL_RUN and record["flips"] is True
+        assert record["input_sizes"] == {"0.8": [256, 384], "1": [320, 480], "1.2": [384, 576]}
+        assert set(record["val"]) == {"average", "0.8", "1", "1.2"}
+        per_image = pd.read_csv(path.parent / "per_image.csv", dtype={"scales": str})
+        own = per_image[per_image["scales"] == "1"].set_index("name")["hc_pred_mm"].sort_index()
+        assert len(own) == 80 and (per_image["scales"].value_counts() == 80).all()
+        clear_fit = pd.read_csv(CLEAR_FIT / FINAL_RUN / path.parent.name / "per_image.csv")
+        recorded = clear_fit[(clear_fit["role"] == "val") & (clear_fit["share"] == 0)]
+        pd.testing.assert_series_equal(
+            own, recorded.set_index("name")["hc_pred_mm"].sort_index(), rtol=1e-9
+        )
+        assert record["val"]["1"]["adf_mm"]["mean"] == pytest.approx(
+            record["recorded_val_adf_mm"], rel=1e-9
+        )
