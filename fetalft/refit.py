@@ -18,6 +18,7 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -111,8 +112,19 @@ def refit_run(row, checkpoint: Path, study: Study) -> tuple[dict, pd.DataFrame]:
     return record, per_image
 
 
-def refit_runs(
+def refit_runs(run: str, **options: Any) -> tuple[list[Path], list[int]]:
+    """Re-score every finished seed of ``run`` whose ``best.pt`` is here; a seed already
+    re-scored is kept (an interrupted call carries on). Returns the records and the seeds
+    skipped for want of a checkpoint. ``options``: the profile and folders of
+    :func:`record_seeds`."""
+    return record_seeds(run, refit_run, REFIT_DIR, (RECORD_FILE, PER_IMAGE_FILE), **options)
+
+
+def record_seeds(
     run: str,
+    score: Callable[[object, Path, Study], tuple[dict, pd.DataFrame]],
+    records_dir: Path,
+    files: tuple[str, str],
     *,
     profile: str = "cpu-hc",
     results_dir: str | os.PathLike | None = None,
@@ -120,39 +132,12 @@ def refit_runs(
     data_dir: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> tuple[list[Path], list[int]]:
-    """Re-score every finished seed of ``run`` whose ``best.pt`` is here; a seed already
-    re-scored is kept (an interrupted call carries on). Returns the records and the seeds
-    skipped for want of a checkpoint."""
-    return record_seeds(
-        run,
-        refit_run,
-        lambda seed: refit_folder(profile, run, seed, results_dir=results_dir),
-        (RECORD_FILE, PER_IMAGE_FILE),
-        profile=profile,
-        results_dir=results_dir,
-        checkpoint_dir=checkpoint_dir,
-        data_dir=data_dir,
-        progress=progress,
-    )
-
-
-def record_seeds(
-    run: str,
-    score: Callable[[object, Path, Study], tuple[dict, pd.DataFrame]],
-    folder: Callable[[int], Path],
-    files: tuple[str, str],
-    *,
-    profile: str,
-    results_dir: str | os.PathLike | None,
-    checkpoint_dir: str | os.PathLike | None,
-    data_dir: str | os.PathLike | None,
-    progress: bool,
-) -> tuple[list[Path], list[int]]:
     """Score every finished seed of ``run`` whose ``best.pt`` is here with ``score`` (a
     row of :func:`load_runs`, its checkpoint and a study -> a record and its images) and
-    write both to ``folder(seed)`` under ``files`` (record, per-image table). A seed
-    already recorded is kept, so an interrupted call carries on. Returns the records and
-    the seeds skipped for want of a checkpoint."""
+    write both under ``files`` (record, per-image table) to the seed's folder of
+    ``records_dir`` in the results folder. A seed already recorded is kept, so an
+    interrupted call carries on. Returns the records and the seeds skipped for want of a
+    checkpoint."""
     recorded = load_runs(profile, results_dir)
     recorded = recorded[recorded["run"] == run] if len(recorded) else recorded
     if recorded.empty:
@@ -162,7 +147,7 @@ def record_seeds(
     record_file, per_image_file = files
     study, written, skipped = None, [], []
     for row in tqdm(list(recorded.itertuples(index=False)), "re-scoring", disable=not progress):
-        seed_dir = folder(row.seed)
+        seed_dir = seed_folder(results_root(results_dir) / records_dir, profile, run, row.seed)
         checkpoint = checkpoint_path(profile, run, row.seed, checkpoint_dir=checkpoint_dir)
         if not (seed_dir / record_file).is_file():
             if not checkpoint.is_file():

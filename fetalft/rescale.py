@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -125,29 +126,12 @@ def multi_scale_folder(
     return seed_folder(results_root(results_dir) / MULTI_SCALE_DIR, profile, run, seed)
 
 
-def rescale_runs(
-    run: str,
-    *,
-    profile: str = "cpu-hc",
-    results_dir: str | os.PathLike | None = None,
-    checkpoint_dir: str | os.PathLike | None = None,
-    data_dir: str | os.PathLike | None = None,
-    progress: bool = True,
-) -> tuple[list[Path], list[int]]:
+def rescale_runs(run: str, **options: Any) -> tuple[list[Path], list[int]]:
     """Score every finished seed of ``run`` whose ``best.pt`` is here at each scale; a seed
     already scored is kept (an interrupted call carries on). Returns the records and the
-    seeds skipped for want of a checkpoint."""
-    return record_seeds(
-        run,
-        rescale_run,
-        lambda seed: multi_scale_folder(profile, run, seed, results_dir=results_dir),
-        (RECORD_FILE, PER_IMAGE_FILE),
-        profile=profile,
-        results_dir=results_dir,
-        checkpoint_dir=checkpoint_dir,
-        data_dir=data_dir,
-        progress=progress,
-    )
+    seeds skipped for want of a checkpoint. ``options``: the profile and folders of
+    :func:`fetalft.refit.record_seeds`."""
+    return record_seeds(run, rescale_run, MULTI_SCALE_DIR, (RECORD_FILE, PER_IMAGE_FILE), **options)
 
 
 def load_multi_scale(
