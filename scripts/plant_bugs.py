@@ -213,6 +213,30 @@ PLANTS: tuple[Plant, ...] = (
         '"reference": reference["adf_mm"].set_axis(candidate["name"])',
         ("tests/test_recipe.py",),
     ),
+    Plant(
+        "ema-validates-last-step",
+        "with averaged weights, validation scores the last step's weights, not the average",
+        "fetalft/training.py",
+        "args = (self.scored_model, self.val_scans,",
+        "args = (self.model, self.val_scans,",
+        ("tests/test_training.py",),
+    ),
+    Plant(
+        "ema-keeps-last-step",
+        "with averaged weights, best.pt keeps the last step's weights, so the study tests them",
+        "fetalft/training.py",
+        '"model": self.scored_model.state_dict(),',
+        '"model": self.model.state_dict(),',
+        ("tests/test_training.py",),
+    ),
+    Plant(
+        "multi-scale-vote",
+        "the multi-scale average thresholds each scale and takes the middle mask (a vote)",
+        "fetalft/rescale.py",
+        "AVERAGE: np.mean(list(by_scale.values()), axis=0),",
+        "AVERAGE: np.median([v > 0 for v in by_scale.values()], axis=0) - 0.5,",
+        ("tests/test_rescale.py",),
+    ),
 )
 BY_NAME = {plant.name: plant for plant in PLANTS}
 
