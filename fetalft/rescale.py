@@ -61,6 +61,7 @@ def scaled_size(size: ImageSize, scale: float) -> tuple[int, int]:
 
 
 def label(scale: float) -> str:
+    """How a scale names its rows and summaries: ``0.8``, ``1``, ``1.2``."""
     return f"{scale:g}"
 
 
