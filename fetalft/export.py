@@ -104,10 +104,17 @@ def export_onnx(checkpoint: str | os.PathLike, output: str | os.PathLike | None 
 
 
 class OnnxPredictor(MaskPredictor):
-    """Runs an exported model with ONNX Runtime (CPU), same preprocessing as :class:`Predictor`."""
+    """Runs an exported model with ONNX Runtime (CPU), same preprocessing as :class:`Predictor`.
 
-    def __init__(self, onnx_path: str | os.PathLike) -> None:
+    ``clear_fit`` measures as ``python -m fetalft predict --fit clear`` does (the ellipse
+    fitted to the clear part of the outline, chapter 8); the default fits every point, as
+    :meth:`Predictor.from_checkpoint` does.
+    """
+
+    def __init__(self, onnx_path: str | os.PathLike, clear_fit: bool = False) -> None:
         import onnxruntime
+
+        self.clear_fit = clear_fit
 
         onnx_path = Path(onnx_path)
         meta = json.loads(onnx_path.with_suffix(".json").read_text())

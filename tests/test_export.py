@@ -44,19 +44,21 @@ def compare_backends(checkpoint, records, tmp_path, capsys):
     size = torch.load(checkpoint, weights_only=False)["config"]["image_size"]
     assert meta["input"]["shape"] == ["batch", 3, size, size]
     assert meta["run"]["strategy"] == "decoder-0-4"
-    torch_model = Predictor.from_checkpoint(checkpoint, precision="fp32")
-    onnx_model = OnnxPredictor(onnx_path)
     worst_logit, worst_hc, mask_mismatch = 0.0, 0.0, 0.0
-    for record in records:
-        image = hc18.read_gray(record.image_path)
-        a, b = torch_model.logits(image), onnx_model.logits(image)
-        worst_logit = max(worst_logit, float(np.abs(a - b).max()))
-        mask_a, m_a = torch_model.measure(image, record.pixel_size_mm)
-        mask_b, m_b = onnx_model.measure(image, record.pixel_size_mm)
-        mask_mismatch = max(mask_mismatch, float((mask_a != mask_b).mean()))
-        assert m_a.measurable == m_b.measurable
-        if m_a.measurable:
-            worst_hc = max(worst_hc, abs(m_a.hc_mm - m_b.hc_mm))
+    for clear_fit in (False, True):  # both fits measure alike in both backends
+        torch_model = Predictor.from_checkpoint(checkpoint, precision="fp32", clear_fit=clear_fit)
+        onnx_model = OnnxPredictor(onnx_path, clear_fit=clear_fit)
+        assert onnx_model.clear_fit is clear_fit
+        for record in records:
+            image = hc18.read_gray(record.image_path)
+            a, b = torch_model.logits(image), onnx_model.logits(image)
+            worst_logit = max(worst_logit, float(np.abs(a - b).max()))
+            mask_a, m_a = torch_model.measure(image, record.pixel_size_mm)
+            mask_b, m_b = onnx_model.measure(image, record.pixel_size_mm)
+            mask_mismatch = max(mask_mismatch, float((mask_a != mask_b).mean()))
+            assert m_a.measurable == m_b.measurable
+            if m_a.measurable:
+                worst_hc = max(worst_hc, abs(m_a.hc_mm - m_b.hc_mm))
     return worst_logit, mask_mismatch, worst_hc
 
 
