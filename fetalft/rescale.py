@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fetalft.data import load_scans, select_records
+from fetalft.data import Scan
 from fetalft.environment import describe
 from fetalft.evaluate import original_logits, predict_logits, score_scan
 from fetalft.metrics import summarize
@@ -66,20 +66,18 @@ def label(scale: float) -> str:
 
 
 def score_scales(
-    model, records, size: ImageSize, runtime, batch_size: int, tta: bool
+    model, scans_by_scale: dict[str, list[Scan]], runtime, batch_size: int, tta: bool
 ) -> pd.DataFrame:
-    """Per-image scores of the average over :data:`SCALES` and of each scale alone.
+    """Per-image scores of the average over the scales and of each scale alone, given the
+    same images loaded at each scale's input size (keyed by :func:`label`).
 
-    One row per record and ``scales`` label; the ellipse is fitted to every point.
+    One row per image and ``scales`` label; the ellipse is fitted to every point.
     """
     passes: dict[str, dict[str, np.ndarray]] = {}
     scans = {}
-    for scale in SCALES:
-        sized = load_scans(records, scaled_size(size, scale), progress=False)
+    for scale, sized in scans_by_scale.items():
         for scan, logits in predict_logits(model, sized, runtime, batch_size, tta):
-            passes.setdefault(scan.name, {})[label(scale)] = original_logits(
-                logits, scan.original_shape
-            )
+            passes.setdefault(scan.name, {})[scale] = original_logits(logits, scan.original_shape)
             scans[scan.name] = scan  # the expert's ellipse and the pixel size: any size's
     rows = []
     for name, by_scale in passes.items():
@@ -97,11 +95,10 @@ def rescale_run(row, checkpoint: Path, study: Study) -> tuple[dict, pd.DataFrame
     spec = recorded_spec(row)
     predictor = Predictor.from_checkpoint(checkpoint)
     runtime = recorded_runtime(predictor.runtime, row.precision)
-    limit = (study.profile.limits or {}).get("val")
-    records = select_records(study.records, "val", spec.split, limit)
     size = study.recipe(spec).image_size
     tta = bool(getattr(row, "tta", False))
-    per_image = score_scales(predictor.model, records, size, runtime, study.profile.batch_size, tta)
+    scans = {label(s): study.scans(spec, "val", scaled_size(size, s)) for s in SCALES}
+    per_image = score_scales(predictor.model, scans, runtime, study.profile.batch_size, tta)
     record = {
         "run": row.run,
         "seed": int(row.seed),

@@ -33,7 +33,7 @@ from fetalft.evaluate import evaluate, hc_selection_error_mm
 from fetalft.io import atomic_directory, write_csv_atomic, write_json_atomic
 from fetalft.metrics import summarize
 from fetalft.models import count_parameters, default_encoder_weights, mobilenet_unet, weights_source
-from fetalft.profiles import Profile, get_profile, setting_suffix, with_settings
+from fetalft.profiles import ImageSize, Profile, get_profile, setting_suffix, with_settings
 from fetalft.provenance import check_finished_run, public_config, weights_sha256
 from fetalft.runfiles import (
     ENVIRONMENT_FILE,
@@ -160,11 +160,13 @@ class Study:
             return "random"
         return weights
 
-    def scans(self, spec: RunSpec, role: str) -> list[Scan]:
+    def scans(self, spec: RunSpec, role: str, size: ImageSize | None = None) -> list[Scan]:
+        """The run's images of ``role``, at its recipe's input size or at ``size`` (a
+        multi-scale score, :mod:`fetalft.rescale`); each image is loaded once per size."""
         limit = (self.profile.limits or {}).get(role)
         fraction = spec.train_fraction if role == "train" else 1.0
         records = select_records(self.records, role, spec.split, limit, fraction)
-        size = self.recipe(spec).image_size
+        size = size or self.recipe(spec).image_size
         missing = [r for r in records if (r.name, size) not in self._scans]
         for scan in load_scans(missing, size, self.progress):
             self._scans[scan.name, size] = scan

@@ -13,7 +13,7 @@ import torch
 from scipy.special import ellipe
 
 from fetalft import hc18, rescale
-from fetalft.data import select_records
+from fetalft.data import load_scans, select_records
 from fetalft.device import Runtime
 from fetalft.study import RunSpec
 
@@ -63,7 +63,11 @@ def test_the_average_is_of_the_logits_at_each_scale_resized_to_the_original(
     fed three times 0.5 too."""
     records = select_records(hc18.load_records("training", synthetic_hc18), "val", limit=3)
     runtime = Runtime.choose("fp32")
-    scored = rescale.score_scales(ScaleDependentHead(), records, 160, runtime, 2, tta=True)
+    scans = {
+        rescale.label(scale): load_scans(records, rescale.scaled_size(160, scale), False)
+        for scale in rescale.SCALES
+    }
+    scored = rescale.score_scales(ScaleDependentHead(), scans, runtime, 2, tta=True)
     assert sorted(scored["scales"].unique()) == sorted(["average", "0.8", "1", "1.2"])
     assert len(scored) == 4 * len(records)
     radii = {"average": np.mean(list(RADIUS_AT_HEIGHT.values())), "0.8": 0.4, "1": 0.5, "1.2": 0.75}
