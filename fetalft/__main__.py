@@ -52,22 +52,47 @@ def _user_input() -> Iterator[None]:
         raise UsageError(str(error)) from error
 
 
-def _refuse_overwriting(option: str, output: str | None, inputs: dict[str, object]) -> None:
-    """Raise :class:`UsageError` before any work if ``option``'s file ``output`` is a folder
-    or one of ``inputs`` (``{what it is: path}``): writing it would fail at the end, or
-    replace the user's input."""
-    from fetalft.io import same_file
+def _check_output(
+    option: str, output: str | None, inputs: dict[str, object], suffix: str | None = None
+) -> None:
+    """Raise :class:`UsageError` before any work if ``option``'s file ``output`` cannot be
+    written, or is one of ``inputs`` (``{what it is: path}``): otherwise writing it would fail
+    at the end, after the work, or replace the user's input.
+
+    Refused: a folder; one of the inputs; a name without ``suffix`` (the file's format, when
+    the command can write only one); a path whose nearest existing ancestor is a file, or a
+    folder the user may not write in.
+    """
+    from fetalft.io import folder_problem, same_file
 
     if output is None:
         return
-    if Path(output).is_dir():
+    path = Path(output)
+    if path.is_dir():
         raise UsageError(f"{option} {output} is a folder; give a file name for {option}.")
-    for what, path in inputs.items():
-        if same_file(output, path):
+    for what, input_path in inputs.items():
+        if same_file(output, input_path):
             raise UsageError(
-                f"{option} {output} is the {what} ({path}); writing there would replace it. "
-                f"Choose another file for {option}."
+                f"{option} {output} is the {what} ({input_path}); writing there would replace "
+                f"it. Choose another file for {option}."
             )
+    if suffix is not None and path.suffix.lower() != suffix:
+        raise UsageError(
+            f"{option} {output}: the file written is {suffix[1:].upper()}; give a file name "
+            f"ending in {suffix}."
+        )
+    if problem := folder_problem(path.parent):
+        raise UsageError(
+            f"{option} {output} cannot be written: {problem}. Choose another path for {option}."
+        )
+
+
+def _check_folder(what: str, folder: Path) -> None:
+    """Raise :class:`UsageError` before any work if results cannot be written in ``folder``."""
+    from fetalft.io import folder_problem
+
+    if problem := folder_problem(folder):
+        raise UsageError(f"{what} {folder} cannot be used: {problem}. Choose another folder.")
 
 
 def _seed(text: str) -> int:
@@ -83,6 +108,7 @@ def _seed(text: str) -> int:
 
 def _study(args: argparse.Namespace) -> int:
     from fetalft.profiles import get_profile, parse_setting
+    from fetalft.runfiles import checkpoints_root, results_root
     from fetalft.study import Study, plan
 
     with _user_input():
@@ -104,6 +130,10 @@ def _study(args: argparse.Namespace) -> int:
             args.random_bn,
             [parse_setting(text) for text in args.settings],
         )
+    # hours of training must not end at the first result written: ask the folders first
+    results, checkpoints = results_root(args.results_dir), checkpoints_root(args.checkpoint_dir)
+    _check_folder("the results folder (--results-dir, $FETALFT_RESULTS_DIR)", results)
+    _check_folder("the checkpoint folder (--checkpoint-dir, $FETALFT_CHECKPOINT_DIR)", checkpoints)
     study = Study(
         profile,
         args.data_dir,
@@ -132,6 +162,8 @@ def _rescore(args: argparse.Namespace) -> int:
                 f"--runs: no finished {profile.name}-profile runs named {', '.join(unknown)} "
                 f"under {results_root(args.results_dir) / profile.name}; run the study first."
             )
+    where = scoring_root(profile.name, results_dir=args.results_dir)
+    _check_folder("the scores folder (--results-dir, $FETALFT_RESULTS_DIR)", where)
     written, skipped = rescore_runs(
         profile,
         runs=args.runs,
@@ -140,7 +172,6 @@ def _rescore(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         progress=not args.quiet,
     )
-    where = scoring_root(profile.name, results_dir=args.results_dir)
     print(
         f"{len(written)} runs scored under every protocol, in {where}"
         if written
@@ -242,8 +273,11 @@ def _predict(args: argparse.Namespace) -> int:
     from fetalft.predict import predict_file
 
     checkpoint, note = _model_checkpoint(args)
-    _refuse_overwriting(
-        "--overlay", args.overlay, {"input image": args.image, "checkpoint": checkpoint}
+    _check_output(
+        "--overlay",
+        args.overlay,
+        {"input image": args.image, "checkpoint": checkpoint},
+        suffix=".png",
     )
     measurement = predict_file(
         args.image,
@@ -268,7 +302,7 @@ def _predict(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from fetalft.export import export_onnx
 
-    _refuse_overwriting("--output", args.output, {})  # the checkpoint: export_onnx checks
+    _check_output("--output", args.output, {})  # the checkpoint: export_onnx checks
     path = export_onnx(args.checkpoint, args.output)
     print(f"ONNX model written to {path} (with {path.with_suffix('.json').name})")
     return 0
@@ -290,7 +324,7 @@ def _submit(args: argparse.Namespace) -> int:
     inputs = {"checkpoint": checkpoint, "training CSV": data_dir / hc18.TRAIN_CSV}
     inputs |= {"test CSV": data_dir / hc18.TEST_CSV}
     inputs |= {f"test image {r.image_path.name}": r.image_path for r in records}
-    _refuse_overwriting("--output", args.output, inputs)
+    _check_output("--output", args.output, inputs)
     _announce(note)
     predictor = Predictor.from_checkpoint(checkpoint, clear_fit=args.fit == "clear")
     measured = predict_test_set(predictor, records)
@@ -521,7 +555,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--checkpoint", default=None, help=BEST_CHECKPOINT_HELP)
     p.add_argument("--profile", default=None, help=CHECKPOINT_PROFILE_HELP)
-    p.add_argument("--overlay", default=None, help="write a PNG with the fitted ellipse")
+    p.add_argument(
+        "--overlay",
+        default=None,
+        help="write a PNG (a file name ending in .png) with the fitted ellipse",
+    )
     p.add_argument("--fit", choices=FIT_CHOICES, default="clear", help=FIT_HELP)
     p.set_defaults(func=_predict)
 

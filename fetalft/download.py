@@ -39,7 +39,7 @@ from types import MappingProxyType
 from tqdm.auto import tqdm
 
 from fetalft import hc18, settings
-from fetalft.io import atomic_directory
+from fetalft.io import atomic_directory, folder_problem
 
 ZENODO_URL = "https://zenodo.org/records/1327317/files"
 
@@ -115,6 +115,11 @@ def download(
     other than the official one). ``progress`` shows progress bars and status lines.
     """
     root = hc18.data_dir(data_dir)
+    if problem := folder_problem(root):
+        raise DownloadError(
+            f"cannot put HC18 in {root}: {problem}. Choose another folder with --data-dir "
+            f"or ${settings.DATA_DIR_ENV}."
+        )
     root.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(root, force=force)
     checksums = checksums or {}

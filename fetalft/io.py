@@ -37,6 +37,23 @@ def _as_if_created_normally(path: str | os.PathLike, *, folder: bool = False) ->
     os.chmod(path, (0o777 if folder else 0o666) & ~_umask())
 
 
+def folder_problem(folder: str | os.PathLike) -> str | None:
+    """Why files cannot be written in ``folder``, made first if missing, or ``None``.
+
+    The nearest of it and its ancestors that exists decides: a file there, or a folder the
+    user may not write in, would stop the work only when its first result is written,
+    hours into a study or after a whole test set is measured, so commands ask first.
+    """
+    existing = Path(folder)
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"you may not write in {existing}"
+    return None
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; it becomes ``path`` only if the block succeeds.

@@ -875,3 +875,138 @@ def test_predict_fits_the_clear_outline_unless_told_every(
     assert printed_hc([]) == pytest.approx(true_hc, abs=0.2)
     assert printed_hc(["--fit", "clear"]) == pytest.approx(true_hc, abs=0.2)
     assert printed_hc(["--fit", "every"]) < 0.99 * true_hc
+
+
+# -- outputs that cannot be written are refused before any work ----------------------------
+
+
+def _commands_writing(output: Path, checkpoint: Path, scan: hc18.Record, data: Path):
+    """Each command with its output file set to ``output``, as (option, arguments)."""
+    model = ["--checkpoint", str(checkpoint)]
+    predict = ["predict", str(scan.image_path), "--pixel-size", str(scan.pixel_size_mm), *model]
+    submit = ["submit", "--data-dir", str(data), *model]
+    return [
+        ("--overlay", [*predict, "--overlay", str(output)]),
+        ("--output", [*submit, "--output", str(output.with_suffix(".csv"))]),
+        ("--output", ["export", *model, "--output", str(output.with_suffix(".onnx"))]),
+    ]
+
+
+def test_outputs_inside_a_file_are_refused_before_any_work(
+    checkpoint: Path,
+    scan: hc18.Record,
+    synthetic_hc18: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys,
+) -> None:
+    """Before: a path under a file (``notes.txt/overlay.png``) failed only when the overlay
+    was written, after the model had measured the scan: a traceback and exit 1, and the
+    measurement never printed. Now one line, exit 2, no model loaded, nothing written."""
+    monkeypatch.setattr(Predictor, "from_checkpoint", lambda *a, **k: pytest.fail("loaded"))
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder")
+    for option, args in _commands_writing(
+        a_file / "deeper" / "out.png", checkpoint, scan, synthetic_hc18
+    ):
+        assert main(args) == 2, args
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        (line,) = captured.err.splitlines()
+        assert line.startswith(f"error: {option} {a_file}/deeper/out.")
+        assert f"cannot be written: {a_file} is a file, not a folder" in line
+    assert a_file.read_text() == "not a folder"
+
+
+def test_outputs_in_a_folder_the_user_may_not_write_are_refused(
+    checkpoint: Path,
+    scan: hc18.Record,
+    synthetic_hc18: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys,
+) -> None:
+    """The nearest existing folder decides (the missing ones below it would be made there).
+    ``os.access`` stands in for the file system: tests often run as root, who may write
+    anywhere."""
+    import os
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda path, mode: Path(path) != locked and real_access(path, mode)
+    )
+    monkeypatch.setattr(Predictor, "from_checkpoint", lambda *a, **k: pytest.fail("loaded"))
+    for _, args in _commands_writing(locked / "new" / "out.png", checkpoint, scan, synthetic_hc18):
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert f"cannot be written: you may not write in {locked}." in err, err
+    assert not (locked / "new").exists()
+
+
+@pytest.mark.parametrize("name", ["overlay.txt", "overlay.jpg", "overlay"])
+def test_predict_refuses_an_overlay_that_is_not_named_png(
+    name: str, checkpoint: Path, scan: hc18.Record, tmp_path: Path, capsys
+) -> None:
+    """Before: ``--overlay overlay.txt`` wrote PNG bytes into a .txt and said it was written."""
+    overlay = tmp_path / name
+    args = ["predict", str(scan.image_path), "--pixel-size", str(scan.pixel_size_mm)]
+    assert main([*args, "--checkpoint", str(checkpoint), "--overlay", str(overlay)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --overlay {overlay}: the file written is PNG; give a file name ending in .png.\n"
+    )
+    assert not overlay.exists()
+
+
+def test_an_overlay_in_new_folders_is_written_there(
+    checkpoint: Path, scan: hc18.Record, tmp_path: Path
+) -> None:
+    """The check lets through what works: missing folders are made, any case of .png."""
+    overlay = tmp_path / "a" / "b" / "Overlay.PNG"
+    args = ["predict", str(scan.image_path), "--pixel-size", str(scan.pixel_size_mm)]
+    assert main([*args, "--checkpoint", str(checkpoint), "--overlay", str(overlay)]) in (0, 3)
+    assert cv2.imread(str(overlay)).shape[:2] == hc18.read_gray(scan.image_path).shape
+
+
+@pytest.mark.parametrize("option", ["--results-dir", "--checkpoint-dir"])
+def test_study_refuses_a_folder_it_cannot_write_before_training(
+    option: str, synthetic_hc18: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """Before: the run trained, then stopped with a traceback at its first result."""
+    from fetalft.study import Study
+
+    monkeypatch.setattr(Study, "__init__", lambda *a, **k: pytest.fail("study started"))
+    in_the_way = tmp_path / "a-file"
+    in_the_way.write_text("")
+    args = ["study", "--profile", "smoke", "--data-dir", str(synthetic_hc18)]
+    args += ["--strategies", "decoder-0-4", "--seeds", "0", "--results-dir", str(tmp_path / "r")]
+    args += ["--checkpoint-dir", str(tmp_path / "c"), option, str(in_the_way / "sub")]
+    assert main(args) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.endswith(
+        f"{in_the_way / 'sub'} cannot be used: {in_the_way} is a file, not a folder. "
+        "Choose another folder."
+    )
+    assert not (tmp_path / "r").exists() and not (tmp_path / "c").exists()
+
+
+def test_rescore_refuses_a_scores_folder_it_cannot_write(tmp_path: Path, capsys) -> None:
+    in_the_way = tmp_path / "checks"  # the scores go to checks/scoring/<profile>
+    in_the_way.write_text("")
+    assert main(["rescore", "--profile", "smoke", "--results-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot be used: {in_the_way} is a file, not a folder" in err
+
+
+def test_download_refuses_a_data_folder_that_is_a_file(tmp_path: Path, capsys) -> None:
+    """Before: a FileExistsError traceback from mkdir."""
+    in_the_way = tmp_path / "hc18"
+    in_the_way.write_text("")
+    assert (
+        main(["download", "--data-dir", str(in_the_way), "--base-url", "http://127.0.0.1:9"]) == 2
+    )
+    assert capsys.readouterr().err == (
+        f"error: cannot put HC18 in {in_the_way}: {in_the_way} is a file, not a folder. "
+        "Choose another folder with --data-dir or $FETALFT_DATA_DIR.\n"
+    )

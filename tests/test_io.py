@@ -14,6 +14,7 @@ from fetalft.io import (
     atomic_directory,
     atomic_path,
     atomic_write,
+    folder_problem,
     write_csv_atomic,
     write_json_atomic,
     write_text_atomic,
@@ -201,3 +202,29 @@ def test_atomic_path_leaves_nothing_and_keeps_the_old_file_when_the_writer_fails
         raise Interrupted
     assert target.read_bytes() == b"old"
     assert entries(tmp_path) == ["model.onnx"]
+
+
+def test_folder_problem_lets_through_folders_that_exist_or_can_be_made(tmp_path: Path) -> None:
+    assert folder_problem(tmp_path) is None
+    assert folder_problem(tmp_path / "new" / "deeper") is None
+    assert not (tmp_path / "new").exists()  # asking makes nothing
+
+
+def test_folder_problem_names_the_file_in_the_way(tmp_path: Path) -> None:
+    in_the_way = tmp_path / "results"
+    in_the_way.write_text("a file where a folder should go")
+    expected = f"{in_the_way} is a file, not a folder"
+    assert folder_problem(in_the_way) == expected
+    assert folder_problem(in_the_way / "cpu" / "seed-0") == expected
+
+
+def test_folder_problem_names_the_folder_the_user_may_not_write_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``os.access`` stands in for the file system: tests often run as root."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != locked and real_access(p, mode))
+    assert folder_problem(locked / "new") == f"you may not write in {locked}"
+    assert folder_problem(tmp_path) is None
