@@ -892,7 +892,23 @@ def _commands_writing(output: Path, checkpoint: Path, scan: hc18.Record, data: P
     ]
 
 
-def test_outputs_inside_a_file_are_refused_before_any_work(
+def _obstacle(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
+    """A place no output can be written below, and the reason a command must give."""
+    import os
+
+    place = tmp_path / "in-the-way"
+    if kind == "file":
+        place.write_text("not a folder")
+        return place, f"{place} is a file, not a folder"
+    place.mkdir()  # os.access stands in for the file system: tests often run as root
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != place and real_access(p, mode))
+    return place, f"you may not write in {place}"
+
+
+@pytest.mark.parametrize("kind", ["file", "locked folder"])
+def test_outputs_that_cannot_be_written_are_refused_before_any_work(
+    kind: str,
     checkpoint: Path,
     scan: hc18.Record,
     synthetic_hc18: Path,
@@ -900,49 +916,22 @@ def test_outputs_inside_a_file_are_refused_before_any_work(
     monkeypatch: pytest.MonkeyPatch,
     capsys,
 ) -> None:
-    """Before: a path under a file (``notes.txt/overlay.png``) failed only when the overlay
-    was written, after the model had measured the scan: a traceback and exit 1, and the
-    measurement never printed. Now one line, exit 2, no model loaded, nothing written."""
+    """Before: ``--overlay notes.txt/overlay.png`` failed only when the overlay was written,
+    after the model had measured the scan: a traceback, exit 1, the measurement never
+    printed. Now one line, exit 2, no model loaded, nothing written. The nearest existing
+    folder decides: the missing ones below it would be made there."""
+    place, reason = _obstacle(kind, tmp_path, monkeypatch)
     monkeypatch.setattr(Predictor, "from_checkpoint", lambda *a, **k: pytest.fail("loaded"))
-    a_file = tmp_path / "notes.txt"
-    a_file.write_text("not a folder")
     for option, args in _commands_writing(
-        a_file / "deeper" / "out.png", checkpoint, scan, synthetic_hc18
+        place / "new" / "out.png", checkpoint, scan, synthetic_hc18
     ):
         assert main(args) == 2, args
         captured = capsys.readouterr()
         assert captured.out == ""
         (line,) = captured.err.splitlines()
-        assert line.startswith(f"error: {option} {a_file}/deeper/out.")
-        assert f"cannot be written: {a_file} is a file, not a folder" in line
-    assert a_file.read_text() == "not a folder"
-
-
-def test_outputs_in_a_folder_the_user_may_not_write_are_refused(
-    checkpoint: Path,
-    scan: hc18.Record,
-    synthetic_hc18: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys,
-) -> None:
-    """The nearest existing folder decides (the missing ones below it would be made there).
-    ``os.access`` stands in for the file system: tests often run as root, who may write
-    anywhere."""
-    import os
-
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    real_access = os.access
-    monkeypatch.setattr(
-        os, "access", lambda path, mode: Path(path) != locked and real_access(path, mode)
-    )
-    monkeypatch.setattr(Predictor, "from_checkpoint", lambda *a, **k: pytest.fail("loaded"))
-    for _, args in _commands_writing(locked / "new" / "out.png", checkpoint, scan, synthetic_hc18):
-        assert main(args) == 2, args
-        err = capsys.readouterr().err
-        assert f"cannot be written: you may not write in {locked}." in err, err
-    assert not (locked / "new").exists()
+        assert line.startswith(f"error: {option} {place}/new/out.")
+        assert line.endswith(f"cannot be written: {reason}. Choose another path for {option}.")
+    assert not (place / "new").exists()
 
 
 @pytest.mark.parametrize("name", ["overlay.txt", "overlay.jpg", "overlay"])
