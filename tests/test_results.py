@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -26,6 +27,7 @@ from fetalft.recipe import (
     LABEL_DEFAULTS,
     LARGER_INPUT_RUN,
     LONGER_RUN,
+    RECIPE_RUN,
 )
 from fetalft.study import RunSpec
 from fetalft.submission import check_submission, fallbacks_path, read_submission
@@ -410,3 +412,40 @@ def test_the_final_models_multi_scale_record_reproduces_its_own_scale() -> None:
         assert record["val"]["1"]["adf_mm"]["mean"] == pytest.approx(
             record["recorded_val_adf_mm"], rel=1e-9
         )
+
+
+def test_readme_states_chapter_8s_committed_result() -> None:
+    """The README's headline numbers, typed once by hand, against the committed per-image
+    test scores, averaged here with pandas rather than through the package's tables: mean
+    over images per seed, then mean and sd over seeds."""
+    readme = (RESULTS.parent / "README.md").read_text()
+    stated = re.search(
+        r"Dice of ([\d.]+) ± ([\d.]+)% and a mean\s+absolute HC error of ([\d.]+) ± ([\d.]+) mm "
+        r"\((\d) seeds, no head missed\), against ([\d.]+)% and ([\d.]+) mm",
+        readme,
+    )
+    assert stated, "the README's sentence on chapter 8's result has changed shape"
+
+    def per_seed(profile: str, run: str) -> pd.DataFrame:
+        files = sorted((RESULTS / profile / run).glob("seed-*/per_image.csv"))
+        scores = [pd.read_csv(path) for path in files]
+        return pd.DataFrame(
+            {
+                "dice": [100 * s["dice"].mean() for s in scores],
+                "adf": [s["adf_mm"].mean() for s in scores],
+                "missed": [(~s["measurable"]).sum() for s in scores],
+            }
+        )
+
+    final, paper_way = per_seed("cpu-hc", FINAL_RUN), per_seed("cpu", RECIPE_RUN)
+    expected = [
+        f"{final['dice'].mean():.2f}",
+        f"{final['dice'].std():.2f}",
+        f"{final['adf'].mean():.2f}",
+        f"{final['adf'].std():.2f}",
+        str(len(final)),
+        f"{paper_way['dice'].mean():.2f}",
+        f"{paper_way['adf'].mean():.2f}",
+    ]
+    assert list(stated.groups()) == expected
+    assert final["missed"].sum() == 0
