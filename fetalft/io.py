@@ -45,7 +45,7 @@ def folder_problem(folder: str | os.PathLike) -> str | None:
     hours into a study or after a whole test set is measured, so commands ask first.
     """
     existing = Path(folder)
-    while not existing.exists():
+    while not existing.exists() and existing != existing.parent:  # "/" and "." end it
         existing = existing.parent
     if not existing.is_dir():
         return f"{existing} is a file, not a folder"
