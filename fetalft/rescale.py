@@ -10,13 +10,17 @@ logits are resized to the scan's original size, and the average of all passes is
 thresholded and fitted as the run was (every point). Only the validation images are
 scored: the average was a candidate, judged there, and a candidate's test scores are read
 only once it is adopted. Each scale alone is kept too, to show how the outline moves with
-the size a head is shown at. Each seed's record goes to
+the size a head is shown at, and the smallest scale once more pasted into a black canvas of
+the run's own input size (:data:`PASTED`): the same pixels of the head, but the input size
+the network always trained on, which tells the head's size from the input's. Each seed's
+record goes to
 ``results/checks/multi-scale/<profile>/<run>/seed-<k>/``: ``multi_scale.json`` (labels and
 summaries) and ``per_image.csv`` (every validation image, each scale and the average).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -40,6 +44,9 @@ from fetalft.study import Study
 SCALES = (0.8, 1.0, 1.2)
 #: What is recorded: the average of every scale (the candidate), then each scale alone.
 AVERAGE = "average"
+#: ... and the smallest scale pasted in the middle of a black canvas of the run's input size
+#: (not part of the average).
+PASTED = f"{SCALES[0]:g} pasted"
 MULTI_SCALE_DIR = CHECKS_DIR / "multi-scale"
 RECORD_FILE = "multi_scale.json"
 PER_IMAGE_FILE = "per_image.csv"
@@ -90,6 +97,31 @@ def score_scales(
     return pd.DataFrame(rows)
 
 
+def score_pasted(
+    model, scans: list[Scan], canvas: ImageSize, runtime, batch_size: int, tta: bool
+) -> pd.DataFrame:
+    """Per-image scores (``scales`` :data:`PASTED`) of ``scans``, smaller than ``canvas``,
+    each fed pasted in the middle of a black image of size ``canvas``; the logits of the
+    pasted part alone are resized to the original size and fitted (every point).
+
+    The network sees the head at the scans' size but on the canvas it trained on; the
+    strong augmentation's zooming out shows it the same: a smaller scan framed in black.
+    """
+    height, width = scans[0].image.shape
+    canvas_height, canvas_width = image_shape(canvas)
+    top, left = (canvas_height - height) // 2, (canvas_width - width) // 2
+    pasted = []
+    for scan in scans:
+        image = np.zeros((canvas_height, canvas_width), np.uint8)
+        image[top : top + height, left : left + width] = scan.image
+        pasted.append(dataclasses.replace(scan, image=image, mask=None))
+    rows = []
+    for scan, logits in predict_logits(model, pasted, runtime, batch_size, tta):
+        own = original_logits(logits[top : top + height, left : left + width], scan.original_shape)
+        rows.append({"scales": PASTED, **score_scan(scan, (own > 0).astype(np.uint8), None)})
+    return pd.DataFrame(rows)
+
+
 def rescale_run(row, checkpoint: Path, study: Study) -> tuple[dict, pd.DataFrame]:
     """One finished run (a row of :func:`load_runs`) scored at each scale, labelled."""
     spec = recorded_spec(row)
@@ -98,13 +130,23 @@ def rescale_run(row, checkpoint: Path, study: Study) -> tuple[dict, pd.DataFrame
     size = study.recipe(spec).image_size
     tta = bool(getattr(row, "tta", False))
     scans = {label(s): study.scans(spec, "val", scaled_size(size, s)) for s in SCALES}
-    per_image = score_scales(predictor.model, scans, runtime, study.profile.batch_size, tta)
+    batch_size = study.profile.batch_size
+    per_image = pd.concat(
+        [
+            score_scales(predictor.model, scans, runtime, batch_size, tta),
+            score_pasted(predictor.model, scans[label(SCALES[0])], size, runtime, batch_size, tta),
+        ],
+        ignore_index=True,
+    )
     record = {
         "run": row.run,
         "seed": int(row.seed),
         "profile": study.profile.name,
         "split": row.split,
-        "input_sizes": {label(scale): scaled_size(size, scale) for scale in SCALES},
+        "input_sizes": {
+            **{label(scale): scaled_size(size, scale) for scale in SCALES},
+            PASTED: image_shape(size),
+        },
         "flips": tta,
         "recorded_val_adf_mm": row.val_adf_mm,
         "hardware": describe(runtime.device)["hardware"],
@@ -148,7 +190,8 @@ def load_multi_scale(
 
 
 def scale_table(images: pd.DataFrame) -> pd.DataFrame:
-    """One row per input scale and their average (:func:`load_multi_scale`'s images): the
+    """One row per input scale, the smallest pasted, and their average, those recorded
+    (:func:`load_multi_scale`'s images): the
     validation Dice (%), ADF and mean signed HC difference, each the mean of the seeds'
     means, and the images left unmeasured, summed over the seeds."""
     per_seed = images.groupby(["scales", "seed"]).agg(
@@ -161,8 +204,8 @@ def scale_table(images: pd.DataFrame) -> pd.DataFrame:
         dice=("dice", "mean"), adf=("adf", "mean"), df=("df", "mean"), failures=("failures", "sum")
     )
     table["dice"] *= 100
-    order = [label(scale) for scale in SCALES] + [AVERAGE]
-    return table.reindex(order).rename(
+    order = [label(SCALES[0]), PASTED, *(label(scale) for scale in SCALES[1:]), AVERAGE]
+    return table.reindex([row for row in order if row in table.index]).rename(
         columns={
             "dice": "val Dice (%)",
             "adf": "val ADF (mm)",

@@ -1,6 +1,6 @@
 """Score chapter 8's final model on the validation images with its predictions averaged
-over 0.8, 1.0 and 1.2 times its input size, and at each size alone (see
-:mod:`fetalft.rescale`).
+over 0.8, 1.0 and 1.2 times its input size, at each size alone, and at 0.8 pasted into a
+black image of its input size (see :mod:`fetalft.rescale`).
 
 Every seed of ``recipe.FINAL_RUN`` whose ``best.pt`` is in the checkpoint folder and that
 has no record yet is scored; the records go to ``results/checks/multi-scale/``. Resumable.

@@ -237,6 +237,14 @@ PLANTS: tuple[Plant, ...] = (
         "AVERAGE: np.median([v > 0 for v in by_scale.values()], axis=0) - 0.5,",
         ("tests/test_rescale.py",),
     ),
+    Plant(
+        "pasted-whole-canvas",
+        "the pasted scan is scored on the whole canvas, black frame and all, not its own part",
+        "fetalft/rescale.py",
+        "original_logits(logits[top : top + height, left : left + width], scan.original_shape)",
+        "original_logits(logits, scan.original_shape)",
+        ("tests/test_rescale.py",),
+    ),
 )
 BY_NAME = {plant.name: plant for plant in PLANTS}
 

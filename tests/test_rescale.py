@@ -80,6 +80,24 @@ def test_the_average_is_of_the_logits_at_each_scale_resized_to_the_original(
             assert row["hc_pred_mm"].item() == pytest.approx(expected, rel=2e-3), scales
 
 
+def test_a_pasted_scan_is_scored_on_its_own_pixels_of_the_canvas(synthetic_hc18: Path) -> None:
+    """Scans at 128 x 128 pasted into a 160 x 160 canvas: the stub draws its radius for a
+    160-high input, 0.5 of the canvas's half-size, which is 0.5 x 160 / 128 of the pasted
+    scan's. Scoring the whole canvas, or resizing it instead of cropping, would be 20% off."""
+    records = select_records(hc18.load_records("training", synthetic_hc18), "val", limit=3)
+    small = load_scans(records, 128, False)
+    scored = rescale.score_pasted(
+        ScaleDependentHead(), small, 160, Runtime.choose("fp32"), 2, tta=True
+    )
+    assert (scored["scales"] == rescale.PASTED).all() and len(scored) == len(records)
+    radius = RADIUS_AT_HEIGHT[160] * 160 / 128
+    for record in records:
+        height, width = hc18.read_gray(record.image_path).shape
+        row = scored[scored["name"] == record.name]
+        expected = perimeter(radius * width / 2, radius * height / 2) * record.pixel_size_mm
+        assert row["hc_pred_mm"].item() == pytest.approx(expected, rel=2e-3)
+
+
 @pytest.fixture(scope="module")
 def finished(
     tmp_path_factory: pytest.TempPathFactory, synthetic_hc18: Path, finished_smoke_runs
@@ -111,8 +129,13 @@ def test_rescale_records_each_scale_and_the_runs_own_scale_reproduces_it(finishe
     )
     assert written == [folder / "multi_scale.json"] and skipped == [1]
     record = json.loads((folder / "multi_scale.json").read_text())
-    assert record["input_sizes"] == {"0.8": [128, 128], "1": [160, 160], "1.2": [192, 192]}
-    assert set(record["val"]) == {"average", "0.8", "1", "1.2"}
+    assert record["input_sizes"] == {
+        "0.8": [128, 128],
+        "1": [160, 160],
+        "1.2": [192, 192],
+        "0.8 pasted": [160, 160],
+    }
+    assert set(record["val"]) == {"average", "0.8", "1", "1.2", "0.8 pasted"}
     # the run's own size alone is what the study recorded for its validation images
     metrics = json.loads(
         (finished["results"] / "smoke" / finished["run"] / "seed-0" / "metrics.json").read_text()
@@ -124,7 +147,7 @@ def test_rescale_records_each_scale_and_the_runs_own_scale_reproduces_it(finishe
         metrics["val"]["adf_mm"]["mean"]
     )
     images = rescale.load_multi_scale("smoke", finished["run"], results_dir=finished["results"])
-    assert len(images) == 4 * metrics["n_val"] and (images["seed"] == 0).all()
+    assert len(images) == 5 * metrics["n_val"] and (images["seed"] == 0).all()
 
 
 def test_rescale_keeps_a_finished_seed(finished) -> None:
@@ -142,10 +165,17 @@ def test_load_multi_scale_is_empty_when_nothing_was_scored(tmp_path: Path) -> No
     assert isinstance(rescale.load_multi_scale("smoke", "x", results_dir=tmp_path), pd.DataFrame)
 
 
-def test_scale_table_averages_each_seeds_mean_and_sums_the_failures() -> None:
+@pytest.mark.parametrize(
+    "recorded",
+    [
+        ("average", "1.2", "1", "0.8 pasted", "0.8"),
+        ("average", "1.2", "1", "0.8"),  # a record made before the pasted row
+    ],
+)
+def test_scale_table_averages_each_seeds_mean_and_sums_the_failures(recorded) -> None:
     rows = []
     for seed, adf in ((0, [1.0, 5.0, np.nan]), (1, [2.0, 2.0, 2.0])):
-        for scales in ("average", "1.2", "1", "0.8"):
+        for scales in recorded:
             for name, error in zip("abc", adf, strict=True):
                 rows.append(
                     {
@@ -158,7 +188,8 @@ def test_scale_table_averages_each_seeds_mean_and_sums_the_failures() -> None:
                     }
                 )
     table = rescale.scale_table(pd.DataFrame(rows))
-    assert list(table.index) == ["0.8", "1", "1.2", "average"]
+    order = ["0.8", "0.8 pasted", "1", "1.2", "average"]
+    assert list(table.index) == [row for row in order if row in recorded]
     # the mean of seed 0's two measured images (3.0) and seed 1's three (2.0), 2.5: not
     # the 2.4 of the five pooled
     assert table.loc["1", "val ADF (mm)"] == pytest.approx(2.5)

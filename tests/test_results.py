@@ -390,8 +390,9 @@ MULTI_SCALE = RESULTS / "checks" / "multi-scale" / "cpu-hc" / FINAL_RUN
 
 def test_the_final_models_multi_scale_record_reproduces_its_own_scale() -> None:
     """Chapter 8's multi-scale paragraph: every seed of the final model scored on its 80
-    validation images at 0.8, 1 and 1.2 of its input and on their average; at 1 it must
-    re-measure what the run recorded, image for image."""
+    validation images at 0.8, 1 and 1.2 of its input, at 0.8 pasted into a canvas of its
+    input size, and on the average of the three sizes; at 1 it must re-measure what the run
+    recorded, image for image."""
     records = sorted(MULTI_SCALE.glob("seed-*/multi_scale.json"))
     if not records:
         pytest.skip("the final model was not scored at several scales")
@@ -399,8 +400,13 @@ def test_the_final_models_multi_scale_record_reproduces_its_own_scale() -> None:
     for path in records:
         record = strict(path.read_text())
         assert record["run"] == FINAL_RUN and record["flips"] is True
-        assert record["input_sizes"] == {"0.8": [256, 384], "1": [320, 480], "1.2": [384, 576]}
-        assert set(record["val"]) == {"average", "0.8", "1", "1.2"}
+        assert record["input_sizes"] == {
+            "0.8": [256, 384],
+            "1": [320, 480],
+            "1.2": [384, 576],
+            "0.8 pasted": [320, 480],
+        }
+        assert set(record["val"]) == {"average", "0.8", "1", "1.2", "0.8 pasted"}
         per_image = pd.read_csv(path.parent / "per_image.csv", dtype={"scales": str})
         own = per_image[per_image["scales"] == "1"].set_index("name")["hc_pred_mm"].sort_index()
         assert len(own) == 80 and (per_image["scales"].value_counts() == 80).all()
