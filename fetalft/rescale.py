@@ -109,6 +109,11 @@ def score_pasted(
     """
     height, width = scans[0].image.shape
     canvas_height, canvas_width = image_shape(canvas)
+    if height > canvas_height or width > canvas_width:
+        raise ValueError(
+            f"scans of {height} x {width} do not fit a {canvas_height} x {canvas_width} "
+            "canvas; only a smaller scale can be pasted"
+        )
     top, left = (canvas_height - height) // 2, (canvas_width - width) // 2
     pasted = []
     for scan in scans:
@@ -190,10 +195,10 @@ def load_multi_scale(
 
 
 def scale_table(images: pd.DataFrame) -> pd.DataFrame:
-    """One row per input scale, the smallest pasted, and their average, those recorded
-    (:func:`load_multi_scale`'s images): the
-    validation Dice (%), ADF and mean signed HC difference, each the mean of the seeds'
-    means, and the images left unmeasured, summed over the seeds."""
+    """One row per input scale, the smallest pasted, and their average, as far as recorded
+    (:func:`load_multi_scale`'s images): the validation Dice (%), ADF and mean signed HC
+    difference, each the mean of the seeds' means, and the images left unmeasured, summed
+    over the seeds."""
     per_seed = images.groupby(["scales", "seed"]).agg(
         dice=("dice", "mean"),
         adf=("adf_mm", "mean"),

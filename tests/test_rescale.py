@@ -98,6 +98,13 @@ def test_a_pasted_scan_is_scored_on_its_own_pixels_of_the_canvas(synthetic_hc18:
         assert row["hc_pred_mm"].item() == pytest.approx(expected, rel=2e-3)
 
 
+def test_a_scan_larger_than_the_canvas_is_refused(synthetic_hc18: Path) -> None:
+    records = select_records(hc18.load_records("training", synthetic_hc18), "val", limit=1)
+    large = load_scans(records, 192, False)
+    with pytest.raises(ValueError, match="192 x 192 do not fit a 160 x 160 canvas"):
+        rescale.score_pasted(ScaleDependentHead(), large, 160, Runtime.choose("fp32"), 2, False)
+
+
 @pytest.fixture(scope="module")
 def finished(
     tmp_path_factory: pytest.TempPathFactory, synthetic_hc18: Path, finished_smoke_runs
