@@ -137,8 +137,8 @@ def _study(args: argparse.Namespace) -> int:
     study = Study(
         profile,
         args.data_dir,
-        args.results_dir,
-        args.checkpoint_dir,
+        results,
+        checkpoints,
         args.encoder_weights,
         args.precision,
         progress=not args.quiet,

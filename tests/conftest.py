@@ -59,6 +59,17 @@ def umask():
         os.umask(saved)
 
 
+@pytest.fixture
+def locked_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder the user may not write in, as ``os.access`` reports it: the tests often run
+    as root, who may write anywhere, so the check is stubbed rather than the permissions."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != locked and real_access(p, mode))
+    return locked
+
+
 @pytest.fixture(scope="session")
 def finished_smoke_runs():
     """A function that makes finished smoke-profile runs (see :func:`_finished_smoke_runs`)."""

@@ -892,17 +892,13 @@ def _commands_writing(output: Path, checkpoint: Path, scan: hc18.Record, data: P
     ]
 
 
-def _obstacle(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
+def _obstacle(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> tuple[Path, str]:
     """A place no output can be written below, and the reason a command must give."""
-    import os
-
-    place = tmp_path / "in-the-way"
     if kind == "file":
+        place = tmp_path / "in-the-way"
         place.write_text("not a folder")
         return place, f"{place} is a file, not a folder"
-    place.mkdir()  # os.access stands in for the file system: tests often run as root
-    real_access = os.access
-    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != place and real_access(p, mode))
+    place = request.getfixturevalue("locked_folder")
     return place, f"you may not write in {place}"
 
 
@@ -914,13 +910,14 @@ def test_outputs_that_cannot_be_written_are_refused_before_any_work(
     synthetic_hc18: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
     capsys,
 ) -> None:
     """Before: ``--overlay notes.txt/overlay.png`` failed only when the overlay was written,
     after the model had measured the scan: a traceback, exit 1, the measurement never
     printed. Now one line, exit 2, no model loaded, nothing written. The nearest existing
     folder decides: the missing ones below it would be made there."""
-    place, reason = _obstacle(kind, tmp_path, monkeypatch)
+    place, reason = _obstacle(kind, tmp_path, request)
     monkeypatch.setattr(Predictor, "from_checkpoint", lambda *a, **k: pytest.fail("loaded"))
     for option, args in _commands_writing(
         place / "new" / "out.png", checkpoint, scan, synthetic_hc18

@@ -219,12 +219,7 @@ def test_folder_problem_names_the_file_in_the_way(tmp_path: Path) -> None:
 
 
 def test_folder_problem_names_the_folder_the_user_may_not_write_in(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, locked_folder: Path
 ) -> None:
-    """``os.access`` stands in for the file system: tests often run as root."""
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    real_access = os.access
-    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != locked and real_access(p, mode))
-    assert folder_problem(locked / "new") == f"you may not write in {locked}"
+    assert folder_problem(locked_folder / "new") == f"you may not write in {locked_folder}"
     assert folder_problem(tmp_path) is None
